@@ -1,0 +1,74 @@
+"""``inventory-sync``: the headless command line over the engine.
+
+Exit codes: 0 success, 2 usage error, 1 any other error (one line on stderr;
+the traceback only with ``--debug``). With ``--json`` every output record is
+one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.cli.output import Output
+from engine.cli.store_commands import register as register_store_commands
+from engine.errors import EngineError
+
+__all__ = ["build_parser", "main"]
+
+
+def _global_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="data directory (default: per user)")
+    common.add_argument("--user", default=argparse.SUPPRESS, help="whose database to use (default: login name)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON object per line")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log details and tracebacks")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every command registered."""
+    common = _global_options()
+    parser = argparse.ArgumentParser(
+        prog="inventory-sync", description="Inventory Sync without a window.", parents=[common]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register_store_commands(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in (("data_dir", None), ("user", None), ("json", False), ("debug", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if args.user is None:
+        args.user = getpass.getuser()
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    out = Output(json_lines=args.json)
+    try:
+        return int(args.handler(args, out))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except (EngineError, OSError) as exc:
+        if args.debug:
+            logging.exception("command failed")
+        out.error(str(exc))
+        return 1
+    except Exception as exc:
+        if args.debug:
+            logging.exception("command failed")
+        out.error(f"internal error: {type(exc).__name__}: {exc}")
+        return 1

@@ -1,0 +1,78 @@
+"""Exceptions raised by the engine.
+
+Every exception the engine raises on purpose derives from :class:`EngineError`::
+
+    EngineError
+    ├── InvalidDocumentError      bad document ID, body, revision ID or history
+    ├── NotFoundError             no such document, revision or local document
+    ├── ConflictError             a save or insert would create an unwanted conflict
+    ├── BlobError
+    │   ├── BlobNotFoundError     a body refers to a blob the store does not hold
+    │   └── BlobCorruptError      stored blob bytes do not match their digest
+    ├── StorageError              the database cannot be opened, read or written
+    ├── InventoryError            invalid quantity, unknown item, bad list document
+    ├── InvalidUserNameError      a user name that cannot name a database
+    └── replication.errors.ReplicationError  (see ``engine/replication/errors.py``)
+
+Errors carry a message a user can read; they never include document bodies,
+passwords or keys.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlobCorruptError",
+    "BlobError",
+    "BlobNotFoundError",
+    "ConflictError",
+    "EngineError",
+    "InvalidDocumentError",
+    "InvalidUserNameError",
+    "InventoryError",
+    "NotFoundError",
+    "StorageError",
+]
+
+
+class EngineError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class InvalidDocumentError(EngineError, ValueError):
+    """A document ID, body, revision ID or revision history is not acceptable."""
+
+
+class NotFoundError(EngineError, LookupError):
+    """The document, revision or local document does not exist."""
+
+
+class ConflictError(EngineError):
+    """The operation would conflict with the document's current revision."""
+
+    def __init__(self, message: str, *, current_rev_id: str | None = None) -> None:
+        super().__init__(message)
+        self.current_rev_id = current_rev_id
+
+
+class BlobError(EngineError):
+    """A problem with blob (attachment) content."""
+
+
+class BlobNotFoundError(BlobError, LookupError):
+    """The store holds no blob with that digest."""
+
+
+class BlobCorruptError(BlobError):
+    """The stored or received bytes do not match the blob's digest or length."""
+
+
+class StorageError(EngineError):
+    """The database files cannot be opened, read or written."""
+
+
+class InventoryError(EngineError, ValueError):
+    """An inventory operation was given an invalid quantity, item or list."""
+
+
+class InvalidUserNameError(EngineError, ValueError):
+    """The user name cannot be used to name a database."""

@@ -1,0 +1,264 @@
+"""The LMDB environment under a :class:`~engine.database.Database`.
+
+This is the only module that imports :mod:`lmdb`. It owns one environment with
+a fixed set of named sub-databases, durable commits, and a memory map that
+grows when it fills up: a transaction that hits ``MDB_MAP_FULL`` is aborted,
+the map is doubled while no other transaction of this process is open, and
+the transaction function runs again from the start. Callers therefore pass
+*functions* to :meth:`Store.write`, never hold a write transaction open
+themselves, and must keep those functions free of side effects outside the
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from engine.errors import StorageError
+
+__all__ = ["SUB_DATABASES", "Store", "Txn"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Named sub-databases. ``docs``: doc ID -> summary; ``revs``: doc ID -> revision
+#: tree; ``bodies``: doc ID NUL rev ID -> body JSON; ``seqs``: big-endian sequence
+#: -> change row; ``blobs``: digest -> blob record; ``blob_chunks``: digest +
+#: chunk index -> bytes; ``local``: local (non-replicated) documents; ``meta``:
+#: database-wide values such as the last sequence and the private UUID.
+SUB_DATABASES = (
+    "docs",
+    "revs",
+    "bodies",
+    "seqs",
+    "blobs",
+    "blob_chunks",
+    "local",
+    "meta",
+)
+
+#: First map size. It only reserves address space; the file grows as used.
+INITIAL_MAP_SIZE = 1 << 30
+#: Growth stops here (64 GiB); beyond it a write fails with StorageError.
+MAX_MAP_SIZE = 1 << 36
+
+
+class Txn:
+    """A transaction over the named sub-databases (read-only or read-write)."""
+
+    __slots__ = ("_dbs", "_txn")
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """Return the value stored under ``key``, or None."""
+        value = self._txn.get(key, db=self._dbs[db])
+        return None if value is None else bytes(value)
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing any previous value."""
+        self._txn.put(key, value, db=self._dbs[db])
+
+    def delete(self, db: str, key: bytes) -> bool:
+        """Remove ``key``; return whether it existed."""
+        return bool(self._txn.delete(key, db=self._dbs[db]))
+
+    def items_from(self, db: str, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Iterate ``(key, value)`` pairs in key order, from the first key >= ``start``."""
+        cursor = self._txn.cursor(db=self._dbs[db])
+        if not cursor.set_range(start):
+            return
+        for key, value in cursor.iternext(keys=True, values=True):
+            yield bytes(key), bytes(value)
+
+    def items_prefix(self, db: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Iterate the pairs whose key starts with ``prefix``."""
+        for key, value in self.items_from(db, prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def keys(self, db: str) -> Iterator[bytes]:
+        """Iterate every key of ``db`` in order."""
+        cursor = self._txn.cursor(db=self._dbs[db])
+        if not cursor.first():
+            return
+        for key in cursor.iternext(keys=True, values=False):
+            yield bytes(key)
+
+    def last(self, db: str) -> tuple[bytes, bytes] | None:
+        """Return the pair with the greatest key, or None when ``db`` is empty."""
+        cursor = self._txn.cursor(db=self._dbs[db])
+        if not cursor.last():
+            return None
+        return bytes(cursor.key()), bytes(cursor.value())
+
+    def count(self, db: str) -> int:
+        """Return the number of entries in ``db``."""
+        return int(self._txn.stat(self._dbs[db])["entries"])
+
+
+class Store:
+    """One LMDB environment with the project's named sub-databases."""
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        """Open (creating if needed) the environment in directory ``path``.
+
+        Args:
+            path: directory holding ``data.mdb`` and ``lock.mdb``.
+            durable: fsync every commit (the default). Only benchmarks and
+                throw-away databases should turn it off.
+
+        Raises:
+            StorageError: the files cannot be opened (corrupt, unreadable,
+                already open in this process, or not an LMDB environment).
+        """
+        self.path = path
+        self._gate = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+        self._write_lock = threading.Lock()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            existing = path / "data.mdb"
+            map_size = INITIAL_MAP_SIZE
+            if existing.exists():
+                map_size = max(map_size, _round_up_pow2(existing.stat().st_size * 2))
+            self._env = lmdb.open(
+                str(path),
+                map_size=map_size,
+                max_dbs=len(SUB_DATABASES) + 1,
+                sync=durable,
+                metasync=durable,
+                readahead=False,
+                max_spare_txns=4,
+            )
+            self._env.reader_check()
+            with self._env.begin(write=True) as txn:
+                self._dbs = {name: self._env.open_db(name.encode(), txn=txn) for name in SUB_DATABASES}
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open database at {path}: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open database at {path}: {exc.strerror or exc}") from exc
+
+    @property
+    def map_size(self) -> int:
+        """Current size of the memory map in bytes."""
+        return int(self._env.info()["map_size"])
+
+    def close(self) -> None:
+        """Close the environment. Further use raises StorageError."""
+        with self._write_lock, self._gate:
+            self._env.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        """Open a read-only snapshot for the duration of the ``with`` block."""
+        self._enter_reader()
+        try:
+            try:
+                txn = self._env.begin(write=False, buffers=False)
+            except lmdb.MapResizedError:
+                self._adopt_foreign_resize()
+                txn = self._env.begin(write=False, buffers=False)
+            try:
+                yield Txn(txn, self._dbs)
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+        finally:
+            self._leave_reader()
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a write transaction and commit it durably.
+
+        If the map fills, the transaction is aborted, the map grows and ``fn``
+        runs again, so ``fn`` must only touch the transaction. An exception
+        from ``fn`` aborts the transaction and propagates: nothing is written.
+        """
+        with self._write_lock:
+            while True:
+                self._enter_reader()
+                try:
+                    txn = self._env.begin(write=True)
+                    try:
+                        result = fn(Txn(txn, self._dbs))
+                        txn.commit()
+                        return result
+                    except BaseException:
+                        txn.abort()
+                        raise
+                except lmdb.MapFullError:
+                    grow = True
+                except lmdb.MapResizedError:
+                    grow = False
+                except lmdb.Error as exc:
+                    raise StorageError(f"database write failed: {exc}") from exc
+                finally:
+                    self._leave_reader()
+                if grow:
+                    self._grow()
+                else:
+                    self._adopt_foreign_resize()
+
+    def copy_to(self, path: Path) -> None:
+        """Write a compacted, consistent copy of the environment to ``path``."""
+        path.mkdir(parents=True, exist_ok=False)
+        try:
+            self._env.copy(str(path), compact=True)
+        except lmdb.Error as exc:
+            raise StorageError(f"database copy failed: {exc}") from exc
+
+    # -- map growth ---------------------------------------------------------
+
+    def _enter_reader(self) -> None:
+        with self._gate:
+            while self._resizing:
+                self._gate.wait()
+            self._readers += 1
+
+    def _leave_reader(self) -> None:
+        with self._gate:
+            self._readers -= 1
+            if self._readers == 0:
+                self._gate.notify_all()
+
+    def _resize(self, size: int) -> None:
+        with self._gate:
+            self._resizing = True
+            try:
+                while self._readers:
+                    self._gate.wait()
+                self._env.set_mapsize(size)
+            finally:
+                self._resizing = False
+                self._gate.notify_all()
+
+    def _grow(self) -> None:
+        size = self.map_size * 2
+        if size > MAX_MAP_SIZE:
+            raise StorageError("database is full: the map cannot grow beyond 64 GiB")
+        log.info("growing database map of %s to %d MiB", self.path, size >> 20)
+        self._resize(size)
+
+    def _adopt_foreign_resize(self) -> None:
+        log.info("adopting a map size grown by another process")
+        self._resize(0)
+
+
+def _round_up_pow2(n: int) -> int:
+    size = 1
+    while size < n:
+        size <<= 1
+    return size

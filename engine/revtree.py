@@ -1,0 +1,289 @@
+"""Revision trees (protocol §4): pure values, no storage.
+
+A document's history is a tree of revisions. Each node knows its parent,
+whether it is a deletion (tombstone), whether its body is stored, and the
+sequence at which it was added. Leaves are the current revisions of their
+branches; more than one live (non-deleted) leaf means the document is in
+conflict. The winning revision is the leaf Couchbase Lite would pick: live
+before deleted, then the higher generation, then the higher digest (byte-wise).
+
+Replication inserts revisions together with their ancestry (protocol §4.2).
+Ancestors the tree has never seen become body-less placeholders, so inserting
+the same revisions in any order gives the same tree.
+
+Bodies are kept for leaves and for the ``keep_bodies`` nearest ancestors of
+each leaf (what delta sync needs as a base, protocol §5); older bodies are
+dropped. Nodes deeper than ``max_depth`` below every leaf are pruned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from itertools import pairwise
+
+from engine.errors import InvalidDocumentError
+from engine.revid import compare_key, generation, parse_rev_id
+
+__all__ = [
+    "DEFAULT_KEEP_BODIES",
+    "DEFAULT_MAX_DEPTH",
+    "InsertStatus",
+    "RevNode",
+    "RevTree",
+]
+
+DEFAULT_MAX_DEPTH = 20
+DEFAULT_KEEP_BODIES = 1
+
+DELETED = 1
+HAS_BODY = 2
+
+
+class InsertStatus(IntEnum):
+    """What :meth:`RevTree.insert_with_history` did."""
+
+    EXISTS = 0  #: the revision was already there with its body
+    ADDED = 1  #: a new leaf (or branch) was added
+    FILLED = 2  #: a placeholder received its body
+
+
+@dataclass(slots=True)
+class RevNode:
+    """One revision in a tree."""
+
+    rev_id: str
+    parent: str | None
+    deleted: bool
+    has_body: bool
+    sequence: int
+
+    @property
+    def generation(self) -> int:
+        """The revision's generation number."""
+        return generation(self.rev_id)
+
+
+def _winner_key(node: RevNode) -> tuple[bool, int, str]:
+    gen, digest = compare_key(node.rev_id)
+    return (not node.deleted, gen, digest)
+
+
+class RevTree:
+    """The revision tree of one document."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: Iterable[RevNode] = ()) -> None:
+        self.nodes: dict[str, RevNode] = {n.rev_id: n for n in nodes}
+
+    # -- queries -------------------------------------------------------------
+
+    def __contains__(self, rev_id: object) -> bool:
+        return rev_id in self.nodes
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def get(self, rev_id: str) -> RevNode | None:
+        """Return the node for ``rev_id``, or None."""
+        return self.nodes.get(rev_id)
+
+    def leaves(self) -> list[RevNode]:
+        """Return the leaf revisions, winner first."""
+        if len(self.nodes) == 1:
+            return list(self.nodes.values())
+        parents = {n.parent for n in self.nodes.values()}
+        return sorted((n for n in self.nodes.values() if n.rev_id not in parents), key=_winner_key, reverse=True)
+
+    def winner(self) -> RevNode:
+        """Return the winning (current) revision.
+
+        Raises:
+            InvalidDocumentError: the tree is empty.
+        """
+        if len(self.nodes) == 1:
+            return next(iter(self.nodes.values()))
+        leaves = self.leaves()
+        if not leaves:
+            raise InvalidDocumentError("empty revision tree")
+        return leaves[0]
+
+    def live_leaves(self) -> list[RevNode]:
+        """Return the non-deleted leaves, winner first."""
+        return [n for n in self.leaves() if not n.deleted]
+
+    def is_conflicted(self) -> bool:
+        """Return whether more than one live leaf exists."""
+        return len(self.nodes) > 1 and len(self.live_leaves()) > 1
+
+    def history(self, rev_id: str) -> list[str]:
+        """Return ``rev_id`` followed by its known ancestors, newest first."""
+        out: list[str] = []
+        node = self.nodes.get(rev_id)
+        while node is not None:
+            out.append(node.rev_id)
+            node = self.nodes.get(node.parent) if node.parent else None
+        return out
+
+    def is_ancestor(self, ancestor: str, rev_id: str) -> bool:
+        """Return whether ``ancestor`` is ``rev_id`` or one of its ancestors."""
+        return ancestor in self.history(rev_id)
+
+    def max_sequence(self) -> int:
+        """Return the highest sequence of any node (0 for an empty tree)."""
+        return max((n.sequence for n in self.nodes.values()), default=0)
+
+    # -- changes -------------------------------------------------------------
+
+    def add_child(self, parent: str | None, rev_id: str, *, deleted: bool, sequence: int) -> RevNode:
+        """Add a new revision with a body as a child of ``parent`` (None: a new root).
+
+        Raises:
+            InvalidDocumentError: the ID exists, the parent is unknown, or the
+                generation is not the parent's plus one.
+        """
+        gen, _ = parse_rev_id(rev_id)
+        if rev_id in self.nodes:
+            raise InvalidDocumentError(f"revision {rev_id} already exists")
+        if parent is not None:
+            if parent not in self.nodes:
+                raise InvalidDocumentError(f"parent revision {parent} does not exist")
+            if gen != generation(parent) + 1:
+                raise InvalidDocumentError(f"revision {rev_id} is not a child of {parent}")
+        elif gen != 1 and self.nodes:
+            raise InvalidDocumentError(f"revision {rev_id} has no parent")
+        node = RevNode(rev_id, parent, deleted, True, sequence)
+        self.nodes[rev_id] = node
+        return node
+
+    def insert_with_history(self, rev_id: str, history: Sequence[str], *, deleted: bool, sequence: int) -> InsertStatus:
+        """Insert a revision received from a peer, with its ancestors (protocol §4.2).
+
+        ``history`` lists the ancestors newest first, without ``rev_id``.
+        Unknown ancestors become placeholders without bodies.
+
+        Raises:
+            InvalidDocumentError: an ID is invalid or the generations do not
+                decrease by exactly one.
+        """
+        chain = [rev_id, *history]
+        gen, _ = parse_rev_id(rev_id)
+        for offset, ancestor in enumerate(history, start=1):
+            if parse_rev_id(ancestor)[0] != gen - offset:
+                raise InvalidDocumentError(f"history of {rev_id} skips a generation at {ancestor}")
+        existing = self.nodes.get(rev_id)
+        if existing is not None and existing.has_body:
+            status = InsertStatus.EXISTS
+        elif existing is not None:
+            existing.deleted = deleted
+            existing.has_body = True
+            existing.sequence = sequence
+            status = InsertStatus.FILLED
+        else:
+            self.nodes[rev_id] = RevNode(rev_id, None, deleted, True, sequence)
+            status = InsertStatus.ADDED
+        for child_id, parent_id in pairwise(chain):
+            child = self.nodes[child_id]
+            if child.parent is not None:
+                break
+            child.parent = parent_id
+            if parent_id in self.nodes:
+                parent = self.nodes[parent_id]
+                if parent.parent is not None or parent_id == chain[-1]:
+                    break
+            else:
+                self.nodes[parent_id] = RevNode(parent_id, None, False, False, sequence)
+        return status
+
+    def remove_leaf(self, rev_id: str) -> None:
+        """Remove a leaf revision (used to undo a local branch)."""
+        del self.nodes[rev_id]
+
+    def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES) -> list[str]:
+        """Forget bodies no longer needed; return the revisions whose body to delete.
+
+        A body is needed by a leaf and by the ``keep_bodies`` nearest ancestors
+        of each leaf.
+        """
+        if len(self.nodes) == 1:
+            return []
+        needed: set[str] = set()
+        for leaf in self.leaves():
+            node: RevNode | None = leaf
+            for _ in range(keep_bodies + 1):
+                if node is None:
+                    break
+                needed.add(node.rev_id)
+                node = self.nodes.get(node.parent) if node.parent else None
+        dropped = []
+        for node in self.nodes.values():
+            if node.has_body and node.rev_id not in needed:
+                node.has_body = False
+                dropped.append(node.rev_id)
+        return dropped
+
+    def prune(self, max_depth: int = DEFAULT_MAX_DEPTH) -> list[str]:
+        """Remove revisions more than ``max_depth`` generations below every leaf.
+
+        Returns the removed revision IDs. Nodes whose parent was removed
+        become roots.
+        """
+        if len(self.nodes) <= max_depth:
+            return []
+        keep: set[str] = set()
+        for leaf in self.leaves():
+            node: RevNode | None = leaf
+            depth = 0
+            while node is not None and depth < max_depth:
+                keep.add(node.rev_id)
+                node = self.nodes.get(node.parent) if node.parent else None
+                depth += 1
+        removed = [rev for rev in self.nodes if rev not in keep]
+        for rev in removed:
+            del self.nodes[rev]
+        for node in self.nodes.values():
+            if node.parent is not None and node.parent not in self.nodes:
+                node.parent = None
+        return removed
+
+    # -- encoding ------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """Serialize the tree as JSON rows ``[rev_id, parent index, flags, sequence]``.
+
+        Nodes are ordered by generation, then ID. Revision IDs are validated
+        ASCII without quotes, so the rows are formatted directly.
+        """
+        ordered = sorted(self.nodes.values(), key=lambda n: compare_key(n.rev_id)) if len(self.nodes) > 1 else None
+        nodes = ordered if ordered is not None else self.nodes.values()
+        index = {n.rev_id: i for i, n in enumerate(nodes)} if ordered is not None else {}
+        rows = ",".join(
+            f'["{n.rev_id}",{-1 if n.parent is None else index.get(n.parent, -1)},'
+            f"{(DELETED if n.deleted else 0) | (HAS_BODY if n.has_body else 0)},{n.sequence}]"
+            for n in nodes
+        )
+        return ("[" + rows + "]").encode()
+
+    @staticmethod
+    def encode_single(rev_id: str, *, deleted: bool, sequence: int) -> bytes:
+        """What :meth:`encode` gives for a tree of one revision with its body (no tree built)."""
+        return b'[["%s",-1,%d,%d]]' % (rev_id.encode(), (DELETED if deleted else 0) | HAS_BODY, sequence)
+
+    @classmethod
+    def decode(cls, data: bytes) -> RevTree:
+        """Inverse of :meth:`encode`."""
+        rows = json.loads(data)
+        ids = [row[0] for row in rows]
+        tree = cls()
+        tree.nodes = {
+            rev: RevNode(rev, None if p < 0 else ids[p], bool(f & DELETED), bool(f & HAS_BODY), seq)
+            for rev, p, f, seq in rows
+        }
+        return tree
+
+    def shape(self) -> frozenset[tuple[str, str | None, bool, bool]]:
+        """The tree's structure without sequences (for comparisons)."""
+        return frozenset((n.rev_id, n.parent, n.deleted, n.has_body) for n in self.nodes.values())

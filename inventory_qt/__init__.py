@@ -1,0 +1,1 @@
+"""The Inventory Sync desktop app (PySide6)."""

@@ -1,0 +1,324 @@
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.changes import Changes, ChangeSource
+from engine.conflicts import ConcurrencyControl
+from engine.database import Database, RevisionInsert
+from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError
+from engine.revtree import InsertStatus
+
+FAIL = ConcurrencyControl.FAIL_ON_CONFLICT
+
+
+def rid(gen: int, tag: str) -> str:
+    return f"{gen}-{hashlib.sha1(tag.encode()).hexdigest()}"
+
+
+def test_save_and_get(db: Database) -> None:
+    doc = db.save("a", {"x": 1})
+    assert doc.rev_id.startswith("1-") and doc.sequence == 1
+    got = db.get("a")
+    assert got is not None
+    assert (got.id, got.rev_id, got.body, got.deleted) == ("a", doc.rev_id, {"x": 1}, False)
+    assert db.get("missing") is None
+    assert db.last_sequence == 1
+
+
+def test_update_and_history(db: Database) -> None:
+    first = db.save("a", {"x": 1})
+    second = db.save("a", {"x": 2}, base_rev=first.rev_id)
+    assert second.rev_id.startswith("2-")
+    tree = db.get_tree("a")
+    assert tree is not None and tree.history(second.rev_id) == [second.rev_id, first.rev_id]
+    assert db.get_revision("a", first.rev_id) is not None  # parent body kept for deltas
+
+
+def test_fail_on_conflict(db: Database) -> None:
+    first = db.save("a", {"x": 1})
+    db.save("a", {"x": 2}, base_rev=first.rev_id)
+    with pytest.raises(ConflictError) as info:
+        db.save("a", {"x": 3}, base_rev=first.rev_id, concurrency=FAIL)
+    assert info.value.current_rev_id is not None
+    with pytest.raises(ConflictError):
+        db.save("a", {"x": 3}, base_rev=None, concurrency=FAIL)
+    assert db.get("a").body == {"x": 2}  # type: ignore[union-attr]
+
+
+def test_last_write_wins_saves_on_top_of_current(db: Database) -> None:
+    first = db.save("a", {"x": 1})
+    second = db.save("a", {"x": 2}, base_rev=first.rev_id)
+    third = db.save("a", {"x": 3}, base_rev=first.rev_id)
+    assert third.rev_id.startswith("3-")
+    tree = db.get_tree("a")
+    assert tree is not None and tree.history(third.rev_id)[1] == second.rev_id
+    assert not third.conflicted
+
+
+def test_save_with_handler_merges_or_gives_up(db: Database) -> None:
+    first = db.save("a", {"n": 1})
+    db.save("a", {"n": 2}, base_rev=first.rev_id)
+    calls = []
+
+    def merge(mine: dict[str, object], current: object) -> dict[str, object]:
+        calls.append((mine, current))
+        return {"n": 10}
+
+    merged = db.save_with_handler("a", {"n": 3}, first.rev_id, merge)
+    assert merged is not None and merged.body == {"n": 10} and len(calls) == 1
+    assert db.save_with_handler("a", {"n": 4}, first.rev_id, lambda _m, _c: None) is None
+    assert db.get("a").body == {"n": 10}  # type: ignore[union-attr]
+
+
+def test_delete_and_recreate(db: Database) -> None:
+    first = db.save("a", {"x": 1})
+    tomb = db.delete("a", base_rev=first.rev_id, concurrency=FAIL)
+    assert tomb.deleted and tomb.rev_id.startswith("2-")
+    got = db.get("a")
+    assert got is not None and got.deleted
+    assert "a" not in db.doc_ids() and "a" in db.doc_ids(include_deleted=True)
+    with pytest.raises(NotFoundError):
+        db.delete("a")
+    with pytest.raises(NotFoundError):
+        db.delete("never")
+    again = db.save("a", {"x": 2}, base_rev=None, concurrency=FAIL)
+    assert again.rev_id.startswith("3-") and not again.deleted
+
+
+@pytest.mark.parametrize("body", [{"_id": "x"}, [], {"a": float("nan")}, {1: 2}])
+def test_invalid_bodies_write_nothing(db: Database, body: object) -> None:
+    with pytest.raises(InvalidDocumentError):
+        db.save("a", body)  # type: ignore[arg-type]
+    assert db.last_sequence == 0
+    assert db.get("a") is None
+
+
+def test_batch_commits_together_or_not_at_all(db: Database) -> None:
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    with db.batch() as batch:
+        for i in range(5):
+            batch.save(f"d{i}", {"i": i})
+    assert len(batch.results) == 5 and db.last_sequence == 5
+    assert len(seen) == 1 and seen[0].doc_ids == tuple(f"d{i}" for i in range(5))
+    with pytest.raises(RuntimeError), db.batch() as batch:
+        batch.save("e1", {"i": 1})
+        raise RuntimeError("abandon")
+    assert db.get("e1") is None
+    # an op failing inside the transaction aborts the whole batch
+    with pytest.raises(ConflictError), db.batch() as batch:
+        batch.save("e2", {"i": 2})
+        batch.save("d0", {"i": 0}, base_rev=None, concurrency=FAIL)
+    assert db.get("e2") is None and db.last_sequence == 5
+
+
+def test_observers_see_one_changes_value_per_transaction(db: Database) -> None:
+    seen: list[Changes] = []
+    remove = db.add_change_listener(seen.append)
+    db.save("a", {})
+    db.insert_revisions([RevisionInsert("b", rid(1, "b"), [], {"v": 1})], remote="peer")
+    assert [(c.doc_ids, c.source, c.remote) for c in seen] == [
+        (("a",), ChangeSource.LOCAL, None),
+        (("b",), ChangeSource.REMOTE, "peer"),
+    ]
+    remove()
+    db.save("c", {})
+    assert len(seen) == 2
+
+
+def test_listener_errors_do_not_break_saves(db: Database) -> None:
+    def boom(_: Changes) -> None:
+        raise ValueError("listener bug")
+
+    db.add_change_listener(boom)
+    assert db.save("a", {}).sequence == 1
+
+
+def test_changes_feed(db: Database) -> None:
+    a = db.save("a", {"v": 1})
+    db.save("b", {"v": 1})
+    db.save("a", {"v": 2}, base_rev=a.rev_id)
+    db.delete("b")
+    rows = db.changes_since(0)
+    assert [(r.sequence, r.doc_id, r.deleted) for r in rows] == [(3, "a", False), (4, "b", True)]
+    assert [r.doc_id for r in db.changes_since(3)] == ["b"]
+    assert len(db.changes_since(0, limit=1)) == 1
+    assert rows[0].body_size == len(b'{"v":2}')
+
+
+def test_insert_revisions_with_history_and_conflicts(db: Database) -> None:
+    r1, r2, r3 = rid(1, "a"), rid(2, "b"), rid(3, "c")
+    results = db.insert_revisions([RevisionInsert("d", r3, [r2, r1], {"v": 3})])
+    assert results[0].status is InsertStatus.ADDED
+    assert db.get("d").rev_id == r3  # type: ignore[union-attr]
+    assert db.insert_revisions([RevisionInsert("d", r3, [r2, r1], {"v": 3})])[0].status is InsertStatus.EXISTS
+    # a sibling branch makes a conflict
+    other = rid(3, "other")
+    result = db.insert_revisions([RevisionInsert("d", other, [r2, r1], {"v": 4})])[0]
+    assert result.status is InsertStatus.ADDED and result.conflicted
+    assert db.conflicted_doc_ids() == ["d"]
+    # refused when no_conflicts is asked for
+    refused = db.insert_revisions([RevisionInsert("d", rid(3, "third"), [r2, r1], {}, no_conflicts=True)])[0]
+    assert isinstance(refused.error, ConflictError)
+
+
+def test_insert_errors_are_per_revision(db: Database) -> None:
+    results = db.insert_revisions(
+        [
+            RevisionInsert("ok", rid(1, "ok"), [], {"v": 1}),
+            RevisionInsert("bad", "x-1", [], {}),
+            RevisionInsert("bad2", rid(1, "b"), [], {"_id": "no"}),
+            RevisionInsert(
+                "blob", rid(1, "c"), [], {"i": {"@type": "blob", "digest": "sha1-" + "A" * 27 + "=", "length": 1}}
+            ),
+        ]
+    )
+    assert results[0].status is InsertStatus.ADDED
+    assert isinstance(results[1].error, InvalidDocumentError)
+    assert isinstance(results[2].error, InvalidDocumentError)
+    assert isinstance(results[3].error, BlobNotFoundError)
+    assert db.doc_ids() == ["ok"]
+
+
+def test_no_conflicts_accepts_fast_forward_and_new_branch_on_tombstone(db: Database) -> None:
+    first = db.save("a", {"v": 1})
+    child = rid(2, "child")
+    ok = db.insert_revisions([RevisionInsert("a", child, [first.rev_id], {"v": 2}, no_conflicts=True)])[0]
+    assert ok.status is InsertStatus.ADDED and not ok.conflicted
+    db.delete("a")
+    fresh = db.insert_revisions([RevisionInsert("a", rid(1, "fresh"), [], {"v": 9}, no_conflicts=True)])[0]
+    assert fresh.status is InsertStatus.ADDED
+    assert db.get("a").body == {"v": 9}  # type: ignore[union-attr]
+
+
+def test_resolve_conflict_keeping_remote_or_merging(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    local = db.save("a", {"v": 1}, base_rev=base.rev_id)
+    remote = rid(2, "remote")
+    db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})])
+    assert db.get("a").conflicted  # type: ignore[union-attr]
+    merged = db.resolve_conflict("a", remote, local.rev_id, {"v": 3}, keep_remote=False)
+    assert merged.body == {"v": 3} and not merged.conflicted
+    tree = db.get_tree("a")
+    assert tree is not None and tree.history(merged.rev_id)[1] == remote
+    with pytest.raises(ConflictError):
+        db.resolve_conflict("a", remote, local.rev_id, None, keep_remote=True)
+
+
+def test_purge_removes_everything(db: Database) -> None:
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    doc = db.save("a", {"v": 1})
+    db.save("a", {"v": 2}, base_rev=doc.rev_id)
+    db.purge("a")
+    assert db.get("a") is None and db.get_tree("a") is None
+    assert db.changes_since(0) == []
+    assert seen[-1].purged == ("a",)
+    with pytest.raises(NotFoundError):
+        db.purge("a")
+    assert db.save("b", {}).sequence == 3  # sequences are never reused
+
+
+def test_local_documents_use_mvcc(db: Database) -> None:
+    assert db.get_local("cp") is None
+    rev1 = db.put_local("cp", {"n": 1}, rev=None)
+    assert rev1 == "1-cc"
+    with pytest.raises(ConflictError):
+        db.put_local("cp", {"n": 2}, rev=None)
+    rev2 = db.put_local("cp", {"n": 2}, rev=rev1)
+    assert rev2 == "2-cc"
+    with pytest.raises(ConflictError):
+        db.put_local("cp", {"n": 3}, rev=rev1)
+    assert db.get_local("cp").body == {"n": 2}  # type: ignore[union-attr]
+    assert db.put_local("cp", {"n": 4}) == "3-cc"
+    assert db.changes_since(0) == []  # local documents are not replicated
+    assert db.delete_local("cp") and db.get_local("cp") is None
+
+
+def test_compaction_prunes_and_collects_blobs(tmp_path: Path) -> None:
+    database = Database(tmp_path / "c", max_depth=5)
+    try:
+        kept = database.save_blob(b"kept", "text/plain")
+        orphan = database.save_blob(b"orphan", "text/plain")
+        doc = database.save("a", {"img": kept.to_dict()})
+        for i in range(10):
+            doc = database.save("a", {"img": kept.to_dict(), "i": i}, base_rev=doc.rev_id)
+        tree = database.get_tree("a")
+        assert tree is not None and len(tree) == 5  # pruned on save
+        result = database.compact(blob_grace_seconds=0)
+        assert result.blobs_removed == 1
+        assert database.has_blob(kept.digest) and not database.has_blob(orphan.digest)
+        assert database.read_blob(kept.digest) == b"kept"
+    finally:
+        database.close()
+
+
+def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    with Database(tmp_path / "r") as first:
+        doc = first.save("a", {"v": 1})
+        uuid = first.uuid
+    with Database(tmp_path / "r") as second:
+        assert second.get("a") == doc
+        assert second.uuid == uuid
+        assert second.last_sequence == 1
+
+
+def test_map_grows_instead_of_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.lmdb_store.INITIAL_MAP_SIZE", 1 << 20)
+    with Database(tmp_path / "g", durable=False) as database:
+        start = database._store.map_size
+        for i in range(8):
+            with database.batch() as batch:
+                for j in range(200):
+                    batch.save(f"d{i}-{j}", {"pad": "x" * 2000})
+        assert database._store.map_size > start
+        assert database.document_count() == 1600
+
+
+# -- property: insertion order does not matter -----------------------------------
+
+
+@st.composite
+def remote_revisions(draw: st.DrawFn) -> list[RevisionInsert]:
+    n = draw(st.integers(min_value=1, max_value=15))
+    parents: dict[str, str | None] = {}
+    ids: list[str] = []
+    for i in range(n):
+        parent = draw(st.one_of(st.none(), st.sampled_from(ids))) if ids else None
+        gen = 1 if parent is None else int(parent.split("-")[0]) + 1
+        ids.append(rid(gen, f"r{i}"))
+        parents[ids[-1]] = parent
+    out = []
+    for rev in ids:
+        history = []
+        node = parents[rev]
+        while node is not None:
+            history.append(node)
+            node = parents[node]
+        out.append(RevisionInsert("doc", rev, history, {"rev": rev}, deleted=draw(st.booleans())))
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(remote_revisions(), st.randoms(use_true_random=False))
+def test_same_revisions_in_any_order_give_same_tree_and_winner(
+    tmp_path_factory: pytest.TempPathFactory, revs: list[RevisionInsert], rnd: random.Random
+) -> None:
+    def build(order: list[RevisionInsert]) -> tuple[frozenset[tuple[str, str | None, bool]], str, dict[str, object]]:
+        with Database(tmp_path_factory.mktemp("p"), durable=False, max_depth=100) as database:
+            for rev in order:
+                assert database.insert_revisions([rev])[0].error is None
+            tree = database.get_tree("doc")
+            doc = database.get("doc")
+            assert tree is not None and doc is not None
+            return frozenset((n.rev_id, n.parent, n.deleted) for n in tree.nodes.values()), doc.rev_id, doc.body
+
+    shuffled = list(revs)
+    rnd.shuffle(shuffled)
+    assert build(revs) == build(shuffled)

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.errors import InvalidDocumentError
+from engine.revtree import InsertStatus, RevNode, RevTree
+
+
+def rid(gen: int, tag: str) -> str:
+    return f"{gen}-{hashlib.sha1(tag.encode()).hexdigest()}"
+
+
+def chain(*tags: str) -> list[str]:
+    """Revision IDs of a linear history, oldest first."""
+    return [rid(i + 1, t) for i, t in enumerate(tags)]
+
+
+def test_linear_history_winner_and_history() -> None:
+    r1, r2, r3 = chain("a", "b", "c")
+    tree = RevTree()
+    tree.add_child(None, r1, deleted=False, sequence=1)
+    tree.add_child(r1, r2, deleted=False, sequence=2)
+    tree.add_child(r2, r3, deleted=False, sequence=3)
+    assert tree.winner().rev_id == r3
+    assert tree.history(r3) == [r3, r2, r1]
+    assert not tree.is_conflicted()
+    assert tree.is_ancestor(r1, r3)
+    assert not tree.is_ancestor(r3, r1)
+
+
+def test_add_child_rejects_bad_structure() -> None:
+    r1, r2 = chain("a", "b")
+    tree = RevTree()
+    tree.add_child(None, r1, deleted=False, sequence=1)
+    with pytest.raises(InvalidDocumentError):
+        tree.add_child(None, r1, deleted=False, sequence=2)  # exists
+    with pytest.raises(InvalidDocumentError):
+        tree.add_child(r2, rid(3, "x"), deleted=False, sequence=2)  # unknown parent
+    with pytest.raises(InvalidDocumentError):
+        tree.add_child(r1, rid(3, "x"), deleted=False, sequence=2)  # generation gap
+    with pytest.raises(InvalidDocumentError):
+        tree.add_child(None, rid(2, "x"), deleted=False, sequence=2)  # orphan in a non-empty tree
+
+
+def test_winner_rule_live_beats_deleted_then_generation_then_digest() -> None:
+    r1 = rid(1, "root")
+    tree = RevTree()
+    tree.add_child(None, r1, deleted=False, sequence=1)
+    low, high = sorted([rid(2, "x"), rid(2, "y")], key=lambda r: r.split("-")[1])
+    tree.add_child(r1, low, deleted=False, sequence=2)
+    tree.add_child(r1, high, deleted=False, sequence=3)
+    assert tree.winner().rev_id == high
+    assert tree.is_conflicted()
+    deep = rid(3, "deep")
+    tree.add_child(low, deep, deleted=False, sequence=4)
+    assert tree.winner().rev_id == deep  # higher generation
+    tomb = rid(4, "tomb")
+    tree.add_child(deep, tomb, deleted=True, sequence=5)
+    assert tree.winner().rev_id == high  # a live leaf beats a deleted one
+    assert not tree.is_conflicted()
+    tomb2 = rid(3, "tomb2")
+    tree.add_child(high, tomb2, deleted=True, sequence=6)
+    assert tree.winner().rev_id == tomb  # all deleted: highest generation
+    assert tree.live_leaves() == []
+
+
+def test_insert_with_history_creates_placeholders() -> None:
+    r1, r2, r3 = chain("a", "b", "c")
+    tree = RevTree()
+    assert tree.insert_with_history(r3, [r2, r1], deleted=False, sequence=1) is InsertStatus.ADDED
+    assert tree.get(r1) == RevNode(r1, None, False, False, 1)
+    assert tree.get(r2) == RevNode(r2, r1, False, False, 1)
+    assert tree.insert_with_history(r3, [r2, r1], deleted=False, sequence=2) is InsertStatus.EXISTS
+    assert tree.insert_with_history(r2, [r1], deleted=False, sequence=3) is InsertStatus.FILLED
+    node = tree.get(r2)
+    assert node is not None and node.has_body and node.sequence == 3
+
+
+def test_insert_rejects_generation_gaps_and_bad_ids() -> None:
+    tree = RevTree()
+    with pytest.raises(InvalidDocumentError):
+        tree.insert_with_history(rid(3, "c"), [rid(1, "a")], deleted=False, sequence=1)
+    with pytest.raises(InvalidDocumentError):
+        tree.insert_with_history("2-xyz", ["1-ab"], deleted=False, sequence=1)
+    assert len(tree) == 0
+
+
+def test_prune_keeps_max_depth_below_each_leaf() -> None:
+    revs = chain(*"abcdefghij")
+    tree = RevTree()
+    tree.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
+    removed = tree.prune(4)
+    assert sorted(removed) == sorted(revs[:6])
+    assert tree.history(revs[-1]) == list(reversed(revs[6:]))
+    oldest = tree.get(revs[6])
+    assert oldest is not None and oldest.parent is None
+
+
+def test_prune_keeps_short_branches_of_old_ancestors() -> None:
+    revs = chain(*"abcdef")
+    tree = RevTree()
+    tree.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
+    branch = rid(2, "branch")
+    tree.insert_with_history(branch, [revs[0]], deleted=False, sequence=2)
+    tree.prune(3)
+    assert revs[0] in tree and branch in tree  # within 3 of the branch leaf
+    assert revs[1] not in tree
+
+
+def test_drop_bodies_keeps_leaves_and_parents() -> None:
+    r1, r2, r3 = chain("a", "b", "c")
+    tree = RevTree()
+    for parent, rev in ((None, r1), (r1, r2), (r2, r3)):
+        tree.add_child(parent, rev, deleted=False, sequence=1)
+    assert tree.drop_bodies(1) == [r1]
+    assert [n.rev_id for n in tree.nodes.values() if n.has_body] == [r2, r3]
+    assert tree.drop_bodies(0) == [r2]
+
+
+def test_encode_decode_round_trip() -> None:
+    r1, r2 = chain("a", "b")
+    tree = RevTree()
+    tree.insert_with_history(r2, [r1], deleted=True, sequence=7)
+    tree.insert_with_history(rid(2, "other"), [r1], deleted=False, sequence=8)
+    copy = RevTree.decode(tree.encode())
+    assert copy.shape() == tree.shape()
+    assert {n.rev_id: n.sequence for n in copy.nodes.values()} == {n.rev_id: n.sequence for n in tree.nodes.values()}
+
+
+# -- properties ------------------------------------------------------------------
+
+
+@st.composite
+def revision_sets(draw: st.DrawFn) -> list[tuple[str, list[str], bool]]:
+    """A random revision forest, as (rev, history, deleted) inserts with random history lengths."""
+    n = draw(st.integers(min_value=1, max_value=25))
+    nodes: list[tuple[str, str | None]] = []
+    for i in range(n):
+        parent = draw(st.one_of(st.none(), st.integers(0, i - 1))) if i else None
+        if i and parent is None and draw(st.booleans()):
+            parent = i - 1
+        parent_id = nodes[parent][0] if parent is not None else None
+        gen = 1 if parent_id is None else int(parent_id.split("-")[0]) + 1
+        nodes.append((rid(gen, f"n{i}"), parent_id))
+    parents = dict(nodes)
+    inserts = []
+    for rev, _ in nodes:
+        history = []
+        node = parents[rev]
+        while node is not None:
+            history.append(node)
+            node = parents[node]
+        keep = draw(st.integers(min_value=min(1, len(history)), max_value=len(history)))
+        inserts.append((rev, history[:keep], draw(st.booleans())))
+    return inserts
+
+
+@settings(max_examples=200, deadline=None)
+@given(revision_sets(), st.randoms(use_true_random=False))
+def test_any_insertion_order_gives_the_same_tree_and_winner(
+    inserts: list[tuple[str, list[str], bool]], rnd: random.Random
+) -> None:
+    def build(order: list[tuple[str, list[str], bool]]) -> RevTree:
+        tree = RevTree()
+        for seq, (rev, history, deleted) in enumerate(order, start=1):
+            tree.insert_with_history(rev, history, deleted=deleted, sequence=seq)
+        return tree
+
+    reference = build(inserts)
+    shuffled = list(inserts)
+    rnd.shuffle(shuffled)
+    other = build(shuffled)
+    assert other.shape() == reference.shape()
+    assert other.winner().rev_id == reference.winner().rev_id
+    assert other.is_conflicted() == reference.is_conflicted()
+    assert RevTree.decode(other.encode()).shape() == other.shape()
+
+
+@settings(max_examples=100, deadline=None)
+@given(revision_sets(), st.integers(min_value=1, max_value=6))
+def test_prune_never_removes_a_leaf_or_changes_the_winner(
+    inserts: list[tuple[str, list[str], bool]], depth: int
+) -> None:
+    tree = RevTree()
+    for seq, (rev, history, deleted) in enumerate(inserts, start=1):
+        tree.insert_with_history(rev, history, deleted=deleted, sequence=seq)
+    leaves = {n.rev_id for n in tree.leaves()}
+    winner = tree.winner().rev_id
+    tree.prune(depth)
+    assert {n.rev_id for n in tree.leaves()} == leaves
+    assert tree.winner().rev_id == winner
+    near_a_leaf = set()
+    for leaf in leaves:
+        near_a_leaf.update(tree.history(leaf)[:depth])
+    assert set(tree.nodes) == near_a_leaf
