@@ -1,0 +1,40 @@
+"""Every batch size, timeout and limit of the replication layer, in one place."""
+
+from __future__ import annotations
+
+# -- BLIP (protocol §2) ---------------------------------------------------------
+
+#: Largest slice of a message per frame. LiteCore uses 16 KiB and stalls on
+#: frames above ~64 KiB (protocol §2.5, §9).
+MAX_FRAME_SIZE = 16 * 1024
+#: Frame size for a normal message when an urgent one waits behind it (§2.5).
+URGENT_PREEMPT_FRAME_SIZE = 4 * 1024
+#: Send an ACK after this many unacknowledged received bytes of one message (§2.8).
+INCOMING_ACK_THRESHOLD = 50_000
+#: Pause a message while more than this many sent bytes are unacknowledged (§2.8).
+MAX_UNACKED_BYTES = 128_000
+#: Largest properties block accepted (LiteCore's kMaxPropertiesSize, §2.3).
+MAX_PROPERTIES_SIZE = 100 * 1024
+#: Largest incoming message (decoded). Pictures of several MB must fit.
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: Most partially received incoming messages at once.
+MAX_PENDING_INCOMING = 1024
+#: Deflate settings of LiteCore (§2.7): level 6, window 15, memLevel 9.
+DEFLATE_LEVEL = 6
+DEFLATE_MEM_LEVEL = 9
+
+# -- WebSocket (protocol §1) -----------------------------------------------------
+
+#: Subprotocols we speak, in order of preference (§1, vector V19).
+SUBPROTOCOLS = ("BLIP_3+CBMobile_3", "BLIP_3+CBMobile_2")
+#: A WebSocket message carries one BLIP frame; LiteCore refuses > 1 MiB.
+MAX_WEBSOCKET_MESSAGE = 1 << 20
+#: Seconds allowed for the opening handshake (TCP, TLS and HTTP).
+OPEN_TIMEOUT = 15.0
+#: Seconds between keepalive pings, and to wait for their pong.
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+#: Seconds to wait for the closing handshake.
+CLOSE_TIMEOUT = 5.0
+#: Frames written per writer-loop turn before yielding to other tasks.
+WRITE_BATCH_FRAMES = 64
