@@ -266,10 +266,13 @@ class BlipConnection:
         Raises:
             ProtocolError: the frame breaks the protocol; close the connection.
         """
-        if not frame:
+        if len(frame) >= 2 and frame[0] < 0x80 and frame[1] < 0x80:  # one-byte varints: the usual case
+            number, flags, pos = frame[0], frame[1], 2
+        elif not frame:
             raise ProtocolError("empty frame")
-        number, pos = decode_varint(frame, 0)
-        flags, pos = decode_varint(frame, pos)
+        else:
+            number, pos = decode_varint(frame, 0)
+            flags, pos = decode_varint(frame, pos)
         ftype = flags & 0x07
         if ftype in (_ACK_REQ, _ACK_RES):
             self._receive_ack(ftype, number, decode_varint(frame, pos)[0])
@@ -287,10 +290,14 @@ class BlipConnection:
         self._crc_in = zlib.crc32(data, self._crc_in)
         if self._crc_in != int.from_bytes(frame[-4:], "big"):
             raise ProtocolError("frame checksum mismatch")
-        if msg is None:
-            msg = self._start_incoming(is_request, number, ftype, flags)
         if len(data) > budget:
             raise MessageTooLargeError(f"incoming message exceeds {self.max_message_size} bytes")
+        if msg is None:
+            msg = self._start_incoming(is_request, number, ftype, flags)
+            if not flags & _MORE:  # a whole message in one frame: no reassembly
+                del self._incoming[(is_request, number)]
+                self._complete(msg, is_request, data)
+                return
         msg.buffer += data
         msg.received += len(frame) - pos
         if flags & _MORE:
@@ -302,7 +309,7 @@ class BlipConnection:
                 )
             return
         del self._incoming[(is_request, number)]
-        self._complete(msg, is_request)
+        self._complete(msg, is_request, bytes(msg.buffer))
 
     def _inflate(self, payload: bytes, budget: int) -> bytes:
         try:
@@ -328,9 +335,8 @@ class BlipConnection:
         self._incoming[(is_request, number)] = msg
         return msg
 
-    def _complete(self, msg: _Incoming, is_request: bool) -> None:
-        buffer = bytes(msg.buffer)
-        size, pos = decode_varint(buffer, 0)
+    def _complete(self, msg: _Incoming, is_request: bool, buffer: bytes) -> None:
+        size, pos = (buffer[0], 1) if buffer and buffer[0] < 0x80 else decode_varint(buffer, 0)
         if size > self.max_properties_size:
             raise MessageTooLargeError(f"properties block of {size} bytes exceeds {self.max_properties_size}")
         if pos + size > len(buffer):

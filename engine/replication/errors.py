@@ -5,11 +5,12 @@
     EngineError                                (engine/errors.py)
     └── ReplicationError
         ├── ProtocolError          the peer broke BLIP framing rules; the connection must close
-        │   └── MessageTooLargeError    a message or properties block exceeds a configured limit
+        │   └── MessageTooLargeError  a message or properties block exceeds a configured limit
         ├── BlipError              the peer answered a request with an ERR reply
-        ├── ConnectionClosedError       the connection ended while a request was outstanding
+        ├── ConnectionClosedError  the connection ended while a request was outstanding
+        ├── TransportError         the network failed: refused, reset, unreachable, timed out
         └── HandshakeError         the WebSocket opening handshake failed
-            ├── IncompatibleProtocolError   no common BLIP subprotocol
+            ├── IncompatibleProtocolError  no common BLIP subprotocol
             └── HTTPStatusError        the peer answered with an HTTP error (401, 403, 404...)
 
 :func:`close_code_for` maps an exception to the WebSocket close code to use.
@@ -17,6 +18,8 @@ Internal errors close with 1011 and no details.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from engine.errors import EngineError
 
@@ -29,6 +32,7 @@ __all__ = [
     "MessageTooLargeError",
     "ProtocolError",
     "ReplicationError",
+    "TransportError",
     "close_code_for",
 ]
 
@@ -67,6 +71,10 @@ class ConnectionClosedError(ReplicationError):
         self.code = code
 
 
+class TransportError(ReplicationError):
+    """The network failed (refused, reset, unreachable, timed out): usually worth a retry."""
+
+
 class HandshakeError(ReplicationError):
     """The WebSocket opening handshake failed."""
 
@@ -78,9 +86,10 @@ class IncompatibleProtocolError(HandshakeError):
 class HTTPStatusError(HandshakeError):
     """The peer refused the upgrade with an HTTP status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
 
 
 def close_code_for(exc: BaseException) -> int:

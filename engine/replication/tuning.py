@@ -36,5 +36,7 @@ PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 #: Seconds to wait for the closing handshake.
 CLOSE_TIMEOUT = 5.0
-#: Frames written per writer-loop turn before yielding to other tasks.
-WRITE_BATCH_FRAMES = 64
+#: Frames handed to the socket per write call.
+WRITE_BATCH_FRAMES = 256
+#: Stop writing and wait for TCP to drain above this many buffered bytes.
+WRITE_BUFFER_HIGH = 256 * 1024

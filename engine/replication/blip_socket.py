@@ -1,0 +1,294 @@
+"""Asyncio adapter: one :class:`BlipConnection` over one ``websockets`` connection.
+
+The adapter only loops: read a frame, feed it, dispatch the events, write the
+frames the core produces. Requests are answered by handlers registered per
+``Profile``; an unknown profile gets ``BLIP``/404 "no handler for message"
+(protocol §2.9); a handler that raises :class:`BlipError` sends that error, and
+one that raises anything else sends ``BLIP``/500 without details, and the
+connection lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed as WebSocketClosed
+from websockets.protocol import State
+
+from engine.replication import tuning
+from engine.replication.blip_connection import BlipConnection, Message, ReplyReceived
+from engine.replication.errors import BlipError, ConnectionClosedError, ProtocolError, close_code_for
+
+__all__ = ["BlipSocket", "Handler", "Reply"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler answers: properties, body, and whether to compress it."""
+
+    properties: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    compressed: bool = False
+
+
+#: A request handler: returns a Reply (or None for an empty reply), possibly awaitably.
+Handler = Callable[[Message], Reply | Awaitable[Reply | None] | None]
+
+
+class BlipSocket:
+    """A BLIP connection over an open WebSocket. Call :meth:`start` once."""
+
+    def __init__(
+        self,
+        ws: Connection,
+        *,
+        subprotocol: str,
+        name: str = "",
+        max_message_size: int = tuning.MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.ws = ws
+        self.subprotocol = subprotocol
+        self.name = name or str(ws.remote_address)
+        self.context: dict[str, Any] = {}
+        self._conn = BlipConnection(max_message_size=max_message_size)
+        self._handlers: dict[str, Handler] = {}
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._wake = asyncio.Event()
+        self._flush_scheduled = False
+        self._draining = False
+        self._closed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # -- set-up ------------------------------------------------------------------
+
+    def register(self, profile: str, handler: Handler) -> None:
+        """Answer requests with ``Profile: profile`` with ``handler``."""
+        self._handlers[profile] = handler
+
+    def start(self) -> None:
+        """Start reading and writing."""
+        if self._reader is not None:
+            raise RuntimeError("BlipSocket already started")
+        self._reader = asyncio.create_task(self._read_loop(), name=f"blip-read {self.name}")
+        self._writer = asyncio.create_task(self._write_loop(), name=f"blip-write {self.name}")
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended."""
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has ended."""
+        await self._closed.wait()
+
+    # -- requests -------------------------------------------------------------------
+
+    def send_request(
+        self,
+        properties: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        compressed: bool = False,
+        urgent: bool = False,
+        no_reply: bool = False,
+    ) -> asyncio.Future[Message] | None:
+        """Queue a request; return a future for its reply (None for NoReply).
+
+        The future's result is the reply; an ERR reply sets :class:`BlipError`
+        and a lost connection :class:`ConnectionClosedError`.
+
+        Raises:
+            ConnectionClosedError: the connection has ended.
+        """
+        if self.closed:
+            raise ConnectionClosedError(f"connection to {self.name} is closed", code=self.close_code)
+        number = self._conn.send_request(properties, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
+        self._schedule_flush()
+        if no_reply:
+            return None
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[number] = future
+        return future
+
+    async def request(
+        self,
+        properties: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        compressed: bool = False,
+        urgent: bool = False,
+        no_reply: bool = False,
+    ) -> Message | None:
+        """Send a request and wait for its reply (None for NoReply).
+
+        Raises:
+            BlipError: the peer answered with an error.
+            ConnectionClosedError: the connection ended first.
+        """
+        future = self.send_request(properties, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
+        return None if future is None else await future
+
+    # -- closing --------------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with a WebSocket close code and wait until it has ended."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        if self._writer is not None and not self.closed:
+            self._flush()
+        try:
+            await asyncio.wait_for(self.ws.close(code, reason[:120]), tuning.CLOSE_TIMEOUT)
+        except (TimeoutError, OSError):
+            self.ws.transport.abort()
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=tuning.CLOSE_TIMEOUT)
+        self._finish()
+
+    def _finish(self) -> None:
+        for task in (self._writer, *self._tasks):
+            if task is not None and not task.done():
+                task.cancel()
+        error = ConnectionClosedError(f"connection to {self.name} closed", code=self.close_code)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+        self._closed.set()
+
+    # -- loops ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            async for data in self.ws:
+                if isinstance(data, str):
+                    raise ProtocolError("text WebSocket message")
+                self._conn.receive_frame(data)
+                for event in self._conn.events_received():
+                    if isinstance(event, ReplyReceived):
+                        self._resolve(event.message)
+                    else:
+                        self._dispatch(event.message)
+                self._schedule_flush()
+        except ProtocolError as exc:
+            log.warning("closing %s: %s", self.name, exc)
+            self.close_code, self.close_reason = close_code_for(exc), str(exc)
+            try:
+                await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason[:120]), tuning.CLOSE_TIMEOUT)
+            except (TimeoutError, OSError):
+                self.ws.transport.abort()
+        except WebSocketClosed:
+            pass
+        finally:
+            if self.close_code is None:
+                self.close_code = self.ws.close_code
+                self.close_reason = self.ws.close_reason or ""
+            self._finish()
+
+    async def _write_loop(self) -> None:
+        """Wait out TCP back-pressure, then go on flushing."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self.ws.drain()
+                self._draining = False
+                self._flush()
+        except (WebSocketClosed, OSError):
+            pass
+
+    def _schedule_flush(self) -> None:
+        """Write queued frames at the end of this event-loop turn, in one batch."""
+        if not self._flush_scheduled and not self._draining:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Hand every frame the core allows to the WebSocket in one write, until TCP pushes back.
+
+        Frames go through the WebSocket library's sans-I/O protocol and leave
+        in a single ``writelines`` call: one system call for many frames.
+        """
+        self._flush_scheduled = False
+        protocol, transport = self.ws.protocol, self.ws.transport
+        while not self._draining and protocol.state is State.OPEN:
+            frames = self._conn.frames_to_send(limit=tuning.WRITE_BATCH_FRAMES)
+            if not frames:
+                return
+            for frame in frames:
+                protocol.send_binary(frame)
+            transport.writelines(protocol.data_to_send())
+            if transport.get_write_buffer_size() > tuning.WRITE_BUFFER_HIGH:
+                self._draining = True
+                self._wake.set()
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def _resolve(self, message: Message) -> None:
+        future = self._pending.pop(message.number, None)
+        if future is None or future.done():
+            return
+        if message.is_error:
+            future.set_exception(message.error())
+        else:
+            future.set_result(message)
+
+    def _dispatch(self, message: Message) -> None:
+        handler = self._handlers.get(message.profile or "")
+        if handler is None:
+            if not message.no_reply:
+                self._conn.send_error(message.number, "BLIP", 404, "no handler for message")
+            return
+        try:
+            result = handler(message)
+        except Exception as exc:
+            self._answer_error(message, exc)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.create_task(self._await_handler(message, result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._answer(message, result)
+
+    async def _await_handler(self, message: Message, pending: Awaitable[Reply | None]) -> None:
+        try:
+            result = await pending
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._answer_error(message, exc)
+        else:
+            self._answer(message, result)
+        self._schedule_flush()
+
+    def _answer(self, message: Message, result: Reply | None) -> None:
+        if message.no_reply or self.closed:
+            return
+        if result is None:
+            self._conn.send_reply(message.number)
+        else:
+            self._conn.send_reply(message.number, result.properties, result.body, compressed=result.compressed)
+
+    def _answer_error(self, message: Message, exc: Exception) -> None:
+        if isinstance(exc, BlipError):
+            log.debug("%s request on %s refused: %s", message.profile, self.name, exc)
+        else:
+            log.error("handler for %s on %s failed", message.profile, self.name, exc_info=exc)
+        if message.no_reply or self.closed:
+            return
+        if isinstance(exc, BlipError):
+            self._conn.send_error(message.number, exc.domain, exc.code, exc.message)
+        else:
+            self._conn.send_error(message.number, "BLIP", 500, "internal error")

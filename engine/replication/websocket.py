@@ -1,0 +1,271 @@
+"""Opening BLIP connections over ``websockets`` (protocol §1): the client and the server side.
+
+Client: :func:`connect` appends ``/_blipsync`` to a database URL, offers
+``BLIP_3+CBMobile_3,BLIP_3+CBMobile_2``, turns permessage-deflate off, uses no
+proxy for LAN addresses, accepts the ``HTTP/1.0 101`` status line of Couchbase
+Lite 2.8 and 3.0 listeners (§9), and fails clearly when the server picks no
+subprotocol, a wrong one, or answers with an HTTP error.
+
+Server: :class:`BlipServer` routes ``/<db>/_blipsync`` (``<db>`` not starting
+with ``_``), picks the first subprotocol in the client's list that we speak,
+runs an authentication hook on the opening handshake, and gives each client
+its own :class:`BlipSocket`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import logging
+import re
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, NegotiationError
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from engine.replication import tuning
+from engine.replication.blip_socket import BlipSocket
+from engine.replication.errors import (
+    HandshakeError,
+    HTTPStatusError,
+    IncompatibleProtocolError,
+    TransportError,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "Authenticator",
+    "BlipServer",
+    "HandshakeRequest",
+    "blipsync_url",
+    "connect",
+]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "inventory-sync/0.1"
+_ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")
+
+
+def blipsync_url(url: str) -> str:
+    """Return the ``_blipsync`` endpoint of a database URL (``ws://host:port/db``).
+
+    Raises:
+        HandshakeError: not a ws:// or wss:// URL naming a database.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise HandshakeError(f"not a ws:// or wss:// URL: {url}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/_blipsync"):
+        path += "/_blipsync"
+    if not _ROUTE.fullmatch(path):
+        raise HandshakeError(f"URL names no database: {url}")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _is_lan_host(host: str) -> bool:
+    """Whether ``host`` is a loopback, private or link-local address, or a local name."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return host == "localhost" or host.endswith((".local", ".localhost")) or "." not in host
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+class _TolerantClientConnection(ClientConnection):
+    """Accepts ``HTTP/1.0 101``, which Couchbase Lite 2.8 and 3.0 listeners send (protocol §9)."""
+
+    _status_pending: bytes = b""
+    _status_checked = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._status_checked:
+            data = self._status_pending + data
+            if len(data) < 9 and b"HTTP/1.0 ".startswith(data):
+                self._status_pending = data
+                return
+            self._status_checked = True
+            if data.startswith(b"HTTP/1.0 101"):
+                data = b"HTTP/1.1" + data[8:]
+        super().data_received(data)
+
+
+async def connect(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Sequence[str] = tuning.SUBPROTOCOLS,
+    open_timeout: float = tuning.OPEN_TIMEOUT,
+    ping_interval: float | None = tuning.PING_INTERVAL,
+) -> BlipSocket:
+    """Open a BLIP connection to a database URL; return it unstarted.
+
+    Register handlers on the returned socket, then call its ``start()``.
+
+    Raises:
+        HTTPStatusError: the server answered with an HTTP error (401, 403...).
+        IncompatibleProtocolError: no common subprotocol.
+        HandshakeError: any other handshake failure (bad accept key...).
+        TransportError: the network failed (refused, reset, timed out).
+    """
+    endpoint = blipsync_url(url)
+    host = urlsplit(endpoint).hostname or ""
+    proxy: Literal[True] | None = None if _is_lan_host(host) else True
+    try:
+        ws = await ws_connect(
+            endpoint,
+            subprotocols=[Subprotocol(p) for p in subprotocols],
+            compression=None,
+            additional_headers=dict(headers or {}),
+            user_agent_header=USER_AGENT,
+            proxy=proxy,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=tuning.PING_TIMEOUT,
+            close_timeout=tuning.CLOSE_TIMEOUT,
+            max_size=tuning.MAX_WEBSOCKET_MESSAGE,
+            create_connection=_TolerantClientConnection,
+            ssl=ssl,
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        reason = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "refused"
+        raise HTTPStatusError(status, f"{reason} (HTTP {status})", headers=exc.response.headers) from None
+    except NegotiationError as exc:
+        raise IncompatibleProtocolError(f"incompatible replication protocol: {exc}") from None
+    except InvalidURI as exc:
+        raise HandshakeError(str(exc)) from None
+    except InvalidHandshake as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl_module.SSLError | OSError | EOFError):
+            raise TransportError(f"connection to {host} failed: {cause}") from cause
+        raise HandshakeError(f"invalid WebSocket handshake from {host}: {exc}") from None
+    except ssl_module.SSLError:
+        raise
+    except (OSError, TimeoutError, EOFError) as exc:
+        raise TransportError(f"cannot connect to {host}: {exc or type(exc).__name__}") from exc
+    if ws.subprotocol is None:
+        await ws.close(1002, "no subprotocol")
+        raise IncompatibleProtocolError("incompatible replication protocol: the peer chose no BLIP subprotocol")
+    return BlipSocket(ws, subprotocol=str(ws.subprotocol), name=f"{host}:{urlsplit(endpoint).port}")
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRequest:
+    """What the authentication hook sees of an opening handshake."""
+
+    path: str
+    database: str
+    headers: Headers
+    remote_address: Any
+    peer_certificate: bytes | None = None
+
+
+#: Returns a principal (e.g. a user name) for an accepted handshake, or raises
+#: HTTPStatusError (with headers such as WWW-Authenticate) to refuse it.
+Authenticator = Callable[[HandshakeRequest], Any | Awaitable[Any]]
+ConnectionHandler = Callable[[BlipSocket], Awaitable[None]]
+
+
+@dataclass
+class BlipServer:
+    """A WebSocket server that accepts BLIP connections for named databases."""
+
+    accepts_database: Callable[[str], bool]
+    on_connection: ConnectionHandler
+    authenticator: Authenticator | None = None
+    ssl: ssl_module.SSLContext | None = None
+    subprotocols: Sequence[str] = tuning.SUBPROTOCOLS
+    ping_interval: float | None = tuning.PING_INTERVAL
+    _server: Server | None = field(default=None, init=False)
+    _handshakes: dict[ServerConnection, tuple[str, Any]] = field(default_factory=dict, init=False)
+
+    async def start(self, host: str | None, port: int) -> None:
+        """Listen on ``host`` (None: every interface) and ``port`` (0: any free port)."""
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            subprotocols=[Subprotocol(p) for p in self.subprotocols],
+            compression=None,
+            ssl=self.ssl,
+            max_size=tuning.MAX_WEBSOCKET_MESSAGE,
+            ping_interval=self.ping_interval,
+            ping_timeout=tuning.PING_TIMEOUT,
+            close_timeout=tuning.CLOSE_TIMEOUT,
+            server_header=USER_AGENT,
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) pairs the server listens on."""
+        if self._server is None:
+            return []
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    async def stop(self) -> None:
+        """Close every connection with 1001 (going away) and free the port."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close(close_connections=True)
+        await server.wait_closed()
+
+    def _select_subprotocol(self, _: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol:
+        for protocol in offered:  # the client's order of preference (protocol §1)
+            if protocol in self.subprotocols:
+                return protocol
+        raise NegotiationError("incompatible replication protocol; this peer speaks " + ", ".join(self.subprotocols))
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        match = _ROUTE.fullmatch(urlsplit(request.path).path)
+        if match is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        database = unquote(match[1])
+        if not self.accepts_database(database):
+            return connection.respond(HTTPStatus.NOT_FOUND, "no such database\n")
+        principal = None
+        if self.authenticator is not None:
+            ssl_object = connection.transport.get_extra_info("ssl_object")
+            certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            handshake = HandshakeRequest(
+                request.path, database, request.headers, connection.remote_address, certificate
+            )
+            try:
+                principal = self.authenticator(handshake)
+                if inspect.isawaitable(principal):
+                    principal = await principal
+            except HTTPStatusError as exc:
+                response = connection.respond(exc.status, exc.args[0] + "\n")
+                for key, value in exc.headers.items():
+                    response.headers[key] = value
+                return response
+        self._handshakes[connection] = (database, principal)
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        database, principal = self._handshakes.pop(ws, ("", None))
+        socket = BlipSocket(ws, subprotocol=str(ws.subprotocol), name=f"{ws.remote_address[0]}:{ws.remote_address[1]}")
+        socket.context.update(database=database, principal=principal)
+        try:
+            await self.on_connection(socket)
+        except Exception:
+            log.exception("connection handler for %s failed", socket.name)
+            await socket.close(1011, "internal error")
+        finally:
+            if not socket.closed:
+                await socket.close(1000)

@@ -1,0 +1,156 @@
+"""BLIP over real WebSockets on 127.0.0.1: requests, handlers, errors, load, flow control."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from engine.replication import tuning
+from engine.replication.blip_connection import Message
+from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.errors import BlipError, ConnectionClosedError
+from tests.conftest import TIME_UNIT, wait_until
+from tests.engine.replication.conftest import EchoServer
+
+MakeServer = Callable[..., Awaitable[EchoServer]]
+
+
+def echo(message: Message) -> Reply:
+    return Reply({"echo": message.properties.get("n", "")}, message.body, compressed=message.compressed)
+
+
+async def slow_echo(message: Message) -> Reply:
+    await asyncio.sleep(0)
+    return echo(message)
+
+
+def serve_echo(sock: BlipSocket) -> None:
+    sock.register("echo", echo)
+    sock.register("slow-echo", slow_echo)
+
+    def fail(_: Message) -> Reply:
+        raise RuntimeError("secret internal detail")
+
+    def refuse(_: Message) -> Reply:
+        raise BlipError("HTTP", 409, "conflict")
+
+    sock.register("fail", fail)
+    sock.register("refuse", refuse)
+
+
+@pytest.mark.asyncio
+async def test_request_and_reply(echo_server: MakeServer) -> None:
+    server = await echo_server(serve_echo)
+    client = await server.client()
+    reply = await client.request({"Profile": "echo", "n": "7"}, b"hello")
+    assert reply is not None and reply.properties == {"echo": "7"} and reply.body == b"hello"
+    assert client.subprotocol == "BLIP_3+CBMobile_3"
+    assert await client.request({"Profile": "echo"}, b"x", no_reply=True) is None
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_errors_and_the_connection_lives_on(echo_server: MakeServer) -> None:
+    server = await echo_server(serve_echo)
+    client = await server.client()
+    with pytest.raises(BlipError) as unknown:
+        await client.request({"Profile": "nope"})
+    assert (unknown.value.domain, unknown.value.code, unknown.value.message) == ("BLIP", 404, "no handler for message")
+    with pytest.raises(BlipError) as failed:
+        await client.request({"Profile": "fail"})
+    assert failed.value.code == 500 and "secret" not in failed.value.message
+    with pytest.raises(BlipError) as refused:
+        await client.request({"Profile": "refuse"})
+    assert (refused.value.domain, refused.value.code) == ("HTTP", 409)
+    assert (await client.request({"Profile": "slow-echo"}, b"still here")).body == b"still here"  # type: ignore[union-attr]
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_thousand_concurrent_requests_both_directions(echo_server: MakeServer) -> None:
+    server = await echo_server(serve_echo)
+    client = await server.client(serve_echo)
+    await wait_until(lambda: bool(server.sockets))
+    server_side = server.sockets[0]
+    rnd = random.Random(7)
+    sizes = [min(1 << 20, (1 << (i % 21)) - 1) for i in range(1000)]
+
+    async def run(sock: BlipSocket, tag: str) -> None:
+        bodies = [rnd.randbytes(size) for size in sizes]
+        futures = [
+            sock.send_request(
+                {"Profile": "echo" if i % 3 else "slow-echo", "n": f"{tag}{i}"}, body, compressed=i % 4 == 0
+            )
+            for i, body in enumerate(bodies)
+        ]
+        replies = await asyncio.gather(*futures)  # type: ignore[arg-type]
+        for i, reply in enumerate(replies):
+            assert reply.properties["echo"] == f"{tag}{i}" and reply.body == bodies[i]
+
+    await asyncio.wait_for(asyncio.gather(run(client, "c"), run(server_side, "s")), 120 * TIME_UNIT)
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> None:
+    received: list[bytes] = []
+    server = await echo_server(lambda sock: sock.register("sink", lambda m: received.append(m.body)))
+    client = await server.client()
+    await wait_until(lambda: bool(server.sockets))
+    server.sockets[0].ws.transport.pause_reading()
+    body = b"\x07" * (8 << 20)
+    future = client.send_request({"Profile": "sink"}, body)
+    outgoing = client._conn._unfinished[(True, 1)]
+    await wait_until(lambda: bool(client._conn._paused))  # BLIP flow control holds the message back
+    assert outgoing.pos < len(body) // 4
+    assert client.ws.transport.get_write_buffer_size() <= 4 * tuning.MAX_UNACKED_BYTES
+    server.sockets[0].ws.transport.resume_reading()
+    assert future is not None
+    await asyncio.wait_for(future, 30 * TIME_UNIT)
+    assert received == [body]
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_closing_fails_pending_requests(echo_server: MakeServer) -> None:
+    never = asyncio.Event()
+
+    async def hang(_: Message) -> Reply:
+        await never.wait()
+        return Reply()
+
+    server = await echo_server(lambda sock: sock.register("hang", hang))
+    client = await server.client()
+    pending = asyncio.ensure_future(client.request({"Profile": "hang"}))
+    await wait_until(lambda: bool(server.sockets))
+    await server.server.stop()
+    with pytest.raises(ConnectionClosedError):
+        await asyncio.wait_for(pending, 5 * TIME_UNIT)
+    await client.wait_closed()
+    assert client.close_code == 1001  # the listener went away
+    with pytest.raises(ConnectionClosedError):
+        client.send_request({"Profile": "echo"})
+
+
+@pytest.mark.asyncio
+async def test_text_message_is_a_protocol_error(echo_server: MakeServer) -> None:
+    server = await echo_server(serve_echo)
+    client = await server.client()
+    await client.ws.send("not binary")
+    await asyncio.wait_for(client.wait_closed(), 5 * TIME_UNIT)
+    assert client.close_code == 1002
+
+
+@pytest.mark.asyncio
+async def test_garbage_frame_closes_only_that_connection(echo_server: MakeServer) -> None:
+    server = await echo_server(serve_echo)
+    bad = await server.client()
+    good = await server.client()
+    await bad.ws.send(b"\x01\x00garbage!")
+    await asyncio.wait_for(bad.wait_closed(), 5 * TIME_UNIT)
+    assert bad.close_code == 1002
+    assert (await good.request({"Profile": "echo"}, b"ok")).body == b"ok"  # type: ignore[union-attr]
+    await good.close()
