@@ -76,17 +76,16 @@ async def run_blip(port: int, n: int, size: int) -> tuple[float, float]:
     payload = b"x" * size
     sock = await connect(f"ws://127.0.0.1:{port}/db")
     sock.start()
-    props = {"Profile": "echo"}
     for _ in range(100):
-        await sock.request(props, payload)
+        await sock.request("echo", None, payload)
     start = time.perf_counter()
-    futures = [sock.send_request(props, payload) for _ in range(n)]
+    futures = [sock.send_request("echo", None, payload) for _ in range(n)]
     replies: list[Message] = await asyncio.gather(*futures)  # type: ignore[arg-type]
     pipelined = time.perf_counter() - start
     assert all(r.body == payload for r in replies)
     start = time.perf_counter()
     for _ in range(1000):
-        await sock.request(props, payload)
+        await sock.request("echo", None, payload)
     round_trip = (time.perf_counter() - start) / 1000
     await sock.close()
     return n / pipelined, round_trip

@@ -97,14 +97,15 @@ class BlipSocket:
 
     def send_request(
         self,
-        properties: Mapping[str, str],
+        profile: str,
+        properties: Mapping[str, str] | None = None,
         body: bytes = b"",
         *,
         compressed: bool = False,
         urgent: bool = False,
         no_reply: bool = False,
     ) -> asyncio.Future[Message] | None:
-        """Queue a request; return a future for its reply (None for NoReply).
+        """Queue a ``profile`` request; return a future for its reply (None for NoReply).
 
         The future's result is the reply; an ERR reply sets :class:`BlipError`
         and a lost connection :class:`ConnectionClosedError`.
@@ -114,7 +115,8 @@ class BlipSocket:
         """
         if self.closed:
             raise ConnectionClosedError(f"connection to {self.name} is closed", code=self.close_code)
-        number = self._conn.send_request(properties, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
+        props = {"Profile": profile, **properties} if properties else {"Profile": profile}
+        number = self._conn.send_request(props, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
         self._schedule_flush()
         if no_reply:
             return None
@@ -124,20 +126,21 @@ class BlipSocket:
 
     async def request(
         self,
-        properties: Mapping[str, str],
+        profile: str,
+        properties: Mapping[str, str] | None = None,
         body: bytes = b"",
         *,
         compressed: bool = False,
         urgent: bool = False,
         no_reply: bool = False,
     ) -> Message | None:
-        """Send a request and wait for its reply (None for NoReply).
+        """Send a ``profile`` request and wait for its reply (None for NoReply).
 
         Raises:
             BlipError: the peer answered with an error.
             ConnectionClosedError: the connection ended first.
         """
-        future = self.send_request(properties, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
+        future = self.send_request(profile, properties, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
         return None if future is None else await future
 
     # -- closing --------------------------------------------------------------------

@@ -45,10 +45,10 @@ def serve_echo(sock: BlipSocket) -> None:
 async def test_request_and_reply(echo_server: MakeServer) -> None:
     server = await echo_server(serve_echo)
     client = await server.client()
-    reply = await client.request({"Profile": "echo", "n": "7"}, b"hello")
+    reply = await client.request("echo", {"n": "7"}, b"hello")
     assert reply is not None and reply.properties == {"echo": "7"} and reply.body == b"hello"
     assert client.subprotocol == "BLIP_3+CBMobile_3"
-    assert await client.request({"Profile": "echo"}, b"x", no_reply=True) is None
+    assert await client.request("echo", None, b"x", no_reply=True) is None
     await client.close()
 
 
@@ -57,15 +57,15 @@ async def test_errors_and_the_connection_lives_on(echo_server: MakeServer) -> No
     server = await echo_server(serve_echo)
     client = await server.client()
     with pytest.raises(BlipError) as unknown:
-        await client.request({"Profile": "nope"})
+        await client.request("nope")
     assert (unknown.value.domain, unknown.value.code, unknown.value.message) == ("BLIP", 404, "no handler for message")
     with pytest.raises(BlipError) as failed:
-        await client.request({"Profile": "fail"})
+        await client.request("fail")
     assert failed.value.code == 500 and "secret" not in failed.value.message
     with pytest.raises(BlipError) as refused:
-        await client.request({"Profile": "refuse"})
+        await client.request("refuse")
     assert (refused.value.domain, refused.value.code) == ("HTTP", 409)
-    assert (await client.request({"Profile": "slow-echo"}, b"still here")).body == b"still here"  # type: ignore[union-attr]
+    assert (await client.request("slow-echo", None, b"still here")).body == b"still here"  # type: ignore[union-attr]
     await client.close()
 
 
@@ -102,7 +102,7 @@ async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> No
     await wait_until(lambda: bool(server.sockets))
     server.sockets[0].ws.transport.pause_reading()
     body = b"\x07" * (8 << 20)
-    future = client.send_request({"Profile": "sink"}, body)
+    future = client.send_request("sink", None, body)
     outgoing = client._conn._unfinished[(True, 1)]
     await wait_until(lambda: bool(client._conn._paused))  # BLIP flow control holds the message back
     assert outgoing.pos < len(body) // 4
@@ -124,7 +124,7 @@ async def test_closing_fails_pending_requests(echo_server: MakeServer) -> None:
 
     server = await echo_server(lambda sock: sock.register("hang", hang))
     client = await server.client()
-    pending = asyncio.ensure_future(client.request({"Profile": "hang"}))
+    pending = asyncio.ensure_future(client.request("hang"))
     await wait_until(lambda: bool(server.sockets))
     await server.server.stop()
     with pytest.raises(ConnectionClosedError):
@@ -132,7 +132,7 @@ async def test_closing_fails_pending_requests(echo_server: MakeServer) -> None:
     await client.wait_closed()
     assert client.close_code == 1001  # the listener went away
     with pytest.raises(ConnectionClosedError):
-        client.send_request({"Profile": "echo"})
+        client.send_request("echo")
 
 
 @pytest.mark.asyncio
@@ -152,5 +152,5 @@ async def test_garbage_frame_closes_only_that_connection(echo_server: MakeServer
     await bad.ws.send(b"\x01\x00garbage!")
     await asyncio.wait_for(bad.wait_closed(), 5 * TIME_UNIT)
     assert bad.close_code == 1002
-    assert (await good.request({"Profile": "echo"}, b"ok")).body == b"ok"  # type: ignore[union-attr]
+    assert (await good.request("echo", None, b"ok")).body == b"ok"  # type: ignore[union-attr]
     await good.close()
