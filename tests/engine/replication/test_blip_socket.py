@@ -81,9 +81,7 @@ async def test_a_thousand_concurrent_requests_both_directions(echo_server: MakeS
     async def run(sock: BlipSocket, tag: str) -> None:
         bodies = [rnd.randbytes(size) for size in sizes]
         futures = [
-            sock.send_request(
-                {"Profile": "echo" if i % 3 else "slow-echo", "n": f"{tag}{i}"}, body, compressed=i % 4 == 0
-            )
+            sock.send_request("echo" if i % 3 else "slow-echo", {"n": f"{tag}{i}"}, body, compressed=i % 4 == 0)
             for i, body in enumerate(bodies)
         ]
         replies = await asyncio.gather(*futures)  # type: ignore[arg-type]
