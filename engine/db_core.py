@@ -1,0 +1,266 @@
+"""The core of a :class:`~engine.database.Database`: storage, observers, reads and record writes.
+
+Records (see ``engine/lmdb_store.py`` for the sub-databases): ``docs`` holds
+``seq,flags,winning rev``; ``revs`` the revision tree; ``bodies`` the canonical
+JSON of each kept revision under ``doc ID NUL rev ID``; ``seqs`` one feed row
+``flags,size,rev,doc ID`` per document under its latest sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from engine.blobstore import BlobStore
+from engine.changes import ChangeEntry, Changes
+from engine.documents import Document, check_doc_id, decode_body
+from engine.lmdb_store import Store, Txn
+from engine.revtree import DEFAULT_KEEP_BODIES, DEFAULT_MAX_DEPTH, RevTree
+
+__all__ = ["SEQ_DB", "UNSET", "ChangeListener", "DatabaseCore", "body_key", "decode_summary", "seq_key", "unique_ids"]
+
+log = logging.getLogger(__name__)
+
+ChangeListener = Callable[[Changes], None]
+T = TypeVar("T")
+
+SEQ_DB = "seqs"
+_DELETED = 1
+_CONFLICTED = 2
+
+
+def seq_key(seq: int) -> bytes:
+    return seq.to_bytes(8, "big")
+
+
+def body_key(raw_id: bytes, rev_id: str) -> bytes:
+    return raw_id + b"\x00" + rev_id.encode()
+
+
+class _Unset:
+    pass
+
+
+UNSET: Any = _Unset()
+
+
+class DatabaseCore:
+    """Storage, observers, reads and record writes shared by every database operation."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        keep_bodies: int = DEFAULT_KEEP_BODIES,
+    ) -> None:
+        """Open or create the database in directory ``path``.
+
+        Args:
+            path: the database directory.
+            durable: fsync every commit (default). Turn off only for scratch data.
+            max_depth: revisions kept below each leaf before pruning (default 20).
+            keep_bodies: ancestors of each leaf whose bodies are kept for delta
+                sync (default 1: the parent).
+
+        Raises:
+            StorageError: the directory cannot be opened as a database.
+        """
+        if max_depth < 1 or keep_bodies < 0:
+            raise ValueError("max_depth must be >= 1 and keep_bodies >= 0")
+        self.path = Path(path)
+        self.name = self.path.name
+        self.max_depth = max_depth
+        self.keep_bodies = keep_bodies
+        self._store = Store(self.path, durable=durable)
+        self.blobs = BlobStore(self._store)
+        self._listeners: list[ChangeListener] = []
+        self._listeners_lock = threading.Lock()
+        self._commit_lock = threading.RLock()
+        self.uuid: bytes = self._store.write(self._ensure_uuid)
+
+    @staticmethod
+    def _ensure_uuid(txn: Txn) -> bytes:
+        value = txn.get("meta", b"uuid")
+        if value is None:
+            value = os.urandom(16)
+            txn.put("meta", b"uuid", value)
+        return value
+
+    def close(self) -> None:
+        """Close the database files."""
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add_change_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener`` after each committed transaction; return a function that removes it.
+
+        Listeners run on the thread that committed; they must be quick and
+        must not raise (exceptions are logged and swallowed).
+        """
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def _commit(self, fn: Callable[[Txn], tuple[T, Changes]]) -> T:
+        """Run a write transaction, then notify observers of its Changes, in commit order."""
+        with self._commit_lock:
+            result, changes = self._store.write(fn)
+            self._notify(changes)
+            return result
+
+    def _notify(self, changes: Changes) -> None:
+        if not changes.doc_ids and not changes.purged:
+            return
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("change listener failed")
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence of the latest change (0 for a new database)."""
+        with self._store.read() as txn:
+            return self._last_seq(txn)
+
+    @staticmethod
+    def _last_seq(txn: Txn) -> int:
+        value = txn.get("meta", b"last_seq")
+        return 0 if value is None else int(value)
+
+    def get(self, doc_id: str) -> Document | None:
+        """Return the current revision of a document, or None if it never existed.
+
+        A deleted document is returned with ``deleted=True``.
+        """
+        raw_id = check_doc_id(doc_id)
+        with self._store.read() as txn:
+            summary = txn.get("docs", raw_id)
+            if summary is None:
+                return None
+            seq, flags, rev_id = decode_summary(summary)
+            data = txn.get("bodies", body_key(raw_id, rev_id))
+        body = {} if data is None else decode_body(data)
+        return Document(doc_id, rev_id, body, bool(flags & _DELETED), seq, bool(flags & _CONFLICTED))
+
+    def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
+        """Return a specific revision if its body is still stored, else None."""
+        raw_id = check_doc_id(doc_id)
+        with self._store.read() as txn:
+            tree_data = txn.get("revs", raw_id)
+            data = txn.get("bodies", body_key(raw_id, rev_id))
+        if tree_data is None or data is None:
+            return None
+        node = RevTree.decode(tree_data).get(rev_id)
+        if node is None:
+            return None
+        return Document(doc_id, rev_id, decode_body(data), node.deleted, node.sequence)
+
+    def get_revision_json(self, doc_id: str, rev_id: str) -> bytes | None:
+        """Return the stored canonical JSON of a revision, or None."""
+        with self._store.read() as txn:
+            return txn.get("bodies", body_key(check_doc_id(doc_id), rev_id))
+
+    def get_tree(self, doc_id: str) -> RevTree | None:
+        """Return a copy of the document's revision tree, or None."""
+        with self._store.read() as txn:
+            data = txn.get("revs", check_doc_id(doc_id))
+        return None if data is None else RevTree.decode(data)
+
+    def doc_ids(self, *, include_deleted: bool = False) -> list[str]:
+        """Return the IDs of all documents, in byte order."""
+        out = []
+        with self._store.read() as txn:
+            for raw_id, summary in txn.items_from("docs"):
+                if include_deleted or not decode_summary(summary)[1] & _DELETED:
+                    out.append(raw_id.decode())
+        return out
+
+    def document_count(self) -> int:
+        """Return the number of documents that are not deleted."""
+        return len(self.doc_ids())
+
+    def conflicted_doc_ids(self) -> list[str]:
+        """Return the IDs of documents with more than one live leaf revision."""
+        with self._store.read() as txn:
+            return [
+                raw_id.decode()
+                for raw_id, summary in txn.items_from("docs")
+                if decode_summary(summary)[1] & _CONFLICTED
+            ]
+
+    def changes_since(self, since: int = 0, limit: int | None = None) -> list[ChangeEntry]:
+        """Return the changes after sequence ``since``, oldest first, one row per document."""
+        out: list[ChangeEntry] = []
+        with self._store.read() as txn:
+            for key, value in txn.items_from(SEQ_DB, seq_key(since + 1)):
+                flags, size, rev_id, doc_id = value.decode().split(",", 3)
+                deleted = bool(int(flags) & _DELETED)
+                out.append(ChangeEntry(int.from_bytes(key, "big"), doc_id, rev_id, deleted, int(size)))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    @staticmethod
+    def _write_new_doc(txn: Txn, raw_id: bytes, rev_id: str, canonical: bytes, *, seq: int, deleted: bool) -> None:
+        """Store the first revision of a new document (no tree to build or prune)."""
+        flags = _DELETED if deleted else 0
+        rev = rev_id.encode()
+        txn.put("bodies", raw_id + b"\x00" + rev, canonical)
+        txn.put("revs", raw_id, RevTree.encode_single(rev_id, deleted=deleted, sequence=seq))
+        txn.put("docs", raw_id, b"%d,%d,%s" % (seq, flags, rev))
+        txn.put(SEQ_DB, seq_key(seq), b"%d,%d,%s,%s" % (flags, len(canonical), rev, raw_id))
+
+    def _store_tree(
+        self, txn: Txn, raw_id: bytes, tree: RevTree, *, seq: int, existed: bool, body: bytes | None = None
+    ) -> None:
+        """Drop unneeded bodies, prune, and write the tree, summary and feed row.
+
+        ``body`` is the new winner's body when the caller knows it.
+        """
+        for rev_id in tree.drop_bodies(self.keep_bodies):
+            txn.delete("bodies", body_key(raw_id, rev_id))
+        if len(tree) > self.max_depth:
+            for rev_id in tree.prune(self.max_depth):
+                txn.delete("bodies", body_key(raw_id, rev_id))
+        winner = tree.winner()
+        flags = (_DELETED if winner.deleted else 0) | (_CONFLICTED if tree.is_conflicted() else 0)
+        if existed:
+            old_summary = txn.get("docs", raw_id)
+            if old_summary is not None:
+                txn.delete(SEQ_DB, seq_key(decode_summary(old_summary)[0]))
+        if body is None or len(tree) > 1:
+            body = txn.get("bodies", body_key(raw_id, winner.rev_id))
+        size = 0 if body is None else len(body)
+        txn.put("revs", raw_id, tree.encode())
+        txn.put("docs", raw_id, b"%d,%d,%s" % (seq, flags, winner.rev_id.encode()))
+        # feed row: flags,body size,rev ID,doc ID (the ID last: it may contain commas)
+        txn.put(SEQ_DB, seq_key(seq), b"%d,%d,%s,%s" % (flags, size, winner.rev_id.encode(), raw_id))
+
+
+def decode_summary(data: bytes) -> tuple[int, int, str]:
+    seq, flags, rev_id = data.decode().split(",", 2)
+    return int(seq), int(flags), rev_id
+
+
+def unique_ids(ids: Iterator[str] | list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(ids))
