@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 from engine.documents import Document
 from engine.revid import compare_key
@@ -29,20 +29,38 @@ class ConcurrencyControl(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """Two live branches of one document: the local one and the one a peer sent.
+    """Two branches of one document: the local one and the one a peer sent.
 
-    ``local`` or ``remote`` is None when that side is a deletion.
+    ``local`` or ``remote`` is None when that side is a deletion. ``base`` is
+    the body of their nearest common ancestor when it is still stored.
     """
 
     doc_id: str
+    local_rev_id: str
+    remote_rev_id: str
     local: Document | None
     remote: Document | None
+    base: dict[str, Any] | None = None
 
 
 #: What a resolver returns: the ``remote`` or ``local`` Document of the
 #: conflict, a new body (a merge), or None for a deletion.
 Resolution = Document | dict[str, Any] | None
-ConflictResolver = Callable[[Conflict], Resolution]
+
+
+class ConflictResolver(Protocol):
+    """Chooses the result of a conflict.
+
+    Couchbase Lite applies a result by continuing the remote branch (§4.6).
+    A resolver whose result does not depend on which side is local may set
+    ``symmetric = True``: its result then continues the branch with the higher
+    revision ID, so every peer that resolves the same conflict creates the
+    same revision and the peers converge without resolving again.
+    """
+
+    def __call__(self, conflict: Conflict, /) -> Resolution: ...
+
+
 #: A local-save conflict handler: ``(my_body, current_document)`` returns the
 #: body to save on top of the current revision, or None to give up.
 ConflictHandler = Callable[[dict[str, Any], Document | None], dict[str, Any] | None]

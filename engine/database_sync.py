@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.blobs import Blob
 from engine.blobstore import BlobStore
 from engine.changes import Changes, ChangeSource
-from engine.db_core import DatabaseCore, body_key, unique_ids
+from engine.db_core import DELETED_FLAG, DatabaseCore, body_key, decode_summary, unique_ids
 from engine.documents import Document, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoundError
 from engine.lmdb_store import Txn
-from engine.revid import make_rev_id, parse_rev_id
+from engine.revid import generation, make_rev_id, parse_rev_id
 from engine.revtree import InsertStatus, RevTree
 
-__all__ = ["InsertResult", "RevisionInsert", "SyncOperations"]
+__all__ = ["KEEP", "InsertResult", "Proposal", "RevisionInsert", "SyncOperations", "SyncRevision"]
+
+#: Most known ancestors listed per row of a ``changes`` reply (LiteCore sends up to 10).
+MAX_KNOWN_ANCESTORS = 10
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,39 @@ class InsertResult:
     status: InsertStatus | None = None
     error: EngineError | None = None
     conflicted: bool = False
+    #: the current revision before the insert, when the new revision's history
+    #: does not contain it and it was live: a conflict per protocol §4.5
+    diverged_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRevision:
+    """A revision read for sending to a peer: canonical body, history, optional delta base."""
+
+    doc_id: str
+    rev_id: str
+    body: bytes
+    deleted: bool
+    history: list[str]
+    sequence: int
+    base_rev_id: str | None = None
+    base_body: bytes | None = None
+
+
+class Proposal(NamedTuple):
+    """The answer to one proposed change (protocol §3.6): a status and our current revision."""
+
+    status: int
+    current_rev_id: str | None
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: Pass as ``merged`` to :meth:`SyncOperations.resolve_conflict` to keep the kept leaf's body as is.
+KEEP: Any = _Keep()
 
 
 class SyncOperations(DatabaseCore):
@@ -124,47 +160,55 @@ class SyncOperations(DatabaseCore):
         status = tree.insert_with_history(rev.rev_id, rev.history, deleted=rev.deleted, sequence=seq)
         txn.put("bodies", body_key(raw_id, rev.rev_id), canonical)
         self._store_tree(txn, raw_id, tree, seq=seq, existed=current is not None)
-        return InsertResult(rev.doc_id, rev.rev_id, status, conflicted=tree.is_conflicted())
+        diverged = (
+            current is not None
+            and not current.deleted
+            and status is InsertStatus.ADDED
+            and current.rev_id not in rev.history
+            and current.rev_id in tree
+        )
+        return InsertResult(
+            rev.doc_id,
+            rev.rev_id,
+            status,
+            conflicted=tree.is_conflicted(),
+            diverged_from=current.rev_id if diverged and current is not None else None,
+        )
 
-    def resolve_conflict(
-        self,
-        doc_id: str,
-        remote_rev_id: str,
-        local_rev_id: str,
-        resolution: dict[str, Any] | None,
-        *,
-        keep_remote: bool,
-    ) -> Document:
-        """Resolve a conflict between two live leaves (protocol §4.6).
+    def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
+        """Resolve a conflict between two leaf revisions (protocol §4.6).
 
-        The remote revision stays on the winning branch. If ``keep_remote``,
-        the local branch is closed with a tombstone; otherwise a new revision
-        with ``resolution`` (None: a deletion) is added as a child of the
-        remote revision and the local branch is closed.
+        The branch of ``keep`` continues; ``close`` gets a tombstone child (if
+        it is live). With ``merged`` a dict, a new revision with that body is
+        added as a child of ``keep``; with None, a deletion; with KEEP (the
+        default), ``keep`` stays the winner as it is. New revision IDs depend
+        only on their parent and body, so peers resolving the same conflict
+        the same way create the same revisions.
 
         Raises:
-            ConflictError: the leaves changed meanwhile (read again and retry).
+            ConflictError: either revision is no longer a leaf (read again and retry).
         """
         raw_id = check_doc_id(doc_id)
-        canonical = None if resolution is None else check_body(resolution)[0]
+        canonical = None if merged is None or merged is KEEP else check_body(merged)[0]
 
         def fn(txn: Txn) -> tuple[Document, Changes]:
             tree_data = txn.get("revs", raw_id)
             if tree_data is None:
                 raise NotFoundError(f"document {doc_id!r} does not exist")
             tree = RevTree.decode(tree_data)
-            leaves = {n.rev_id for n in tree.live_leaves()}
-            if remote_rev_id not in leaves or local_rev_id not in leaves:
+            leaves = {n.rev_id: n for n in tree.leaves()}
+            if keep not in leaves or close not in leaves or keep == close:
                 raise ConflictError(f"conflict on {doc_id!r} changed while it was being resolved")
             seq = self._last_seq(txn) + 1
-            closing = make_rev_id(local_rev_id, True, b"{}")
-            tree.add_child(local_rev_id, closing, deleted=True, sequence=seq)
-            txn.put("bodies", body_key(raw_id, closing), b"{}")
-            if not keep_remote:
+            if not leaves[close].deleted:
+                closing = make_rev_id(close, True, b"{}")
+                tree.add_child(close, closing, deleted=True, sequence=seq)
+                txn.put("bodies", body_key(raw_id, closing), b"{}")
+            if merged is not KEEP and not (merged is None and leaves[keep].deleted):
                 body = b"{}" if canonical is None else canonical
-                merged = make_rev_id(remote_rev_id, canonical is None, body)
-                tree.add_child(remote_rev_id, merged, deleted=canonical is None, sequence=seq)
-                txn.put("bodies", body_key(raw_id, merged), body)
+                child = make_rev_id(keep, canonical is None, body)
+                tree.add_child(keep, child, deleted=canonical is None, sequence=seq)
+                txn.put("bodies", body_key(raw_id, child), body)
             self._store_tree(txn, raw_id, tree, seq=seq, existed=True)
             txn.put("meta", b"last_seq", str(seq).encode())
             winner = tree.winner()
@@ -173,3 +217,85 @@ class SyncOperations(DatabaseCore):
             return doc, Changes((doc_id,), ChangeSource.LOCAL, seq)
 
         return self._commit(fn)
+
+    # -- batch reads for the replication protocol ---------------------------------
+
+    def revs_diff(self, rows: Sequence[tuple[str, str]]) -> list[list[str] | None]:
+        """For each ``(doc ID, rev ID)`` offered by a peer: None if we have it, else what we know.
+
+        What we know is our leaf revisions with stored bodies and a lower
+        generation, current first (at most 10), which the sender uses as
+        history stops and delta bases; ``[]`` for an unknown document
+        (protocol §3.5).
+        """
+        out: list[list[str] | None] = []
+        with self._store.read() as txn:
+            for doc_id, rev_id in rows:
+                tree_data = txn.get("revs", doc_id.encode())
+                if tree_data is None:
+                    out.append([])
+                    continue
+                tree = RevTree.decode(tree_data)
+                node = tree.get(rev_id)
+                if node is not None and node.has_body:
+                    out.append(None)
+                    continue
+                gen = generation(rev_id)
+                known = [n.rev_id for n in tree.leaves() if n.has_body and n.generation < gen]
+                out.append(known[:MAX_KNOWN_ANCESTORS])
+        return out
+
+    def propose_changes(self, rows: Sequence[tuple[str, str, str | None]]) -> list[Proposal]:
+        """Decide each ``(doc ID, rev ID, parent rev ID)`` a peer proposes to push (protocol §3.6).
+
+        304 when our current revision is that revision; 0 (send it) when our
+        current revision is the parent, or there is no parent and we have no
+        document or a deleted one; 409 (conflict) otherwise.
+        """
+        out: list[Proposal] = []
+        with self._store.read() as txn:
+            for doc_id, rev_id, parent in rows:
+                summary = txn.get("docs", doc_id.encode())
+                if summary is None:
+                    out.append(Proposal(0 if not parent else 409, None))
+                    continue
+                _, flags, current = decode_summary(summary)
+                if current == rev_id:
+                    out.append(Proposal(304, current))
+                elif current == parent or (not parent and flags & DELETED_FLAG):
+                    out.append(Proposal(0, current))
+                else:
+                    out.append(Proposal(409, current))
+        return out
+
+    def revision_for_sync(
+        self,
+        doc_id: str,
+        rev_id: str,
+        *,
+        known: Collection[str] = (),
+        max_history: int = 20,
+        delta_base: str | None = None,
+    ) -> SyncRevision | None:
+        """Read a revision to send to a peer, or None if its body is gone.
+
+        The history lists ancestors newest first, up to and including the
+        first one in ``known``; without a known ancestor it stops after
+        ``max_history`` entries (protocol §4.2). ``delta_base``'s body is
+        included when stored.
+        """
+        raw_id = check_doc_id(doc_id)
+        with self._store.read() as txn:
+            tree_data = txn.get("revs", raw_id)
+            body = txn.get("bodies", body_key(raw_id, rev_id))
+            if tree_data is None or body is None:
+                return None
+            tree = RevTree.decode(tree_data)
+            node = tree.get(rev_id)
+            if node is None:
+                return None
+            ancestors = tree.history(rev_id)[1:]
+            stop = next((i for i, rev in enumerate(ancestors) if rev in known), None)
+            history = ancestors[: stop + 1] if stop is not None else ancestors[:max_history]
+            base_body = txn.get("bodies", body_key(raw_id, delta_base)) if delta_base else None
+        return SyncRevision(doc_id, rev_id, body, node.deleted, history, node.sequence, delta_base, base_body)

@@ -21,7 +21,18 @@ from engine.documents import Document, check_doc_id, decode_body
 from engine.lmdb_store import Store, Txn
 from engine.revtree import DEFAULT_KEEP_BODIES, DEFAULT_MAX_DEPTH, RevTree
 
-__all__ = ["SEQ_DB", "UNSET", "ChangeListener", "DatabaseCore", "body_key", "decode_summary", "seq_key", "unique_ids"]
+__all__ = [
+    "CONFLICTED_FLAG",
+    "DELETED_FLAG",
+    "SEQ_DB",
+    "UNSET",
+    "ChangeListener",
+    "DatabaseCore",
+    "body_key",
+    "decode_summary",
+    "seq_key",
+    "unique_ids",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +40,8 @@ ChangeListener = Callable[[Changes], None]
 T = TypeVar("T")
 
 SEQ_DB = "seqs"
-_DELETED = 1
-_CONFLICTED = 2
+DELETED_FLAG = 1
+CONFLICTED_FLAG = 2
 
 
 def seq_key(seq: int) -> bytes:
@@ -160,7 +171,7 @@ class DatabaseCore:
             seq, flags, rev_id = decode_summary(summary)
             data = txn.get("bodies", body_key(raw_id, rev_id))
         body = {} if data is None else decode_body(data)
-        return Document(doc_id, rev_id, body, bool(flags & _DELETED), seq, bool(flags & _CONFLICTED))
+        return Document(doc_id, rev_id, body, bool(flags & DELETED_FLAG), seq, bool(flags & CONFLICTED_FLAG))
 
     def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
         """Return a specific revision if its body is still stored, else None."""
@@ -191,7 +202,7 @@ class DatabaseCore:
         out = []
         with self._store.read() as txn:
             for raw_id, summary in txn.items_from("docs"):
-                if include_deleted or not decode_summary(summary)[1] & _DELETED:
+                if include_deleted or not decode_summary(summary)[1] & DELETED_FLAG:
                     out.append(raw_id.decode())
         return out
 
@@ -205,7 +216,7 @@ class DatabaseCore:
             return [
                 raw_id.decode()
                 for raw_id, summary in txn.items_from("docs")
-                if decode_summary(summary)[1] & _CONFLICTED
+                if decode_summary(summary)[1] & CONFLICTED_FLAG
             ]
 
     def changes_since(self, since: int = 0, limit: int | None = None) -> list[ChangeEntry]:
@@ -214,7 +225,7 @@ class DatabaseCore:
         with self._store.read() as txn:
             for key, value in txn.items_from(SEQ_DB, seq_key(since + 1)):
                 flags, size, rev_id, doc_id = value.decode().split(",", 3)
-                deleted = bool(int(flags) & _DELETED)
+                deleted = bool(int(flags) & DELETED_FLAG)
                 out.append(ChangeEntry(int.from_bytes(key, "big"), doc_id, rev_id, deleted, int(size)))
                 if limit is not None and len(out) >= limit:
                     break
@@ -223,7 +234,7 @@ class DatabaseCore:
     @staticmethod
     def _write_new_doc(txn: Txn, raw_id: bytes, rev_id: str, canonical: bytes, *, seq: int, deleted: bool) -> None:
         """Store the first revision of a new document (no tree to build or prune)."""
-        flags = _DELETED if deleted else 0
+        flags = DELETED_FLAG if deleted else 0
         rev = rev_id.encode()
         txn.put("bodies", raw_id + b"\x00" + rev, canonical)
         txn.put("revs", raw_id, RevTree.encode_single(rev_id, deleted=deleted, sequence=seq))
@@ -243,7 +254,7 @@ class DatabaseCore:
             for rev_id in tree.prune(self.max_depth):
                 txn.delete("bodies", body_key(raw_id, rev_id))
         winner = tree.winner()
-        flags = (_DELETED if winner.deleted else 0) | (_CONFLICTED if tree.is_conflicted() else 0)
+        flags = (DELETED_FLAG if winner.deleted else 0) | (CONFLICTED_FLAG if tree.is_conflicted() else 0)
         if existed:
             old_summary = txn.get("docs", raw_id)
             if old_summary is not None:

@@ -201,14 +201,91 @@ def test_resolve_conflict_keeping_remote_or_merging(db: Database) -> None:
     base = db.save("a", {"v": 0})
     local = db.save("a", {"v": 1}, base_rev=base.rev_id)
     remote = rid(2, "remote")
-    db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})])
-    assert db.get("a").conflicted  # type: ignore[union-attr]
-    merged = db.resolve_conflict("a", remote, local.rev_id, {"v": 3}, keep_remote=False)
+    result = db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})])[0]
+    assert result.diverged_from == local.rev_id and result.conflicted
+    merged = db.resolve_conflict("a", keep=remote, close=local.rev_id, merged={"v": 3})
     assert merged.body == {"v": 3} and not merged.conflicted
     tree = db.get_tree("a")
     assert tree is not None and tree.history(merged.rev_id)[1] == remote
     with pytest.raises(ConflictError):
-        db.resolve_conflict("a", remote, local.rev_id, None, keep_remote=True)
+        db.resolve_conflict("a", keep=remote, close=local.rev_id)
+
+
+def test_resolve_conflict_by_keeping_a_leaf(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    local = db.save("a", {"v": 1}, base_rev=base.rev_id)
+    remote = rid(2, "remote")
+    db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})])
+    kept = db.resolve_conflict("a", keep=local.rev_id, close=remote)
+    assert kept.rev_id == local.rev_id and kept.body == {"v": 1} and not kept.conflicted
+
+
+def test_resolution_revisions_are_the_same_on_every_peer(tmp_path: Path) -> None:
+    results = []
+    for name in ("p1", "p2"):
+        with Database(tmp_path / name) as peer:
+            base = rid(1, "base")
+            left, right = rid(2, "left"), rid(2, "right")
+            peer.insert_revisions([RevisionInsert("a", left, [base], {"v": 1})])
+            peer.insert_revisions([RevisionInsert("a", right, [base], {"v": 2})])
+            high, low = sorted([left, right], reverse=True)
+            doc = peer.resolve_conflict("a", keep=high, close=low, merged={"v": 3})
+            results.append((doc.rev_id, peer.get_tree("a").shape()))  # type: ignore[union-attr]
+    assert results[0] == results[1]
+
+
+def test_remote_deletion_on_another_branch_is_reported_as_divergence(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    local = db.save("a", {"v": 1}, base_rev=base.rev_id)
+    result = db.insert_revisions([RevisionInsert("a", rid(2, "gone"), [base.rev_id], {}, deleted=True)])[0]
+    assert result.diverged_from == local.rev_id and not result.conflicted
+    resolved = db.resolve_conflict("a", keep=rid(2, "gone"), close=local.rev_id)
+    assert resolved.deleted
+
+
+def test_revs_diff(db: Database) -> None:
+    first = db.save("a", {"v": 1})
+    second = db.save("a", {"v": 2}, base_rev=first.rev_id)
+    assert db.revs_diff([("a", second.rev_id), ("a", first.rev_id), ("a", rid(3, "x")), ("new", rid(1, "y"))]) == [
+        None,
+        None,
+        [second.rev_id],
+        [],
+    ]
+    assert db.revs_diff([("a", rid(2, "sibling"))]) == [[]]  # nothing older than generation 2 is a leaf
+
+
+def test_propose_changes_follows_the_decision_rule(db: Database) -> None:
+    first = db.save("a", {"v": 1})
+    db.save("gone", {})
+    db.delete("gone")
+    proposals = db.propose_changes(
+        [
+            ("a", first.rev_id, None),
+            ("a", rid(2, "next"), first.rev_id),
+            ("a", rid(2, "other"), rid(1, "other-parent")),
+            ("new", rid(1, "n"), None),
+            ("new2", rid(2, "n"), rid(1, "p")),
+            ("gone", rid(1, "again"), None),
+        ]
+    )
+    assert [p.status for p in proposals] == [304, 0, 409, 0, 409, 0]
+    assert proposals[2].current_rev_id == first.rev_id
+
+
+def test_revision_for_sync(db: Database) -> None:
+    revs = [db.save("a", {"v": 0})]
+    for i in range(1, 5):
+        revs.append(db.save("a", {"v": i}, base_rev=revs[-1].rev_id))
+    ids = [r.rev_id for r in revs]
+    full = db.revision_for_sync("a", ids[4])
+    assert full is not None and full.history == list(reversed(ids[:4])) and full.body == b'{"v":4}'
+    stopped = db.revision_for_sync("a", ids[4], known={ids[2]}, delta_base=ids[3])
+    assert stopped is not None and stopped.history == [ids[3], ids[2]] and stopped.base_body == b'{"v":3}'
+    capped = db.revision_for_sync("a", ids[4], max_history=2)
+    assert capped is not None and capped.history == [ids[3], ids[2]]
+    assert db.revision_for_sync("a", ids[0]) is None  # body no longer kept
+    assert db.revision_for_sync("missing", ids[0]) is None
 
 
 def test_purge_removes_everything(db: Database) -> None:

@@ -1,0 +1,92 @@
+"""A conflict resolver for the inventory list that merges item by item.
+
+Three-way merge of two versions of ``doc::list`` against their common
+ancestor, per item (matched by ``key``) and per field: a change made on one
+side only survives; when both sides changed the same field of the same item,
+the side with the higher revision ID wins. The result does not depend on
+which side is local, so the resolver is symmetric (see
+:class:`~engine.conflicts.ConflictResolver`) and peers converge without
+resolving again. Without a common ancestor the items of both sides are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.conflicts import Conflict, Resolution, default_resolver
+from engine.inventory import LIST_DOC_ID
+from engine.revid import compare_key
+
+__all__ = ["ItemMergeResolver", "merge_lists"]
+
+_MISSING: Any = object()
+
+
+def _merge_value(base: Any, high: Any, low: Any) -> Any:
+    """Three-way merge of one value: a one-sided change wins, else the high side."""
+    if high == low:
+        return high
+    if base is not _MISSING and high == base:
+        return low
+    return high
+
+
+def _merge_mapping(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in [*high, *(k for k in low if k not in high)]:
+        b = base.get(key, _MISSING) if base is not None else _MISSING
+        h, lo = high.get(key, _MISSING), low.get(key, _MISSING)
+        if h is _MISSING or lo is _MISSING:
+            present = h if lo is _MISSING else lo
+            if base is not None and b is not _MISSING and present == b:
+                continue  # deleted on one side, unchanged on the other
+            out[key] = present
+            continue
+        out[key] = _merge_value(b, h, lo)
+    return out
+
+
+def _by_key(items: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("key"), str):
+                out.setdefault(item["key"], item)
+    return out
+
+
+def merge_lists(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str, Any]) -> dict[str, Any]:
+    """Merge two list bodies against ``base`` (None when unknown); ``high`` wins ties."""
+    base_items = _by_key(base.get("items")) if base is not None else None
+    high_items, low_items = _by_key(high.get("items")), _by_key(low.get("items"))
+    merged_items = []
+    for key in [*high_items, *(k for k in low_items if k not in high_items)]:
+        b = base_items.get(key) if base_items is not None else None
+        h, lo = high_items.get(key), low_items.get(key)
+        if h is None or lo is None:
+            present = h if lo is None else lo
+            assert present is not None
+            if base_items is not None and b is not None and present == b:
+                continue  # removed on one side, unchanged on the other
+            merged_items.append(present)
+            continue
+        merged_items.append(_merge_mapping(b, h, lo))
+    top = _merge_mapping(
+        base, {k: v for k, v in high.items() if k != "items"}, {k: v for k, v in low.items() if k != "items"}
+    )
+    return {**top, "items": merged_items}
+
+
+class ItemMergeResolver:
+    """Merges conflicting versions of the inventory list; other documents use Couchbase Lite's rule."""
+
+    symmetric = True
+
+    def __call__(self, conflict: Conflict) -> Resolution:
+        if conflict.doc_id != LIST_DOC_ID:
+            return default_resolver(conflict)
+        local, remote = conflict.local, conflict.remote
+        if local is None or remote is None:  # a deleted list loses to an edited one
+            return local or remote
+        high, low = (local, remote) if compare_key(local.rev_id) > compare_key(remote.rev_id) else (remote, local)
+        return merge_lists(conflict.base, high.body, low.body)
