@@ -39,7 +39,8 @@ class Reply:
     compressed: bool = False
 
 
-#: A request handler: returns a Reply (or None for an empty reply), possibly awaitably.
+#: A request handler: returns a Reply (or None for an empty reply), an awaitable
+#: of one, or an asyncio Future that resolves to one (a deferred reply).
 Handler = Callable[[Message], Reply | Awaitable[Reply | None] | None]
 
 
@@ -258,7 +259,9 @@ class BlipSocket:
         except Exception as exc:
             self._answer_error(message, exc)
             return
-        if inspect.isawaitable(result):
+        if isinstance(result, asyncio.Future):  # a deferred reply: answer when it resolves, no task needed
+            result.add_done_callback(lambda done: self._answer_future(message, done))
+        elif inspect.isawaitable(result):
             task = asyncio.create_task(self._await_handler(message, result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -274,6 +277,15 @@ class BlipSocket:
             self._answer_error(message, exc)
         else:
             self._answer(message, result)
+        self._schedule_flush()
+
+    def _answer_future(self, message: Message, done: asyncio.Future[Reply | None]) -> None:
+        if done.cancelled():
+            self._answer_error(message, ConnectionClosedError("request abandoned"))
+        elif (exc := done.exception()) is not None:
+            self._answer_error(message, exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+        else:
+            self._answer(message, done.result())
         self._schedule_flush()
 
     def _answer(self, message: Message, result: Reply | None) -> None:

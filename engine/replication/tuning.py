@@ -40,3 +40,33 @@ CLOSE_TIMEOUT = 5.0
 WRITE_BATCH_FRAMES = 256
 #: Stop writing and wait for TCP to drain above this many buffered bytes.
 WRITE_BUFFER_HIGH = 256 * 1024
+
+# -- replication (protocol §3) --------------------------------------------------------
+
+#: Rows per ``changes`` / ``proposeChanges`` message (LiteCore and Sync Gateway use 200).
+CHANGES_BATCH = 200
+#: ``changes`` / ``proposeChanges`` messages awaiting replies at once (LiteCore: 5).
+MAX_CHANGES_IN_FLIGHT = 5
+#: ``rev`` messages awaiting replies at once, and their bytes (LiteCore: 10 and 2 MB;
+#: more here, since replies come after batched commits).
+MAX_REVS_IN_FLIGHT = 500
+MAX_REV_BYTES_IN_FLIGHT = 8 * 1024 * 1024
+#: Revisions a puller requests but has not yet stored before it delays its
+#: ``changes`` replies, which holds the sender back (LiteCore: 200).
+MAX_PENDING_REVS = 2000
+#: Revisions inserted per database transaction on the receiving side.
+INSERT_BATCH = 500
+#: History entries sent when no common ancestor is known; told to senders in
+#: ``changes`` replies (LiteCore sends 50; our trees keep 20).
+MAX_HISTORY = 20
+#: Bodies smaller than this are always sent whole (LiteCore's kMinBodySizeForDelta).
+MIN_DELTA_BODY = 200
+#: Compress ``rev`` and ``changes`` bodies from this size on.
+COMPRESS_MIN_BODY = 512
+#: Seconds between checkpoint saves while progress is made (protocol §6).
+CHECKPOINT_INTERVAL = 5.0
+#: Retry waits: the first, and the default cap (Couchbase Lite: 300 s).
+RETRY_INITIAL_WAIT = 1.0
+RETRY_MAX_WAIT = 300.0
+#: Default number of connection attempts of a one-shot (continuous: unlimited).
+ONE_SHOT_MAX_ATTEMPTS = 10

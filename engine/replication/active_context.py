@@ -1,0 +1,31 @@
+"""What the workers of one active replication connection share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.database import Database
+from engine.replication.blip_socket import BlipSocket
+from engine.replication.db_runner import DbRunner
+from engine.replication.replicator_types import ReplicatedDocument, ReplicatorConfiguration
+
+__all__ = ["ActiveContext"]
+
+
+@dataclass
+class ActiveContext:
+    """The connection, the database and the bookkeeping shared by Pusher, Puller and Checkpointer."""
+
+    socket: BlipSocket
+    db: Database
+    runner: DbRunner
+    config: ReplicatorConfiguration
+    #: called with (push?, document) for every document that went across or failed
+    report: Callable[[bool, ReplicatedDocument], None]
+    #: called whenever work starts or finishes, to recompute idle/busy and progress
+    touch: Callable[[], None]
+    #: the revision of each document the peer is known to have (learned this session)
+    remote_revs: dict[str, str] = field(default_factory=dict)
+    completed: int = 0
+    total: int = 0

@@ -1,0 +1,146 @@
+"""ActiveSession: one connection of a replicator, from checkpoint to completion or disconnection.
+
+Protocol §3.0 (start-up) and §3.12 (flows, completion).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from engine.changes import Changes
+from engine.replication import tuning
+from engine.replication.active_context import ActiveContext
+from engine.replication.attachments import AttachmentServer
+from engine.replication.blip_socket import BlipSocket
+from engine.replication.checkpoint import Checkpoint, checkpoint_id
+from engine.replication.checkpointer import Checkpointer
+from engine.replication.db_runner import DbRunner
+from engine.replication.errors import ConnectionClosedError
+from engine.replication.puller import Puller
+from engine.replication.pusher import Pusher
+from engine.replication.replicator_types import ReplicatedDocument, ReplicatorConfiguration
+
+__all__ = ["ActiveSession", "replication_checkpoint_id"]
+
+log = logging.getLogger(__name__)
+
+
+def replication_checkpoint_id(config: ReplicatorConfiguration) -> str:
+    """The checkpoint ID of a configuration: local database, remote URL and document filter (§6)."""
+    doc_ids = sorted(config.doc_ids) if config.doc_ids is not None else None
+    return checkpoint_id(config.database.uuid, config.url, [doc_ids])
+
+
+class ActiveSession:
+    """Runs pusher, puller and checkpointer over one open connection."""
+
+    def __init__(
+        self,
+        socket: BlipSocket,
+        config: ReplicatorConfiguration,
+        runner: DbRunner,
+        *,
+        report: Callable[[bool, ReplicatedDocument], None],
+        on_progress: Callable[[bool, int, int], None],
+        reset_checkpoint: bool = False,
+    ) -> None:
+        self.socket = socket
+        self.config = config
+        self.reset_checkpoint = reset_checkpoint
+        self.on_progress = on_progress
+        self.ctx = ActiveContext(socket, config.database, runner, config, report, self._touch)
+        self.pusher: Pusher | None = None
+        self.puller: Puller | None = Puller(self.ctx, None, empty_database=False) if config.type.pulls else None
+        self.checkpointer = Checkpointer(config.database, runner, socket, replication_checkpoint_id(config))
+        self._started = False
+        self._done = asyncio.Event()
+        self.idle = False
+
+    def _touch(self) -> None:
+        pusher_idle = self.pusher is None or self.pusher.idle
+        puller_idle = self.puller is None or self.puller.idle
+        self.idle = self._started and pusher_idle and puller_idle
+        self.on_progress(self.idle, self.ctx.completed, self.ctx.total)
+        if self.idle and not self.config.continuous:
+            self._done.set()
+
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint reached so far."""
+        local = self.pusher.checkpoint if self.pusher is not None else self.checkpointer.saved.local
+        remote = self.puller.checkpoint if self.puller is not None else self.checkpointer.saved.remote
+        return Checkpoint(local, remote)
+
+    async def run(self) -> None:
+        """Replicate; return once a one-shot replication is complete and closed with 1000.
+
+        Raises:
+            ConnectionClosedError: the connection ended first (always, for a continuous one).
+            ReplicationError: the peer refused a request.
+        """
+        ctx = self.ctx
+        ctx.runner.bind()
+        AttachmentServer(ctx.db, ctx.runner).register(self.socket)
+        if self.puller is not None:
+            self.puller.register()
+        self.socket.start()
+        tasks: list[asyncio.Task[None]] = []
+        remove = ctx.db.add_change_listener(self._database_changed)
+        try:
+            start = await self.checkpointer.load(reset=self.reset_checkpoint)
+            if self.config.type.pushes:
+                self.pusher = Pusher(ctx, start.local)
+                tasks.append(asyncio.create_task(self.pusher.run(), name="pusher"))
+            if self.puller is not None:
+                self.puller.since = start.remote
+                self.puller.sequences.checkpoint = start.remote
+                self.puller.empty_database = await ctx.runner.run(lambda: ctx.db.last_sequence == 0)
+                await self.puller.start()
+            self._started = True
+            self._touch()
+            tasks.append(asyncio.create_task(self._save_periodically(), name="checkpoints"))
+            await self._wait(tasks)
+            await self.checkpointer.save(self.checkpoint())
+            await self.socket.close(1000)
+        finally:
+            remove()
+            for task in tasks:
+                task.cancel()
+            if self.pusher is not None:
+                self.pusher.cancel()
+            with contextlib.suppress(Exception):
+                if not self.socket.closed:
+                    await self.checkpointer.save(self.checkpoint())
+
+    async def _wait(self, tasks: list[asyncio.Task[None]]) -> None:
+        closed = asyncio.create_task(self.socket.wait_closed())
+        done = asyncio.create_task(self._done.wait())
+        try:
+            while True:
+                finished, _ = await asyncio.wait([closed, done, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    if task in tasks and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if done in finished:
+                    return
+                if closed in finished:
+                    raise ConnectionClosedError(
+                        f"connection to {self.socket.name} closed ({self.socket.close_code})",
+                        code=self.socket.close_code,
+                    )
+                tasks = [t for t in tasks if not t.done()]
+        finally:
+            closed.cancel()
+            done.cancel()
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(tuning.CHECKPOINT_INTERVAL)
+            await self.checkpointer.save(self.checkpoint())
+
+    def _database_changed(self, changes: Changes) -> None:
+        pusher = self.pusher
+        if pusher is not None:
+            self.ctx.runner.notify_soon(lambda: pusher.database_changed(changes))

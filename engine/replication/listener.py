@@ -1,0 +1,181 @@
+"""URLEndpointListener: the passive peer, serving one database over BLIP (protocol §1, §3).
+
+Configured like Couchbase Lite's listener: port (0 = any free port), network
+address (default: all), database name in the URL (default ``userdb``), an
+authenticator, read-only mode, delta sync on or off, and a TLS context.
+``stop()`` closes every connection with 1001 (going away), so continuous
+clients go offline and retry, and frees the port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ifaddr
+
+from engine.database import Database
+from engine.replication.blip_socket import BlipSocket
+from engine.replication.db_runner import DbRunner
+from engine.replication.errors import ReplicationError
+from engine.replication.passive import PassiveSession
+from engine.replication.websocket import Authenticator, BlipServer
+
+__all__ = ["ListenerConfiguration", "ListenerStatus", "URLEndpointListener"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_NAME = "userdb"
+
+
+@dataclass
+class ListenerConfiguration:
+    """How a listener serves its database."""
+
+    database: Database
+    port: int = 0
+    host: str | None = None
+    database_name: str = DEFAULT_DATABASE_NAME
+    authenticator: Authenticator | None = None
+    read_only: bool = False
+    enable_delta_sync: bool = True
+    tls: ssl.SSLContext | None = None
+    threaded_database: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerStatus:
+    """Open connections, and those with a replication in progress."""
+
+    connection_count: int = 0
+    active_connection_count: int = 0
+
+
+class URLEndpointListener:
+    """Serves a database to replicators. Call :meth:`start`, later :meth:`stop`."""
+
+    def __init__(self, config: ListenerConfiguration) -> None:
+        if not config.database_name or config.database_name.startswith("_") or "/" in config.database_name:
+            raise ReplicationError(f"invalid database name {config.database_name!r}")
+        self.config = config
+        self._server: BlipServer | None = None
+        self._sessions: set[PassiveSession] = set()
+        self._listeners: list[Callable[[ListenerStatus], None]] = []
+        self._status = ListenerStatus()
+        self._runner = DbRunner(threaded=config.threaded_database)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start accepting connections.
+
+        Raises:
+            OSError: the port is taken or the address is not on this machine.
+        """
+        if self._server is not None:
+            return
+        server = BlipServer(
+            accepts_database=lambda name: name == self.config.database_name,
+            on_connection=self._serve,
+            authenticator=self.config.authenticator,
+            ssl=self.config.tls,
+        )
+        port = self.config.port
+        if port == 0 and self.config.host is None:
+            port = _free_port()  # one port for every address family
+        await server.start(self.config.host, port)
+        self._server = server
+        log.info("listening on %s", ", ".join(self.urls))
+
+    async def stop(self) -> None:
+        """Close every connection (1001) and free the port."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+        self._sessions.clear()
+        self._update()
+
+    @property
+    def port(self) -> int | None:
+        """The port accepting connections, or None when stopped."""
+        addresses = self._server.addresses if self._server is not None else []
+        return addresses[0][1] if addresses else None
+
+    @property
+    def urls(self) -> list[str]:
+        """One ``ws[s]://host:port/<db>`` URL per usable address (IPv6 in brackets)."""
+        port = self.port
+        if port is None:
+            return []
+        scheme = "wss" if self.config.tls is not None else "ws"
+        hosts = [self.config.host] if self.config.host else _local_addresses()
+        return [f"{scheme}://{_url_host(host)}:{port}/{self.config.database_name}" for host in hosts]
+
+    # -- status ------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> ListenerStatus:
+        """Connection counts."""
+        return self._status
+
+    def add_status_listener(self, listener: Callable[[ListenerStatus], None]) -> Callable[[], None]:
+        """Call ``listener`` whenever the status changes; return a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _update(self, _session: PassiveSession | None = None) -> None:
+        status = ListenerStatus(len(self._sessions), sum(1 for s in self._sessions if s.busy))
+        if status != self._status:
+            self._status = status
+            for listener in list(self._listeners):
+                try:
+                    listener(status)
+                except Exception:
+                    log.exception("listener status callback failed")
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _serve(self, blip: BlipSocket) -> None:
+        session = PassiveSession(
+            blip,
+            self.config.database,
+            self._runner,
+            read_only=self.config.read_only,
+            deltas=self.config.enable_delta_sync,
+            on_activity=self._update,
+        )
+        self._sessions.add(session)
+        self._update()
+        log.info("%s connected as %r", blip.name, blip.context.get("principal"))
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+            self._update()
+            log.info("%s disconnected (%s)", blip.name, blip.close_code)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("", 0))
+        return int(probe.getsockname()[1])
+
+
+def _local_addresses() -> list[str]:
+    """Addresses of this machine's interfaces, IPv4 first, without link-local IPv6."""
+    v4, v6 = [], []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                v4.append(ip.ip)
+            elif not ipaddress.IPv6Address(ip.ip[0]).is_link_local:
+                v6.append(ip.ip[0])
+    return v4 + v6
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

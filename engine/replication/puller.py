@@ -1,0 +1,170 @@
+"""Puller: fetches the peer's changes with ``subChanges``, answers each ``changes``, stores the revisions.
+
+Protocol §3.4-3.8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from engine.database import InsertResult
+from engine.documents import Document
+from engine.replication import tuning
+from engine.replication.active_context import ActiveContext
+from engine.replication.blip_connection import Message
+from engine.replication.blip_socket import Reply
+from engine.replication.checkpoint import RemoteSequences
+from engine.replication.errors import BlipError
+from engine.replication.messages import (
+    ChangeRow,
+    IncomingRevision,
+    encode_changes_reply,
+    encode_json,
+    parse_changes_rows,
+)
+from engine.replication.replicator_types import ReplicatedDocument
+from engine.replication.rev_receiver import Inserter, RevReceiver
+
+__all__ = ["Puller"]
+
+log = logging.getLogger(__name__)
+
+
+class Puller:
+    """Pulls from a checkpoint on; continuous pullers keep receiving live changes."""
+
+    def __init__(self, ctx: ActiveContext, since: Any, *, empty_database: bool) -> None:
+        self.ctx = ctx
+        self.since = since
+        self.empty_database = empty_database
+        self.sequences = RemoteSequences(since)
+        self.caught_up = False
+        self._caught_up_pending = False
+        self._batches = 0
+        self._requested: dict[tuple[str, str], Any] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+        self.inserter = Inserter(
+            ctx.db,
+            ctx.runner,
+            remote=ctx.config.url,
+            resolver=ctx.config.conflict_resolver,
+            on_inserted=self._inserted,
+            on_idle=ctx.touch,
+        )
+        self.receiver = RevReceiver(
+            ctx.socket,
+            ctx.db,
+            ctx.runner,
+            self.inserter,
+            no_conflicts=False,
+            accept=self._accept if ctx.config.pull_filter is not None else None,
+        )
+
+    @property
+    def checkpoint(self) -> Any:
+        """The peer's sequence up to which every change was handled."""
+        return self.sequences.checkpoint
+
+    @property
+    def idle(self) -> bool:
+        """Caught up with nothing requested or being stored."""
+        return self.caught_up and not self._requested and self.inserter.idle
+
+    def register(self) -> None:
+        """Handle ``changes``, ``rev`` and ``norev`` on the socket (before it starts)."""
+        self.ctx.socket.register("changes", self.handle_changes)
+        self.ctx.socket.register("norev", self.handle_norev)
+        self.receiver.register()
+
+    async def start(self) -> None:
+        """Ask the peer for its changes (§3.4)."""
+        config = self.ctx.config
+        props = {"batch": str(tuning.CHANGES_BATCH), "versioning": "rev-trees", "revocations": "true"}
+        if self.since is not None:
+            props["since"] = json.dumps(self.since)
+        if config.continuous:
+            props["continuous"] = "true"
+        if self.empty_database and self.since is None:
+            props["activeOnly"] = "true"
+        body = encode_json({"docIDs": sorted(config.doc_ids)}) if config.doc_ids is not None else b""
+        await self.ctx.socket.request("subChanges", props, body)
+
+    def handle_changes(self, message: Message) -> Any:
+        """Say which revisions we need (an empty list means caught up, §3.5)."""
+        rows = parse_changes_rows(message.body)
+        if not rows:  # caught up, once every earlier batch has been answered
+            self._caught_up_pending = True
+            self._apply_caught_up()
+            return None
+        self._batches += 1
+        return self._answer_changes(rows)
+
+    def _apply_caught_up(self) -> None:
+        if self._caught_up_pending and self._batches == 0 and not self.caught_up:
+            self.caught_up = True
+            self.ctx.touch()
+
+    async def _answer_changes(self, rows: list[ChangeRow]) -> Reply:
+        """Hold the reply while too many revisions are pending (back-pressure), then list what we need."""
+        try:
+            while len(self._requested) >= tuning.MAX_PENDING_REVS:
+                self._room.clear()
+                await self._room.wait()
+            doc_ids = self.ctx.config.doc_ids
+            offered = [r for r in rows if not r.removed and (doc_ids is None or r.doc_id in doc_ids)]
+            diff = await self.ctx.runner.run(self.ctx.db.revs_diff, [(r.doc_id, r.rev_id) for r in offered])
+            wanted = dict(zip(((r.doc_id, r.rev_id) for r in offered), diff, strict=True))
+            entries: list[list[str] | None] = []
+            for row in rows:
+                entry = wanted.get((row.doc_id, row.rev_id)) if not row.removed else None
+                entries.append(entry)
+                self.sequences.add(row.sequence, done=entry is None)
+                if entry is not None:
+                    self._requested[(row.doc_id, row.rev_id)] = row.sequence
+                    self.ctx.total += 1
+        finally:
+            self._batches -= 1
+            self._apply_caught_up()
+        self.ctx.touch()
+        props = {"maxHistory": str(tuning.MAX_HISTORY), "blobs": "true"}
+        if self.ctx.config.enable_deltas:
+            props["deltas"] = "true"
+        body = encode_changes_reply(entries)
+        return Reply(props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
+
+    def handle_norev(self, message: Message) -> None:
+        """The peer cannot send a revision it offered (§3.8): that change is done."""
+        key = (message.properties.get("id", ""), message.properties.get("rev", ""))
+        if key in self._requested:
+            status = message.properties.get("error", "404")
+            error = BlipError("HTTP", int(status) if status.isdigit() else 404, message.properties.get("reason", ""))
+            self.ctx.report(False, ReplicatedDocument(key[0], key[1], error=error))
+            self._done(key)
+
+    def _accept(self, rev: IncomingRevision, body: dict[str, Any]) -> bool:
+        pull_filter = self.ctx.config.pull_filter
+        assert pull_filter is not None
+        if pull_filter(Document(rev.doc_id, rev.rev_id, body, rev.deleted), rev.deleted):
+            return True
+        self._done((rev.doc_id, rev.rev_id))
+        return False
+
+    def _inserted(self, rev: IncomingRevision, result: InsertResult) -> None:
+        if result.error is None:
+            self.ctx.remote_revs[rev.doc_id] = rev.rev_id
+        self.ctx.report(False, ReplicatedDocument(rev.doc_id, rev.rev_id, rev.deleted, result.error))
+        self._done((rev.doc_id, rev.rev_id))
+
+    def _done(self, key: tuple[str, str]) -> None:
+        sequence = self._requested.pop(key, None)
+        if sequence is None:
+            return
+        self.sequences.complete(sequence)
+        self.ctx.completed += 1
+        if len(self._requested) < tuning.MAX_PENDING_REVS:
+            self._room.set()
+        self.ctx.touch()

@@ -1,0 +1,271 @@
+"""Replicator: the active peer (protocol §3.0, §3.12), with Couchbase Lite's lifecycle.
+
+``start()`` connects and replicates; ``stop()`` ends cleanly from any state.
+Status goes ``connecting`` -> ``busy``/``idle``; a one-shot replication stops
+when both directions are done. Transient failures (refused, cut, timed out,
+listener stopped) go ``offline`` and retry with exponential backoff up to the
+configured wait; permanent ones (401, 403, a refused certificate, an
+incompatible protocol) stop with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+
+from engine.changes import ChangeEntry
+from engine.errors import EngineError
+from engine.replication import tuning
+from engine.replication.active_session import ActiveSession, replication_checkpoint_id
+from engine.replication.checkpointer import Checkpointer
+from engine.replication.db_runner import DbRunner
+from engine.replication.errors import (
+    BlipError,
+    ConnectionClosedError,
+    HandshakeError,
+    HTTPStatusError,
+    ReplicationError,
+    TransportError,
+)
+from engine.replication.replicator_types import (
+    ActivityLevel,
+    DocumentReplication,
+    Progress,
+    ReplicatedDocument,
+    ReplicatorConfiguration,
+    ReplicatorStatus,
+)
+from engine.replication.websocket import connect
+
+__all__ = ["Replicator", "is_transient"]
+
+log = logging.getLogger(__name__)
+
+#: WebSocket close codes after which retrying cannot help (§1 Closing).
+_PERMANENT_CLOSE_CODES = frozenset({1002, 1003, 1008, 1009, 4002})
+#: HTTP statuses worth retrying.
+_TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying later may succeed."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    if isinstance(error, HTTPStatusError):
+        return error.status in _TRANSIENT_HTTP
+    if isinstance(error, ConnectionClosedError):
+        return error.code not in _PERMANENT_CLOSE_CODES
+    if isinstance(error, HandshakeError | BlipError):
+        return False
+    return isinstance(error, TransportError | OSError | TimeoutError)
+
+
+class Replicator:
+    """Replicates a database with a listener, one-shot or continuous."""
+
+    def __init__(self, config: ReplicatorConfiguration) -> None:
+        self.config = config
+        self._status = ReplicatorStatus()
+        self._task: asyncio.Task[None] | None = None
+        self._session: ActiveSession | None = None
+        self._status_listeners: list[Callable[[ReplicatorStatus], None]] = []
+        self._document_listeners: list[Callable[[DocumentReplication], None]] = []
+        self._pending_reports: dict[bool, list[ReplicatedDocument]] = {True: [], False: []}
+        self._flush_scheduled = False
+        self._progress_scheduled = False
+        self._latest = (False, 0, 0)
+        self._stopped = asyncio.Event()
+        self._stopped.set()
+        self.pushed = 0
+        self.pulled = 0
+
+    # -- observing ---------------------------------------------------------------------------
+
+    @property
+    def status(self) -> ReplicatorStatus:
+        """Activity, progress and the last error."""
+        return self._status
+
+    def add_change_listener(self, listener: Callable[[ReplicatorStatus], None]) -> Callable[[], None]:
+        """Call ``listener`` on every status change; return a function that removes it."""
+        self._status_listeners.append(listener)
+        return lambda: self._status_listeners.remove(listener) if listener in self._status_listeners else None
+
+    def add_document_listener(self, listener: Callable[[DocumentReplication], None]) -> Callable[[], None]:
+        """Call ``listener`` with the documents replicated in each direction; return a remover."""
+        self._document_listeners.append(listener)
+        return lambda: self._document_listeners.remove(listener) if listener in self._document_listeners else None
+
+    def _set_status(
+        self, activity: ActivityLevel, *, progress: Progress | None = None, error: ReplicationError | None = None
+    ) -> None:
+        status = ReplicatorStatus(activity, progress or self._status.progress, error)
+        if status == self._status:
+            return
+        self._status = status
+        for listener in list(self._status_listeners):
+            try:
+                listener(status)
+            except Exception:
+                log.exception("replicator status listener failed")
+
+    def _report(self, push: bool, document: ReplicatedDocument) -> None:
+        if document.error is None:
+            if push:
+                self.pushed += 1
+            else:
+                self.pulled += 1
+        if not self._document_listeners:
+            return
+        self._pending_reports[push].append(document)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_reports)
+
+    def _flush_reports(self) -> None:
+        self._flush_scheduled = False
+        for push, documents in self._pending_reports.items():
+            if documents:
+                event = DocumentReplication(push, tuple(documents))
+                documents.clear()
+                for listener in list(self._document_listeners):
+                    try:
+                        listener(event)
+                    except Exception:
+                        log.exception("document listener failed")
+
+    def _progress(self, idle: bool, completed: int, total: int) -> None:
+        """Note progress; listeners hear of it once per event-loop turn."""
+        self._latest = (idle, completed, total)
+        if not self._progress_scheduled:
+            self._progress_scheduled = True
+            asyncio.get_running_loop().call_soon(self._publish_progress)
+
+    def _publish_progress(self) -> None:
+        self._progress_scheduled = False
+        if (
+            self._task is None
+            or self._task.done()
+            or self._status.activity in (ActivityLevel.STOPPED, ActivityLevel.OFFLINE)
+        ):
+            return
+        idle, completed, total = self._latest
+        self._set_status(ActivityLevel.IDLE if idle else ActivityLevel.BUSY, progress=Progress(completed, total))
+
+    # -- pending documents -------------------------------------------------------------------
+
+    def _pending_rows(self) -> list[ChangeEntry]:
+        db, config = self.config.database, self.config
+        session = self._session
+        if session is not None and session.pusher is not None:
+            since = session.pusher.checkpoint
+            known = session.ctx.remote_revs
+        else:
+            saved = Checkpointer.read_local(db, replication_checkpoint_id(config))
+            since, known = (saved.local if saved else 0), {}
+        return [
+            row
+            for row in db.changes_since(since)
+            if known.get(row.doc_id) != row.rev_id and (config.doc_ids is None or row.doc_id in config.doc_ids)
+        ]
+
+    def pending_document_ids(self) -> set[str]:
+        """IDs of local documents with changes not yet pushed."""
+        if not self.config.type.pushes:
+            return set()
+        return {row.doc_id for row in self._pending_rows()}
+
+    def is_document_pending(self, doc_id: str) -> bool:
+        """Whether ``doc_id`` has a change not yet pushed."""
+        return doc_id in self.pending_document_ids()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, *, reset_checkpoint: bool = False) -> None:
+        """Start replicating (in the running event loop)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopped.clear()
+        self._set_status(ActivityLevel.CONNECTING, progress=Progress(), error=None)
+        self._task = asyncio.create_task(self._run(reset_checkpoint), name=f"replicator {self.config.url}")
+
+    async def stop(self) -> None:
+        """Stop promptly and cleanly, whatever the current state."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_status(ActivityLevel.STOPPED, error=self._status.error)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> ReplicatorStatus:
+        """Wait until the replicator has stopped; return the final status."""
+        await self._stopped.wait()
+        return self._status
+
+    async def _run(self, reset_checkpoint: bool) -> None:
+        runner = DbRunner(threaded=self.config.threaded_database)
+        attempt, error = 0, None
+        try:
+            while True:
+                attempt += 1
+                self._set_status(ActivityLevel.CONNECTING, error=error)
+                try:
+                    completed = await self._connect_and_replicate(runner, reset_checkpoint)
+                    attempt, reset_checkpoint = 0, False
+                    if completed:
+                        error = None
+                        break
+                    raise ConnectionClosedError("connection closed")
+                except (ReplicationError, OSError, TimeoutError, EngineError) as exc:
+                    error = _as_replication_error(exc)
+                    if self._session is not None and self._session.idle:
+                        attempt = 1  # the connection worked: start the backoff again
+                    if not is_transient(exc) or attempt >= self.config.attempts_allowed:
+                        log.warning("replication with %s stopped: %s", self.config.url, error)
+                        break
+                    wait = min(self.config.max_attempt_wait, tuning.RETRY_INITIAL_WAIT * 2 ** (attempt - 1))
+                    log.info("replication with %s offline (%s); retrying in %.1f s", self.config.url, error, wait)
+                    self._set_status(ActivityLevel.OFFLINE, error=error)
+                    await asyncio.sleep(wait)
+            self._set_status(ActivityLevel.STOPPED, error=error)
+        finally:
+            self._session = None
+            runner.close()
+            self._stopped.set()
+
+    async def _connect_and_replicate(self, runner: DbRunner, reset_checkpoint: bool) -> bool:
+        """One connection; True when a one-shot replication completed."""
+        config = self.config
+        headers = dict(config.headers)
+        if config.authenticator is not None:
+            headers.update(config.authenticator.headers())
+        self._session = None
+        socket = await connect(config.url, headers=headers, ssl=config.tls, ping_interval=config.heartbeat)
+        session = ActiveSession(
+            socket, config, runner, report=self._report, on_progress=self._progress, reset_checkpoint=reset_checkpoint
+        )
+        self._session = session
+        try:
+            await session.run()
+        except asyncio.CancelledError:
+            await asyncio.shield(socket.close(1000, "stopped"))
+            raise
+        finally:
+            if not socket.closed:
+                await socket.close(1011 if not session.idle else 1000)
+        return True
+
+
+def _as_replication_error(exc: BaseException) -> ReplicationError:
+    if isinstance(exc, ReplicationError):
+        return exc
+    if isinstance(exc, ssl.SSLError):
+        return HandshakeError(f"TLS failed: {exc}")
+    if isinstance(exc, OSError | TimeoutError):
+        return TransportError(str(exc) or type(exc).__name__)
+    return ReplicationError(str(exc))

@@ -1,0 +1,211 @@
+"""Receiving revisions (protocol §3.7): IncomingRev checks and completes them, the Inserter stores them.
+
+IncomingRev parses a ``rev``, applies a delta against its base (``HTTP``/422
+when the base is unknown), drops reserved properties and fetches missing
+blobs before anything is stored. The Inserter stores revisions in batches,
+one transaction each, and answers every ``rev`` once its batch has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from engine.blobs import Blob, iter_blob_refs
+from engine.conflicts import ConflictResolver
+from engine.database import Database, InsertResult, RevisionInsert
+from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError
+from engine.replication import tuning
+from engine.replication.attachments import AttachmentFetcher
+from engine.replication.blip_connection import Message
+from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.db_runner import DbRunner
+from engine.replication.delta import DeltaError, apply_delta
+from engine.replication.errors import BlipError
+from engine.replication.messages import IncomingRevision, parse_json, parse_rev, strip_special_properties
+from engine.resolution import resolve_document
+
+__all__ = ["Inserter", "RevReceiver"]
+
+log = logging.getLogger(__name__)
+
+#: Called after each stored (or refused) revision, with the result.
+InsertCallback = Callable[[IncomingRevision, InsertResult], None]
+
+
+def _blip_error(exc: EngineError) -> BlipError:
+    """How a refused revision is reported to its sender."""
+    if isinstance(exc, ConflictError):
+        return BlipError("HTTP", 409, "conflict")
+    if isinstance(exc, InvalidDocumentError):
+        return BlipError("HTTP", 400, str(exc))
+    if isinstance(exc, BlobError):
+        return BlipError("HTTP", 400, "missing or damaged attachment")
+    return BlipError("HTTP", 500, "internal error")
+
+
+class Inserter:
+    """Stores received revisions in batches and resolves conflicts they cause."""
+
+    def __init__(
+        self,
+        db: Database,
+        runner: DbRunner,
+        *,
+        remote: str,
+        resolver: ConflictResolver | None,
+        on_inserted: InsertCallback | None = None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.runner = runner
+        self.remote = remote
+        self.resolver = resolver
+        self.on_inserted = on_inserted
+        self.on_idle = on_idle
+        self._queue: list[tuple[IncomingRevision, RevisionInsert, asyncio.Future[Reply | None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.inserted = 0
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is queued or being stored."""
+        return not self._queue and (self._task is None or self._task.done())
+
+    def submit(self, rev: IncomingRevision, insert: RevisionInsert) -> asyncio.Future[Reply | None]:
+        """Queue a revision; the future resolves (or fails) once it is stored."""
+        future: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((rev, insert, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="inserter")
+        return future
+
+    async def _run(self) -> None:
+        try:
+            await self._insert_all()
+        finally:
+            self._task = None
+            if self.on_idle is not None and not self._queue:
+                self.on_idle()
+
+    async def _insert_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: tuning.INSERT_BATCH], self._queue[tuning.INSERT_BATCH :]
+            try:
+                results = await self.runner.run(self.db.insert_revisions, [b[1] for b in batch], remote=self.remote)
+            except EngineError as exc:
+                log.error("storing %d received revisions failed: %s", len(batch), exc)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(_blip_error(exc))
+                continue
+            for (rev, _, future), result in zip(batch, results, strict=True):
+                if result.error is None and self.resolver is not None and (result.diverged_from or result.conflicted):
+                    await self._resolve(result)
+                if self.on_inserted is not None:
+                    self.on_inserted(rev, result)
+                if future.done():
+                    continue
+                if result.error is None:
+                    self.inserted += 1
+                    future.set_result(None)
+                else:
+                    future.set_exception(_blip_error(result.error))
+
+    async def _resolve(self, result: InsertResult) -> None:
+        assert self.resolver is not None
+        try:
+            await self.runner.run(resolve_document, self.db, result.doc_id, result.rev_id, self.resolver)
+        except EngineError as exc:
+            log.warning("could not resolve the conflict on %r: %s", result.doc_id, exc)
+
+
+class RevReceiver:
+    """Handles ``rev`` messages from the peer (IncomingRev)."""
+
+    def __init__(
+        self,
+        socket: BlipSocket,
+        db: Database,
+        runner: DbRunner,
+        inserter: Inserter,
+        *,
+        no_conflicts: bool,
+        read_only: bool = False,
+        on_received: Callable[[IncomingRevision], None] | None = None,
+        accept: Callable[[IncomingRevision, dict[str, Any]], bool] | None = None,
+    ) -> None:
+        self.socket = socket
+        self.db = db
+        self.runner = runner
+        self.inserter = inserter
+        self.no_conflicts = no_conflicts
+        self.read_only = read_only
+        self.on_received = on_received
+        self.accept = accept
+        self.fetcher = AttachmentFetcher(db, runner, socket)
+        self.bytes_received = 0
+        self.deltas_received = 0
+
+    def register(self) -> None:
+        """Handle ``rev`` on the socket."""
+        self.socket.register("rev", self.handle_rev)
+
+    def handle_rev(self, message: Message) -> Any:
+        """Check a revision and queue it; the reply goes out once it is stored.
+
+        ``accept`` (a pull filter) may turn a revision down: it is then
+        answered without being stored.
+        """
+        if self.read_only:
+            raise BlipError("HTTP", 403, "this peer is read-only")
+        rev = parse_rev(message.properties, message.body)
+        self.bytes_received += len(message.body)
+        if self.on_received is not None:
+            self.on_received(rev)
+        if rev.delta_src is None:
+            body = parse_json(rev.body, "rev") if rev.body else {}
+            if not isinstance(body, dict):
+                raise BlipError("HTTP", 400, "revision body is not an object")
+            body = strip_special_properties(body)
+            if self.accept is not None and not self.accept(rev, body):
+                return None
+            blobs = _blobs_of(body)
+            if not blobs:  # the usual case: no task, no await
+                return self.inserter.submit(rev, self._insert(rev, body))
+        return self._complete(rev)
+
+    async def _complete(self, rev: IncomingRevision) -> Reply | None:
+        if rev.delta_src is not None:
+            base = await self.runner.run(self.db.get_revision, rev.doc_id, rev.delta_src)
+            if base is None or base.deleted:
+                raise BlipError("HTTP", 422, "delta base unknown")
+            try:
+                body = apply_delta(base.body, parse_json(rev.body, "delta"))
+            except DeltaError as exc:
+                raise BlipError("HTTP", 422, str(exc)) from None
+            if not isinstance(body, dict):
+                raise BlipError("HTTP", 422, "delta does not give an object")
+            self.deltas_received += 1
+        else:
+            body = parse_json(rev.body, "rev") if rev.body else {}
+            if not isinstance(body, dict):
+                raise BlipError("HTTP", 400, "revision body is not an object")
+        body = strip_special_properties(body)
+        if self.accept is not None and not self.accept(rev, body):
+            return None
+        await self.fetcher.fetch_missing(rev.doc_id, _blobs_of(body))
+        return await self.inserter.submit(rev, self._insert(rev, body))
+
+    def _insert(self, rev: IncomingRevision, body: dict[str, Any]) -> RevisionInsert:
+        no_conflicts = self.no_conflicts or rev.no_conflicts
+        return RevisionInsert(rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts=no_conflicts)
+
+
+def _blobs_of(body: dict[str, Any]) -> list[Blob]:
+    try:
+        return [Blob.from_dict(ref) for ref in iter_blob_refs(body)]
+    except InvalidDocumentError as exc:
+        raise BlipError("HTTP", 400, str(exc)) from None

@@ -1,0 +1,146 @@
+"""RevSender: sends revisions to the peer as ``rev`` messages and collects their replies (protocol §3.7, §5).
+
+It builds each revision's history up to an ancestor the peer is known to have,
+sends a delta against that ancestor when the peer accepts deltas and the
+delta is smaller, resends the full body when the peer cannot apply a delta
+(``HTTP``/422), and keeps at most a window of revisions awaiting replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.database import Database
+from engine.database_sync import SyncRevision
+from engine.replication import tuning
+from engine.replication.blip_connection import Message
+from engine.replication.blip_socket import BlipSocket
+from engine.replication.db_runner import DbRunner
+from engine.replication.delta import create_delta, delta_size
+from engine.replication.errors import BlipError, ConnectionClosedError
+from engine.replication.messages import encode_json, rev_properties
+
+__all__ = ["RevOutcome", "RevSender"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RevOutcome:
+    """What happened to one revision sent: stored by the peer, or refused with an error."""
+
+    doc_id: str
+    rev_id: str
+    sequence: Any
+    deleted: bool = False
+    error: BlipError | None = None
+    body_bytes: int = 0
+
+
+class RevSender:
+    """Sends revisions and reports each outcome to ``on_outcome``."""
+
+    def __init__(
+        self,
+        socket: BlipSocket,
+        db: Database,
+        runner: DbRunner,
+        *,
+        on_outcome: Callable[[RevOutcome], None],
+        deltas_allowed: Callable[[], bool],
+        max_history: Callable[[], int] = lambda: tuning.MAX_HISTORY,
+    ) -> None:
+        self.socket = socket
+        self.db = db
+        self.runner = runner
+        self.on_outcome = on_outcome
+        self.deltas_allowed = deltas_allowed
+        self.max_history = max_history
+        self.in_flight = 0
+        self._in_flight_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self.bytes_sent = 0
+        self.deltas_sent = 0
+
+    @property
+    def idle(self) -> bool:
+        """Whether no revision awaits a reply."""
+        return self.in_flight == 0
+
+    async def send(
+        self, doc_id: str, rev_id: str, *, known: Sequence[str], sequence: Any, no_conflicts: bool = False
+    ) -> None:
+        """Send one revision (waiting for room in the window); its outcome is reported later."""
+        while self.in_flight >= tuning.MAX_REVS_IN_FLIGHT or self._in_flight_bytes >= tuning.MAX_REV_BYTES_IN_FLIGHT:
+            self._room.clear()
+            await self._room.wait()
+        base = known[0] if known and self.deltas_allowed() else None
+        rev = await self.runner.run(
+            self.db.revision_for_sync, doc_id, rev_id, known=known, max_history=self.max_history(), delta_base=base
+        )
+        if rev is None:  # superseded meanwhile: the peer will get the newer revision from the feed
+            self.on_outcome(RevOutcome(doc_id, rev_id, sequence, error=BlipError("HTTP", 410, "revision is gone")))
+            return
+        self._send(rev, sequence, no_conflicts=no_conflicts, use_delta=base is not None)
+
+    def _send(self, rev: SyncRevision, sequence: Any, *, no_conflicts: bool, use_delta: bool) -> None:
+        body, delta_src = rev.body, None
+        if use_delta and rev.base_body is not None and not rev.deleted and len(rev.body) >= tuning.MIN_DELTA_BODY:
+            delta = create_delta(json.loads(rev.base_body), json.loads(rev.body))
+            if delta_size(delta) < len(rev.body):
+                body, delta_src = encode_json(delta), rev.base_rev_id
+        props = rev_properties(
+            rev.doc_id,
+            rev.rev_id,
+            rev.history,
+            sequence=sequence,
+            deleted=rev.deleted,
+            no_conflicts=no_conflicts,
+            delta_src=delta_src,
+        )
+        try:
+            future = self.socket.send_request("rev", props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
+        except ConnectionClosedError as exc:
+            error = BlipError("Network", 0, str(exc))
+            self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, error))
+            return
+        assert future is not None
+        self.in_flight += 1
+        self._in_flight_bytes += len(body)
+        self.bytes_sent += len(body)
+        self.deltas_sent += delta_src is not None
+        future.add_done_callback(
+            lambda done: self._replied(done, rev, sequence, no_conflicts=no_conflicts, size=len(body), delta=delta_src)
+        )
+
+    def _replied(
+        self,
+        done: asyncio.Future[Message],
+        rev: SyncRevision,
+        sequence: Any,
+        *,
+        no_conflicts: bool,
+        size: int,
+        delta: str | None,
+    ) -> None:
+        self.in_flight -= 1
+        self._in_flight_bytes -= size
+        self._room.set()
+        error: BlipError | None = None
+        if done.cancelled():
+            error = BlipError("Network", 0, "cancelled")
+        elif isinstance(exc := done.exception(), BlipError):
+            error = exc
+        elif exc is not None:
+            error = BlipError("Network", 0, str(exc))
+        if error is not None and delta is not None and error.code in (404, 422) and not self.socket.closed:
+            log.debug("peer could not apply the delta for %r; sending the full body", rev.doc_id)
+            self._send(rev, sequence, no_conflicts=no_conflicts, use_delta=False)
+            return
+        self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, error, size))
