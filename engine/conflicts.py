@@ -51,11 +51,10 @@ Resolution = Document | dict[str, Any] | None
 class ConflictResolver(Protocol):
     """Chooses the result of a conflict.
 
-    Couchbase Lite applies a result by continuing the remote branch (§4.6).
-    A resolver whose result does not depend on which side is local may set
-    ``symmetric = True``: its result then continues the branch with the higher
-    revision ID, so every peer that resolves the same conflict creates the
-    same revision and the peers converge without resolving again.
+    The result is applied as Couchbase Lite applies it (§4.6): the remote
+    branch continues, so the next push to the (passive) peer is a plain
+    fast-forward. A resolver whose result does not depend on which side is
+    local gives every peer the same body for the same conflict.
     """
 
     def __call__(self, conflict: Conflict, /) -> Resolution: ...

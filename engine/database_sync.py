@@ -176,17 +176,21 @@ class SyncOperations(DatabaseCore):
         )
 
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
-        """Resolve a conflict between two leaf revisions (protocol §4.6).
+        """Resolve a conflict (protocol §4.6): the branch of ``keep`` continues, ``close``'s ends.
 
-        The branch of ``keep`` continues; ``close`` gets a tombstone child (if
-        it is live). With ``merged`` a dict, a new revision with that body is
-        added as a child of ``keep``; with None, a deletion; with KEEP (the
-        default), ``keep`` stays the winner as it is. New revision IDs depend
-        only on their parent and body, so peers resolving the same conflict
-        the same way create the same revisions.
+        ``close`` must be a leaf; it gets a closing tombstone (local to this
+        peer, never the winner) if it is live.
+        With ``merged`` a dict, a new revision with that body is added as a
+        child of ``keep``; with None, a deletion; with KEEP (the default),
+        ``keep`` stays as it is. ``keep`` may be a revision whose branch was
+        closed earlier (a peer's winner we had decided against): its closing
+        tombstone is removed, or if it has other children it gets a new child
+        with its own body (or ``merged``). New revision IDs depend
+        only on their parent and body, so resolving the same way twice adds
+        nothing new.
 
         Raises:
-            ConflictError: either revision is no longer a leaf (read again and retry).
+            ConflictError: the revisions changed meanwhile (read again and retry).
         """
         raw_id = check_doc_id(doc_id)
         canonical = None if merged is None or merged is KEEP else check_body(merged)[0]
@@ -196,19 +200,23 @@ class SyncOperations(DatabaseCore):
             if tree_data is None:
                 raise NotFoundError(f"document {doc_id!r} does not exist")
             tree = RevTree.decode(tree_data)
+            for closing in tree.reopen(keep):  # a branch we closed before continues after all
+                txn.delete("bodies", body_key(raw_id, closing))
             leaves = {n.rev_id: n for n in tree.leaves()}
-            if keep not in leaves or close not in leaves or keep == close:
+            kept = tree.get(keep)
+            if kept is None or close not in leaves or keep == close:
                 raise ConflictError(f"conflict on {doc_id!r} changed while it was being resolved")
             seq = self._last_seq(txn) + 1
             if not leaves[close].deleted:
-                closing = make_rev_id(close, True, b"{}")
-                tree.add_child(close, closing, deleted=True, sequence=seq)
-                txn.put("bodies", body_key(raw_id, closing), b"{}")
-            if merged is not KEEP and not (merged is None and leaves[keep].deleted):
-                body = b"{}" if canonical is None else canonical
-                child = make_rev_id(keep, canonical is None, body)
-                tree.add_child(keep, child, deleted=canonical is None, sequence=seq)
-                txn.put("bodies", body_key(raw_id, child), body)
+                self._add_revision(txn, raw_id, tree, close, deleted=True, body=b"{}", seq=seq, closed=True)
+            if keep not in leaves and merged is KEEP:
+                body = txn.get("bodies", body_key(raw_id, keep))
+                if body is None:
+                    raise ConflictError(f"the body of {keep} of {doc_id!r} is no longer stored")
+                self._add_revision(txn, raw_id, tree, keep, deleted=kept.deleted, body=body, seq=seq)
+            elif merged is not KEEP and not (merged is None and kept.deleted and keep in leaves):
+                body = canonical or b"{}"
+                self._add_revision(txn, raw_id, tree, keep, deleted=canonical is None, body=body, seq=seq)
             self._store_tree(txn, raw_id, tree, seq=seq, existed=True)
             txn.put("meta", b"last_seq", str(seq).encode())
             winner = tree.winner()
@@ -217,6 +225,41 @@ class SyncOperations(DatabaseCore):
             return doc, Changes((doc_id,), ChangeSource.LOCAL, seq)
 
         return self._commit(fn)
+
+    @staticmethod
+    def _add_revision(
+        txn: Txn,
+        raw_id: bytes,
+        tree: RevTree,
+        parent: str,
+        *,
+        deleted: bool,
+        body: bytes,
+        seq: int,
+        closed: bool = False,
+    ) -> None:
+        child = make_rev_id(parent, deleted, body)
+        if child not in tree:
+            tree.add_child(parent, child, deleted=deleted, sequence=seq, closed=closed)
+            txn.put("bodies", body_key(raw_id, child), body)
+
+    def left_behind(self, rows: Sequence[tuple[str, str]]) -> list[bool]:
+        """For revisions we already have: whether each is off our current branch.
+
+        True when the revision is neither our current one nor one of its
+        ancestors: a peer's winner that we resolved against earlier, which
+        must be resolved again so that both sides end up on one branch.
+        """
+        out = []
+        with self._store.read() as txn:
+            for doc_id, rev_id in rows:
+                tree_data = txn.get("revs", doc_id.encode())
+                if tree_data is None:
+                    out.append(False)
+                    continue
+                tree = RevTree.decode(tree_data)
+                out.append(rev_id in tree and rev_id not in tree.history(tree.winner().rev_id))
+        return out
 
     # -- batch reads for the replication protocol ---------------------------------
 

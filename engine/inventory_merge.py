@@ -4,9 +4,9 @@ Three-way merge of two versions of ``doc::list`` against their common
 ancestor, per item (matched by ``key``) and per field: a change made on one
 side only survives; when both sides changed the same field of the same item,
 the side with the higher revision ID wins. The result does not depend on
-which side is local, so the resolver is symmetric (see
-:class:`~engine.conflicts.ConflictResolver`) and peers converge without
-resolving again. Without a common ancestor the items of both sides are kept.
+which side is local (the rule is symmetric), so whichever peer resolves a
+conflict, the merged list is the same. Without a common ancestor the items of
+both sides are kept.
 """
 
 from __future__ import annotations
@@ -79,8 +79,6 @@ def merge_lists(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str
 
 class ItemMergeResolver:
     """Merges conflicting versions of the inventory list; other documents use Couchbase Lite's rule."""
-
-    symmetric = True
 
     def __call__(self, conflict: Conflict) -> Resolution:
         if conflict.doc_id != LIST_DOC_ID:

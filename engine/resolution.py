@@ -51,31 +51,41 @@ def resolve_document(
     Raises:
         EngineError: the resolver failed or the document kept changing.
     """
-    symmetric = bool(getattr(resolver, "symmetric", False))
     resolved: Document | None = None
     for _ in range(MAX_ATTEMPTS):
         tree = db.get_tree(doc_id)
-        if tree is None:
+        remote = tree.get(remote_rev_id) if tree is not None else None
+        if tree is None or remote is None:
             return resolved
-        leaves = tree.leaves()
-        remote = next((n for n in leaves if n.rev_id == remote_rev_id), None)
-        local = next((n for n in leaves if n.rev_id != remote_rev_id and not n.deleted), None)
+        # the local side: the best live leaf that is not on the remote revision's own line
+        local = next(
+            (n for n in tree.leaves() if not n.deleted and remote_rev_id not in tree.history(n.rev_id)),
+            None,
+        )
         if local is None:
             return resolved
-        if remote is None:  # the remote revision was already resolved: continue with the winner
-            remote = leaves[0]
-            if remote.rev_id == local.rev_id:
-                return resolved
-        conflict = _conflict(db, tree, doc_id, local.rev_id, remote.rev_id)
+        conflict = _conflict(db, tree, doc_id, local.rev_id, remote_rev_id)
+        leaf_ids = {n.rev_id for n in tree.leaves()}
         try:
-            result = resolver(conflict)
-        except Exception as exc:
-            raise EngineError(f"conflict resolver failed for {doc_id!r}: {exc}") from exc
-        keep, close = remote.rev_id, local.rev_id
-        if symmetric and compare_key(local.rev_id) > compare_key(remote.rev_id):
-            keep, close = close, keep
-        try:
-            resolved = db.resolve_conflict(doc_id, keep=keep, close=close, merged=_merged(conflict, result, keep))
+            if (
+                conflict.local is not None
+                and conflict.remote is not None
+                and conflict.local.body == conflict.remote.body
+            ):
+                # Same content on both branches: every peer keeps the higher revision, so that
+                # peers syncing in any order and direction settle on one branch.
+                keep, close = sorted((local.rev_id, remote_rev_id), key=compare_key, reverse=True)
+                if close not in leaf_ids:
+                    return resolved  # already settled that way
+                resolved = db.resolve_conflict(doc_id, keep=keep, close=close)
+            else:
+                try:
+                    result = resolver(conflict)
+                except Exception as exc:
+                    raise EngineError(f"conflict resolver failed for {doc_id!r}: {exc}") from exc
+                # protocol §4.6: the remote branch continues, so the next push is a fast-forward
+                merged = _merged(conflict, result)
+                resolved = db.resolve_conflict(doc_id, keep=remote_rev_id, close=local.rev_id, merged=merged)
         except ConflictError:
             continue
         remote_rev_id = resolved.rev_id
@@ -83,9 +93,9 @@ def resolve_document(
     raise EngineError(f"document {doc_id!r} kept changing while its conflict was resolved")
 
 
-def _merged(conflict: Conflict, result: Resolution, keep: str) -> Any:
-    """What to add on top of ``keep``: KEEP (nothing), a body, or None (a deletion)."""
-    kept = conflict.remote if keep == conflict.remote_rev_id else conflict.local
+def _merged(conflict: Conflict, result: Resolution) -> Any:
+    """What to add on top of the remote revision: KEEP (nothing), a body, or None (a deletion)."""
+    kept = conflict.remote
     if result is None:
         return None if kept is not None else KEEP
     body = result.body if isinstance(result, Document) else result

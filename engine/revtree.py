@@ -5,7 +5,8 @@ whether it is a deletion (tombstone), whether its body is stored, and the
 sequence at which it was added. Leaves are the current revisions of their
 branches; more than one live (non-deleted) leaf means the document is in
 conflict. The winning revision is the leaf Couchbase Lite would pick: live
-before deleted, then the higher generation, then the higher digest (byte-wise).
+before deleted, then the higher generation, then the higher digest (byte-wise);
+tombstones that closed a branch during conflict resolution come last.
 
 Replication inserts revisions together with their ancestry (protocol §4.2).
 Ancestors the tree has never seen become body-less placeholders, so inserting
@@ -40,6 +41,7 @@ DEFAULT_KEEP_BODIES = 1
 
 DELETED = 1
 HAS_BODY = 2
+CLOSED = 4
 
 
 class InsertStatus(IntEnum):
@@ -59,6 +61,9 @@ class RevNode:
     deleted: bool
     has_body: bool
     sequence: int
+    #: a tombstone that ended a conflicting branch when a conflict was resolved;
+    #: it stays on this peer (it never wins, so it is never pushed)
+    closed: bool = False
 
     @property
     def generation(self) -> int:
@@ -66,9 +71,9 @@ class RevNode:
         return generation(self.rev_id)
 
 
-def _winner_key(node: RevNode) -> tuple[bool, int, str]:
+def _winner_key(node: RevNode) -> tuple[bool, bool, int, str]:
     gen, digest = compare_key(node.rev_id)
-    return (not node.deleted, gen, digest)
+    return (not node.deleted, not node.closed, gen, digest)
 
 
 class RevTree:
@@ -138,7 +143,9 @@ class RevTree:
 
     # -- changes -------------------------------------------------------------
 
-    def add_child(self, parent: str | None, rev_id: str, *, deleted: bool, sequence: int) -> RevNode:
+    def add_child(
+        self, parent: str | None, rev_id: str, *, deleted: bool, sequence: int, closed: bool = False
+    ) -> RevNode:
         """Add a new revision with a body as a child of ``parent`` (None: a new root).
 
         Raises:
@@ -155,9 +162,21 @@ class RevTree:
                 raise InvalidDocumentError(f"revision {rev_id} is not a child of {parent}")
         elif gen != 1 and self.nodes:
             raise InvalidDocumentError(f"revision {rev_id} has no parent")
-        node = RevNode(rev_id, parent, deleted, True, sequence)
+        node = RevNode(rev_id, parent, deleted, True, sequence, closed)
         self.nodes[rev_id] = node
         return node
+
+    def reopen(self, rev_id: str) -> list[str]:
+        """Remove the closing tombstones under ``rev_id``; return their IDs.
+
+        Afterwards ``rev_id`` is a leaf again unless it has other children.
+        """
+        removed = [n.rev_id for n in self.nodes.values() if n.parent == rev_id and n.closed]
+        parents = {n.parent for n in self.nodes.values()}
+        removed = [r for r in removed if r not in parents]
+        for rev in removed:
+            del self.nodes[rev]
+        return removed
 
     def insert_with_history(self, rev_id: str, history: Sequence[str], *, deleted: bool, sequence: int) -> InsertStatus:
         """Insert a revision received from a peer, with its ancestors (protocol §4.2).
@@ -262,7 +281,8 @@ class RevTree:
         index = {n.rev_id: i for i, n in enumerate(nodes)} if ordered is not None else {}
         rows = ",".join(
             f'["{n.rev_id}",{-1 if n.parent is None else index.get(n.parent, -1)},'
-            f"{(DELETED if n.deleted else 0) | (HAS_BODY if n.has_body else 0)},{n.sequence}]"
+            f"{(DELETED if n.deleted else 0) | (HAS_BODY if n.has_body else 0) | (CLOSED if n.closed else 0)},"
+            f"{n.sequence}]"
             for n in nodes
         )
         return ("[" + rows + "]").encode()
@@ -279,11 +299,11 @@ class RevTree:
         ids = [row[0] for row in rows]
         tree = cls()
         tree.nodes = {
-            rev: RevNode(rev, None if p < 0 else ids[p], bool(f & DELETED), bool(f & HAS_BODY), seq)
+            rev: RevNode(rev, None if p < 0 else ids[p], bool(f & DELETED), bool(f & HAS_BODY), seq, bool(f & CLOSED))
             for rev, p, f, seq in rows
         }
         return tree
 
-    def shape(self) -> frozenset[tuple[str, str | None, bool, bool]]:
+    def shape(self) -> frozenset[tuple[str, str | None, bool, bool, bool]]:
         """The tree's structure without sequences (for comparisons)."""
-        return frozenset((n.rev_id, n.parent, n.deleted, n.has_body) for n in self.nodes.values())
+        return frozenset((n.rev_id, n.parent, n.deleted, n.has_body, n.closed) for n in self.nodes.values())

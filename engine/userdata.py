@@ -18,6 +18,7 @@ import platformdirs
 from engine.database import Database
 from engine.errors import InvalidUserNameError
 from engine.inventory import LIST_DOC_ID, save_new_list
+from engine.revtree import DEFAULT_MAX_DEPTH
 from engine.seeding import load_starter_inventory
 
 __all__ = [
@@ -64,10 +65,14 @@ def user_database_path(user: str, data_dir: Path | None = None) -> Path:
 
 
 def open_user_database(user: str, data_dir: Path | None = None, *, seed: bool = True) -> Database:
-    """Open (creating if needed) ``user``'s database; seed the starter list on first open."""
+    """Open (creating if needed) ``user``'s database; seed the starter list on first open.
+
+    Bodies of every revision within the pruning depth are kept, so that a
+    conflict on the list can always be merged against its common ancestor.
+    """
     path = user_database_path(user, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(path)
+    db = Database(path, keep_bodies=DEFAULT_MAX_DEPTH)
     if seed and db.get(LIST_DOC_ID) is None:
         try:
             save_new_list(db, load_starter_inventory())

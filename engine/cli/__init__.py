@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.cli.output import Output
 from engine.cli.store_commands import register as register_store_commands
+from engine.cli.sync_commands import register as register_sync_commands
 from engine.errors import EngineError
 
 __all__ = ["build_parser", "main"]
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_store_commands(commands, common)
+    register_sync_commands(commands, common)
     return parser
 
 

@@ -25,6 +25,8 @@ class ActiveContext:
     report: Callable[[bool, ReplicatedDocument], None]
     #: called whenever work starts or finishes, to recompute idle/busy and progress
     touch: Callable[[], None]
+    #: called when a worker meets an error that ends the connection (e.g. 403 on a push)
+    fail: Callable[[BaseException], None]
     #: the revision of each document the peer is known to have (learned this session)
     remote_revs: dict[str, str] = field(default_factory=dict)
     completed: int = 0

@@ -51,7 +51,8 @@ class ActiveSession:
         self.config = config
         self.reset_checkpoint = reset_checkpoint
         self.on_progress = on_progress
-        self.ctx = ActiveContext(socket, config.database, runner, config, report, self._touch)
+        self.ctx = ActiveContext(socket, config.database, runner, config, report, self._touch, self._fail)
+        self._failure: BaseException | None = None
         self.pusher: Pusher | None = None
         self.puller: Puller | None = Puller(self.ctx, None, empty_database=False) if config.type.pulls else None
         self.checkpointer = Checkpointer(config.database, runner, socket, replication_checkpoint_id(config))
@@ -65,6 +66,11 @@ class ActiveSession:
         self.idle = self._started and pusher_idle and puller_idle
         self.on_progress(self.idle, self.ctx.completed, self.ctx.total)
         if self.idle and not self.config.continuous:
+            self._done.set()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
             self._done.set()
 
     def checkpoint(self) -> Checkpoint:
@@ -124,6 +130,8 @@ class ActiveSession:
                     if task in tasks and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
                 if done in finished:
+                    if self._failure is not None:
+                        raise self._failure
                     return
                 if closed in finished:
                     raise ConnectionClosedError(

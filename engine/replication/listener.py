@@ -25,7 +25,7 @@ from engine.replication.errors import ReplicationError
 from engine.replication.passive import PassiveSession
 from engine.replication.websocket import Authenticator, BlipServer
 
-__all__ = ["ListenerConfiguration", "ListenerStatus", "URLEndpointListener"]
+__all__ = ["ConnectionEvent", "ListenerConfiguration", "ListenerStats", "ListenerStatus", "URLEndpointListener"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,35 @@ class ListenerConfiguration:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """A client connected or disconnected."""
+
+    connected: bool
+    peer: str
+    user: str | None = None
+    close_code: int | None = None
+
+
+@dataclass
+class ListenerStats:
+    """Traffic since the listener was created (all connections, open or closed)."""
+
+    revs_sent: int = 0
+    rev_bytes_sent: int = 0
+    deltas_sent: int = 0
+    revs_received: int = 0
+    deltas_received: int = 0
+
+    def add(self, session: PassiveSession) -> None:
+        """Add a finished session's counts."""
+        self.revs_sent += session.sender.revs_sent
+        self.rev_bytes_sent += session.sender.bytes_sent
+        self.deltas_sent += session.sender.deltas_sent
+        self.revs_received += session.receiver.revs_received
+        self.deltas_received += session.receiver.deltas_received
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerStatus:
     """Open connections, and those with a replication in progress."""
 
@@ -65,7 +94,9 @@ class URLEndpointListener:
         self._server: BlipServer | None = None
         self._sessions: set[PassiveSession] = set()
         self._listeners: list[Callable[[ListenerStatus], None]] = []
+        self._connection_listeners: list[Callable[[ConnectionEvent], None]] = []
         self._status = ListenerStatus()
+        self._finished = ListenerStats()
         self._runner = DbRunner(threaded=config.threaded_database)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -96,7 +127,6 @@ class URLEndpointListener:
         server, self._server = self._server, None
         if server is not None:
             await server.stop()
-        self._sessions.clear()
         self._update()
 
     @property
@@ -118,6 +148,14 @@ class URLEndpointListener:
     # -- status ------------------------------------------------------------------------------
 
     @property
+    def stats(self) -> ListenerStats:
+        """Revisions sent and received so far, over every connection."""
+        total = ListenerStats(**vars(self._finished))
+        for session in self._sessions:
+            total.add(session)
+        return total
+
+    @property
     def status(self) -> ListenerStatus:
         """Connection counts."""
         return self._status
@@ -126,6 +164,18 @@ class URLEndpointListener:
         """Call ``listener`` whenever the status changes; return a function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def add_connection_listener(self, listener: Callable[[ConnectionEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` when a client connects or disconnects; return a function that removes it."""
+        self._connection_listeners.append(listener)
+        return lambda: self._connection_listeners.remove(listener) if listener in self._connection_listeners else None
+
+    def _announce(self, event: ConnectionEvent) -> None:
+        for listener in list(self._connection_listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("connection listener failed")
 
     def _update(self, _session: PassiveSession | None = None) -> None:
         status = ListenerStatus(len(self._sessions), sum(1 for s in self._sessions if s.busy))
@@ -148,15 +198,20 @@ class URLEndpointListener:
             deltas=self.config.enable_delta_sync,
             on_activity=self._update,
         )
+        user = blip.context.get("principal")
+        user = user if isinstance(user, str) else None
         self._sessions.add(session)
         self._update()
-        log.info("%s connected as %r", blip.name, blip.context.get("principal"))
+        log.info("%s connected as %r", blip.name, user)
+        self._announce(ConnectionEvent(True, blip.name, user))
         try:
             await session.run()
         finally:
             self._sessions.discard(session)
+            self._finished.add(session)
             self._update()
             log.info("%s disconnected (%s)", blip.name, blip.close_code)
+            self._announce(ConnectionEvent(False, blip.name, user, blip.close_code))
 
 
 def _free_port() -> int:

@@ -66,6 +66,8 @@ class ChangesFeeder:
         self.active_only = active_only
         self.doc_ids = doc_ids
         self.caught_up = False
+        #: activeOnly skips tombstones only until the first catch-up; live deletions must flow
+        self._was_caught_up = False
         self._changed = asyncio.Event()
         self._slots = asyncio.Semaphore(tuning.MAX_CHANGES_IN_FLIGHT)
         self._replies: set[asyncio.Task[None]] = set()
@@ -86,13 +88,14 @@ class ChangesFeeder:
                 wanted = [
                     ChangeRow(r.sequence, r.doc_id, r.rev_id, r.deleted, body_size=r.body_size)
                     for r in rows
-                    if not (self.active_only and r.deleted) and (self.doc_ids is None or r.doc_id in self.doc_ids)
+                    if not (self.active_only and r.deleted and not self._was_caught_up)
+                    and (self.doc_ids is None or r.doc_id in self.doc_ids)
                 ]
                 if wanted:
                     await self._send_batch(wanted)
                 continue
             if not self.caught_up:
-                self.caught_up = True
+                self.caught_up = self._was_caught_up = True
                 session.socket.send_request("changes", None, b"[]", urgent=True, no_reply=True)
                 session.touch()
             if not self.continuous:

@@ -53,11 +53,16 @@ class Pusher:
         return self.caught_up and self._proposals == 0 and self.sender.idle
 
     def database_changed(self, changes: Changes) -> None:
-        """Wake the pusher for local changes (called on the event loop)."""
+        """Wake the pusher for new changes (called on the event loop, right after the commit).
+
+        A one-shot replication also pushes what changes while it runs, such as
+        the revision that resolves a conflict its puller brought in.
+        """
+        self.caught_up = False
         self._changed.set()
 
     async def run(self) -> None:
-        """Push until caught up (one-shot) or until cancelled (continuous)."""
+        """Push, then follow new changes until cancelled (the session ends one-shot runs when idle)."""
         ctx = self.ctx
         while not ctx.socket.closed:
             self._changed.clear()
@@ -68,14 +73,11 @@ class Pusher:
                 if wanted:
                     await self._propose(wanted)
                 continue
-            if not self.caught_up:
+            if not self._changed.is_set():
                 self.caught_up = True
                 ctx.socket.send_request("proposeChanges", None, b"[]", urgent=True, no_reply=True)
                 ctx.touch()
-            if not ctx.config.continuous:
-                return
             await self._changed.wait()
-            self.caught_up = False
             ctx.touch()
 
     async def _select(self, rows: list[ChangeEntry]) -> list[ChangeEntry]:
@@ -118,6 +120,9 @@ class Pusher:
                 self._peer_deltas = True
             for row, (status, theirs) in zip(rows, parse_proposal_reply(reply.body, len(rows)), strict=True):
                 await self._decide(row, status, theirs)
+        except BlipError as exc:  # the peer refuses pushes (e.g. 403, read-only): nothing more to do here
+            log.info("proposeChanges refused: %s", exc)
+            self.ctx.fail(exc)
         except ReplicationError as exc:
             log.info("proposeChanges failed: %s", exc)
         finally:

@@ -226,7 +226,7 @@ class Replicator:
                     if self._session is not None and self._session.idle:
                         attempt = 1  # the connection worked: start the backoff again
                     if not is_transient(exc) or attempt >= self.config.attempts_allowed:
-                        log.warning("replication with %s stopped: %s", self.config.url, error)
+                        log.info("replication with %s stopped: %s", self.config.url, error)
                         break
                     wait = min(self.config.max_attempt_wait, tuning.RETRY_INITIAL_WAIT * 2 ** (attempt - 1))
                     log.info("replication with %s offline (%s); retrying in %.1f s", self.config.url, error, wait)

@@ -146,6 +146,7 @@ class RevReceiver:
         self.on_received = on_received
         self.accept = accept
         self.fetcher = AttachmentFetcher(db, runner, socket)
+        self.revs_received = 0
         self.bytes_received = 0
         self.deltas_received = 0
 
@@ -162,6 +163,7 @@ class RevReceiver:
         if self.read_only:
             raise BlipError("HTTP", 403, "this peer is read-only")
         rev = parse_rev(message.properties, message.body)
+        self.revs_received += 1
         self.bytes_received += len(message.body)
         if self.on_received is not None:
             self.on_received(rev)

@@ -65,6 +65,7 @@ class RevSender:
         self._in_flight_bytes = 0
         self._room = asyncio.Event()
         self._room.set()
+        self.revs_sent = 0
         self.bytes_sent = 0
         self.deltas_sent = 0
 
@@ -113,6 +114,7 @@ class RevSender:
         assert future is not None
         self.in_flight += 1
         self._in_flight_bytes += len(body)
+        self.revs_sent += 1
         self.bytes_sent += len(body)
         self.deltas_sent += delta_src is not None
         future.add_done_callback(

@@ -65,6 +65,9 @@ def pull(active: Database, passive: Database, resolver: object) -> int:
         assert current is not None
         known = active.revs_diff([(doc_id, current.rev_id)])[0]
         if known is None:
+            if active.left_behind([(doc_id, current.rev_id)])[0]:
+                resolve_document(active, doc_id, current.rev_id, resolver)  # type: ignore[arg-type]
+                resolved += 1
             continue
         rev = passive.revision_for_sync(doc_id, current.rev_id, known=set(known))
         assert rev is not None

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest_asyncio
 
+from engine.database import Database
+from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
 from engine.replication.blip_socket import BlipSocket
+from engine.replication.listener import ListenerConfiguration, URLEndpointListener
+from engine.replication.replicator import Replicator
+from engine.replication.replicator_types import ActivityLevel, ReplicatorConfiguration, ReplicatorStatus
 from engine.replication.websocket import BlipServer, connect
+from tests.conftest import TIME_UNIT
 
 Setup = Callable[[BlipSocket], None]
 
@@ -52,3 +61,80 @@ async def echo_server() -> AsyncIterator[Callable[..., Awaitable[EchoServer]]]:
     yield make
     for server in servers:
         await server.server.stop()
+
+
+# -- replication between real databases --------------------------------------------------
+
+
+USERS = {"bob": "secret"}
+
+
+class Peers:
+    """Databases, listeners and replicators for one test, all cleaned up afterwards."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.databases: list[Database] = []
+        self.listeners: list[URLEndpointListener] = []
+        self.replicators: list[Replicator] = []
+
+    def database(self, name: str, **options: Any) -> Database:
+        db = Database(self.root / name, durable=False, **options)
+        self.databases.append(db)
+        return db
+
+    async def listener(self, db: Database, **options: Any) -> URLEndpointListener:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("authenticator", PasswordAuthenticator.from_users(USERS))
+        listener = URLEndpointListener(ListenerConfiguration(db, **options))
+        await listener.start()
+        self.listeners.append(listener)
+        return listener
+
+    def replicator(self, db: Database, target: URLEndpointListener | str, **options: Any) -> Replicator:
+        url = target if isinstance(target, str) else target.urls[0]
+        options.setdefault("authenticator", BasicAuthenticator("bob", "secret"))
+        options.setdefault("max_attempt_wait", 0.2)
+        replicator = Replicator(ReplicatorConfiguration(db, url, **options))
+        self.replicators.append(replicator)
+        return replicator
+
+    async def replicate(self, db: Database, target: URLEndpointListener | str, **options: Any) -> Replicator:
+        """Run a one-shot replication to completion; fail on error."""
+        replicator = self.replicator(db, target, **options)
+        replicator.start()
+        status = await asyncio.wait_for(replicator.wait_stopped(), 60 * TIME_UNIT)
+        assert status.error is None, status.error
+        return replicator
+
+    async def close(self) -> None:
+        for replicator in self.replicators:
+            await replicator.stop()
+        for listener in self.listeners:
+            await listener.stop()
+        for db in self.databases:
+            db.close()
+
+
+@pytest_asyncio.fixture
+async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
+    group = Peers(tmp_path)
+    yield group
+    await group.close()
+
+
+async def wait_for_activity(replicator: Replicator, *levels: ActivityLevel, timeout: float = 20.0) -> ReplicatorStatus:
+    """Wait until the replicator reports one of ``levels``."""
+    if replicator.status.activity in levels:
+        return replicator.status
+    reached: asyncio.Future[ReplicatorStatus] = asyncio.get_running_loop().create_future()
+
+    def check(status: ReplicatorStatus) -> None:
+        if status.activity in levels and not reached.done():
+            reached.set_result(status)
+
+    remove = replicator.add_change_listener(check)
+    try:
+        return await asyncio.wait_for(reached, timeout * TIME_UNIT)
+    finally:
+        remove()

@@ -1,0 +1,338 @@
+"""Replication end to end: real databases, a real listener on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from engine.database import Database
+from engine.inventory import LIST_DOC_ID, read_items, set_quantity
+from engine.inventory_merge import ItemMergeResolver
+from engine.replication.auth import BasicAuthenticator
+from engine.replication.errors import HTTPStatusError
+from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
+from tests.conftest import TIME_UNIT, wait_until
+from tests.engine.replication.conftest import Peers, wait_for_activity
+
+pytestmark = pytest.mark.asyncio
+
+
+def fill(db: Database, prefix: str, count: int) -> None:
+    with db.batch() as batch:
+        for i in range(count):
+            batch.save(f"{prefix}{i}", {"n": i, "who": prefix})
+
+
+def same_docs(a: Database, b: Database) -> bool:
+    ids = a.doc_ids(include_deleted=True)
+    if ids != b.doc_ids(include_deleted=True):
+        return False
+
+    def key(db: Database, doc_id: str) -> tuple[object, ...]:
+        doc = db.get(doc_id)
+        assert doc is not None
+        return (doc.rev_id, doc.body, doc.deleted, doc.conflicted)
+
+    return all(key(a, i) == key(b, i) for i in ids)
+
+
+@pytest.mark.parametrize("kind", list(ReplicatorType))
+async def test_one_shot_in_each_direction(peers: Peers, kind: ReplicatorType) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 300)
+    fill(b, "b", 200)
+    listener = await peers.listener(a)
+    replicator = await peers.replicate(b, listener, type=kind)
+    assert (len(a.doc_ids()), len(b.doc_ids())) == (300 + 200 * kind.pushes, 200 + 300 * kind.pulls)
+    assert (replicator.pushed, replicator.pulled) == (200 * kind.pushes, 300 * kind.pulls)
+    assert replicator.status.progress.completed == replicator.status.progress.total
+    if kind is ReplicatorType.PUSH_AND_PULL:
+        assert same_docs(a, b)
+
+
+async def test_continuous_edits_on_either_side_arrive(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 50)
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, continuous=True)
+    replicator.start()
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+    assert len(b.doc_ids()) == 50
+    a.save("from-a", {"x": 1})
+    await wait_until(lambda: b.get("from-a") is not None)
+    b.save("from-b", {"y": 2})
+    await wait_until(lambda: a.get("from-b") is not None)
+    doc = a.get("a1")
+    assert doc is not None
+    a.delete("a1")
+    await wait_until(lambda: (d := b.get("a1")) is not None and d.deleted)
+    await wait_until(lambda: same_docs(a, b))
+    await replicator.stop()
+    assert replicator.status.activity is ActivityLevel.STOPPED and replicator.status.error is None
+
+
+async def test_chain_carries_edits_both_ways(peers: Peers) -> None:
+    a, b, c = peers.database("a"), peers.database("b"), peers.database("c")
+    listener_a = await peers.listener(a)
+    listener_b = await peers.listener(b)
+    b_to_a = peers.replicator(b, listener_a, continuous=True)
+    c_to_b = peers.replicator(c, listener_b, continuous=True)
+    b_to_a.start()
+    c_to_b.start()
+    a.save("doc", {"from": "a"})
+    await wait_until(lambda: (d := c.get("doc")) is not None and d.body == {"from": "a"})
+    current = c.get("doc")
+    assert current is not None
+    c.save("doc", {"from": "c"}, base_rev=current.rev_id)
+    await wait_until(lambda: (d := a.get("doc")) is not None and d.body == {"from": "c"})
+
+
+async def test_restart_resumes_without_resending(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 400)
+    fill(b, "b", 100)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener)
+    stats = listener.stats
+    assert (stats.revs_sent, stats.revs_received) == (400, 100)
+    await peers.replicate(b, listener)
+    assert (listener.stats.revs_sent, listener.stats.revs_received) == (400, 100)  # nothing sent again
+    a.save("later", {})
+    second = await peers.replicate(b, listener)
+    assert (listener.stats.revs_sent, second.pulled, second.pushed) == (401, 1, 0)
+
+
+async def test_interrupted_pull_resumes_where_it_stopped(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 3000)
+    listener = await peers.listener(a)
+    first = peers.replicator(b, listener, type=ReplicatorType.PULL)
+    first.start()
+    await wait_until(lambda: len(b.doc_ids()) >= 500, timeout=30)
+    await first.stop()
+    have = len(b.doc_ids())
+    sent_before = listener.stats.revs_sent
+    await peers.replicate(b, listener, type=ReplicatorType.PULL)
+    assert len(b.doc_ids()) == 3000
+    assert listener.stats.revs_sent - sent_before == 3000 - have
+
+
+@pytest.mark.parametrize("size", [1, 70_000, 1_000_000, 5 * 1024 * 1024])
+async def test_blobs_travel_both_ways(peers: Peers, size: int) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    pull_blob = a.save_blob(os.urandom(size), "image/jpeg")
+    push_blob = b.save_blob(os.urandom(size), "application/octet-stream")
+    a.save("pulled", {"picture": pull_blob.to_dict()})
+    b.save("pushed", {"nested": [{"file": push_blob.to_dict()}]})
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener)
+    assert b.read_blob(pull_blob.digest) == a.read_blob(pull_blob.digest)
+    assert a.read_blob(push_blob.digest) == b.read_blob(push_blob.digest)
+
+
+async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    data = os.urandom(200_000)
+    blob = a.save_blob(data, "image/jpeg")
+    b.save_blob(data, "image/jpeg")
+    for i in range(3):
+        a.save(f"p{i}", {"picture": blob.to_dict()})
+    listener = await peers.listener(a)
+    served: list[int] = []
+    original = listener._serve
+
+    async def counting(sock):  # type: ignore[no-untyped-def]
+        await original(sock)
+        served.append(1)
+
+    listener._server.on_connection = counting  # type: ignore[union-attr]
+    replicator = await peers.replicate(b, listener, type=ReplicatorType.PULL)
+    assert replicator.pulled == 3
+    assert listener.stats.revs_sent == 3  # and no getAttachment: b already had the bytes
+
+
+async def test_deltas_send_fewer_bytes_than_bodies(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    body = {"text": "x" * 4000, "count": 0}
+    a.save("big", body)
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, continuous=True)
+    replicator.start()
+    await wait_until(lambda: b.get("big") is not None)
+    before = listener.stats
+    for count in range(1, 11):
+        current = a.get("big")
+        assert current is not None
+        a.save("big", {**body, "count": count}, base_rev=current.rev_id)
+        await wait_until(lambda c=count: (d := b.get("big")) is not None and d.body["count"] == c)
+    after = listener.stats
+    assert after.deltas_sent - before.deltas_sent == 10
+    assert after.rev_bytes_sent - before.rev_bytes_sent < 10 * 4000 // 10
+    # and pushing back uses deltas too
+    current = b.get("big")
+    assert current is not None
+    b.save("big", {**body, "count": 99}, base_rev=current.rev_id)
+    await wait_until(lambda: (d := a.get("big")) is not None and d.body["count"] == 99)
+    assert listener.stats.deltas_received >= 1
+
+
+async def test_delta_sync_off(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    a.save("big", {"text": "y" * 3000, "n": 0})
+    listener = await peers.listener(a, enable_delta_sync=False)
+    await peers.replicate(b, listener)
+    current = a.get("big")
+    assert current is not None
+    a.save("big", {"text": "y" * 3000, "n": 1}, base_rev=current.rev_id)
+    await peers.replicate(b, listener)
+    assert listener.stats.deltas_sent == 0 and b.get("big").body["n"] == 1  # type: ignore[union-attr]
+
+
+async def test_conflict_default_resolver(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    a.save("doc", {"v": 0})
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener)
+    base = a.get("doc")
+    assert base is not None
+    a.save("doc", {"v": "a"}, base_rev=base.rev_id)
+    b.save("doc", {"v": "b"}, base_rev=base.rev_id)
+    await peers.replicate(b, listener)
+    await peers.replicate(b, listener)
+    doc_a, doc_b = a.get("doc"), b.get("doc")
+    assert doc_a is not None and doc_b is not None
+    assert doc_a.rev_id == doc_b.rev_id and doc_a.body == doc_b.body and doc_a.body["v"] in ("a", "b")
+    assert not doc_a.conflicted and not doc_b.conflicted
+
+
+async def test_conflict_item_merge_resolver(peers: Peers) -> None:
+    a, b = peers.database("a", keep_bodies=20), peers.database("b", keep_bodies=20)
+    a.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "x", "value": 1}, {"key": "y", "value": 1}]})
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    set_quantity(a, "x", 10)
+    set_quantity(b, "y", 20)
+    events: list[DocumentReplication] = []
+    replicator = peers.replicator(b, listener, conflict_resolver=ItemMergeResolver())
+    replicator.add_document_listener(events.append)
+    replicator.start()
+    assert (await replicator.wait_stopped()).error is None
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    for db in (a, b):
+        assert [(i.key, i.value) for i in read_items(db)] == [("x", 10), ("y", 20)]
+    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+    pushed = [d for e in events if e.push for d in e.documents]
+    assert any(d.error is not None for d in pushed)  # the first push was refused as a conflict
+
+
+async def test_listener_restart_while_a_continuous_client_runs(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    listener = await peers.listener(a)
+    port = listener.port
+    replicator = peers.replicator(b, listener, continuous=True)
+    seen: list[ActivityLevel] = []
+    replicator.add_change_listener(lambda s: seen.append(s.activity))
+    replicator.start()
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+    await listener.stop()
+    await wait_for_activity(replicator, ActivityLevel.OFFLINE)
+    b.save("while-away", {"x": 1})
+    restarted = await peers.listener(a, port=port)
+    assert restarted.port == port
+    await wait_until(lambda: a.get("while-away") is not None, timeout=20)
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+    assert ActivityLevel.OFFLINE in seen and replicator.status.activity is ActivityLevel.IDLE
+
+
+async def test_twenty_clients_converge(peers: Peers) -> None:
+    hub = peers.database("hub")
+    fill(hub, "hub", 20)
+    listener = await peers.listener(hub)
+    clients = [peers.database(f"c{i}") for i in range(20)]
+    for i, db in enumerate(clients):
+        fill(db, f"c{i}-", 5)
+    await asyncio.gather(*(peers.replicate(db, listener) for db in clients))
+    await asyncio.gather(*(peers.replicate(db, listener) for db in clients))
+    assert len(hub.doc_ids()) == 20 + 20 * 5
+    assert all(same_docs(hub, db) for db in clients)
+    await wait_until(lambda: listener.status.connection_count == 0)
+
+
+async def test_client_that_disconnects_mid_transfer_leaves_the_listener_healthy(peers: Peers) -> None:
+    a, b, c = peers.database("a"), peers.database("b"), peers.database("c")
+    a.save("big", {"file": a.save_blob(os.urandom(3 * 1024 * 1024), "image/jpeg").to_dict()})
+    fill(a, "a", 500)
+    listener = await peers.listener(a)
+    quitter = peers.replicator(b, listener, type=ReplicatorType.PULL)
+    quitter.start()
+    await wait_until(lambda: listener.status.active_connection_count == 1)
+    session = quitter._session
+    assert session is not None
+    session.socket.ws.transport.abort()  # the client vanishes
+    await quitter.stop()
+    await wait_until(lambda: listener.status.connection_count == 0)
+    await peers.replicate(c, listener)
+    assert same_docs(a, c)
+
+
+async def test_wrong_password_stops_with_401(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, authenticator=BasicAuthenticator("bob", "wrong"), continuous=True)
+    replicator.start()
+    status = await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)
+    assert isinstance(status.error, HTTPStatusError) and status.error.status == 401
+    assert status.activity is ActivityLevel.STOPPED
+
+
+async def test_read_only_listener_refuses_pushes_and_serves_pulls(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 10)
+    fill(b, "b", 3)
+    listener = await peers.listener(a, read_only=True)
+    events: list[DocumentReplication] = []
+    replicator = peers.replicator(b, listener, type=ReplicatorType.PULL)
+    replicator.start()
+    assert (await replicator.wait_stopped()).error is None
+    assert len(b.doc_ids()) == 13
+    pusher = peers.replicator(b, listener, type=ReplicatorType.PUSH)
+    pusher.add_document_listener(events.append)
+    pusher.start()
+    status = await pusher.wait_stopped()
+    assert status.error is not None and "403" in str(status.error)
+    assert len(a.doc_ids()) == 10
+
+
+async def test_pending_documents(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, type=ReplicatorType.PUSH)
+    fill(b, "b", 3)
+    assert replicator.pending_document_ids() == {"b0", "b1", "b2"}
+    assert replicator.is_document_pending("b1")
+    replicator.start()
+    await replicator.wait_stopped()
+    assert replicator.pending_document_ids() == set()
+    b.save("b1", {"changed": True})
+    assert replicator.pending_document_ids() == {"b1"}
+
+
+async def test_stop_while_connecting_is_prompt(peers: Peers) -> None:
+    b = peers.database("b")
+    replicator = peers.replicator(b, "ws://127.0.0.1:9/db", continuous=True, max_attempt_wait=30)
+    replicator.start()
+    await wait_for_activity(replicator, ActivityLevel.OFFLINE, ActivityLevel.CONNECTING)
+    await asyncio.wait_for(replicator.stop(), 2 * TIME_UNIT)
+    assert replicator.status.activity is ActivityLevel.STOPPED
+
+
+async def test_one_shot_gives_up_after_max_attempts(peers: Peers) -> None:
+    b = peers.database("b")
+    replicator = peers.replicator(b, "ws://127.0.0.1:9/db", max_attempts=2, max_attempt_wait=0.05)
+    seen: list[ActivityLevel] = []
+    replicator.add_change_listener(lambda s: seen.append(s.activity))
+    replicator.start()
+    status = await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)
+    assert status.error is not None and ActivityLevel.OFFLINE in seen
