@@ -45,17 +45,26 @@ _FAIL = ConcurrencyControl.FAIL_ON_CONFLICT
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One line of the inventory: a name, a quantity and an optional picture."""
+    """One line of the inventory: a name, a quantity and an optional picture.
+
+    ``edit`` is the item's edit stamp: every edit gives the item a stamp
+    higher than any in the list (a Lamport clock), so that merging two
+    versions can tell an item's newer state from an older one even when a
+    value returns to an earlier one.
+    """
 
     key: str
     value: int
     image: Blob | None = None
+    edit: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the list document."""
         out: dict[str, Any] = {"key": self.key, "value": self.value}
         if self.image is not None:
             out["image"] = self.image.to_dict()
+        if self.edit:
+            out["edit"] = self.edit
         return out
 
 
@@ -111,7 +120,9 @@ def parse_items(body: dict[str, Any]) -> list[Item]:
             blob = Blob.from_dict(image) if isinstance(image, dict) else None
         except InvalidDocumentError as exc:
             raise InventoryError(f"item {raw.get('key')!r} has a bad picture: {exc}") from None
-        out.append(Item(_check_key(raw.get("key")), parse_quantity(raw.get("value")), blob))
+        edit = raw.get("edit", 0)
+        stamp = edit if isinstance(edit, int) and not isinstance(edit, bool) and edit > 0 else 0
+        out.append(Item(_check_key(raw.get("key")), parse_quantity(raw.get("value")), blob, stamp))
     return out
 
 
@@ -130,13 +141,16 @@ def read_items(db: Database) -> list[Item]:
     return parse_items(doc.body)
 
 
-def _edit(db: Database, change: Callable[[list[Item]], list[Item]]) -> Document:
-    """Apply ``change`` to the current items and save, retrying if a peer's edit lands meanwhile."""
+def _edit(db: Database, change: Callable[[list[Item], int], list[Item]]) -> Document:
+    """Apply ``change`` (given the items and the next edit stamp) to the current list and save,
+    retrying if a peer's edit lands meanwhile."""
     for _ in range(100):
         doc = db.get(LIST_DOC_ID)
         if doc is None or doc.deleted:
             raise InventoryError("there is no inventory list yet")
-        body = list_body(change(parse_items(doc.body)), doc.body)
+        items = parse_items(doc.body)
+        stamp = max((item.edit for item in items), default=0) + 1
+        body = list_body(change(items, stamp), doc.body)
         try:
             return db.save(LIST_DOC_ID, body, base_rev=doc.rev_id, concurrency=_FAIL)
         except ConflictError:
@@ -159,9 +173,9 @@ def set_quantity(db: Database, key: str, quantity: object) -> Document:
     """
     value = parse_quantity(quantity)
 
-    def change(items: list[Item]) -> list[Item]:
+    def change(items: list[Item], stamp: int) -> list[Item]:
         index = _find(items, key)
-        items[index] = Item(items[index].key, value, items[index].image)
+        items[index] = Item(items[index].key, value, items[index].image, stamp)
         return items
 
     return _edit(db, change)
@@ -176,10 +190,10 @@ def add_item(db: Database, key: str, quantity: object, image: Blob | None = None
     key = _check_key(key)
     value = parse_quantity(quantity)
 
-    def change(items: list[Item]) -> list[Item]:
+    def change(items: list[Item], stamp: int) -> list[Item]:
         if any(item.key == key for item in items):
             raise InventoryError(f"an item named {key!r} already exists")
-        return [*items, Item(key, value, image)]
+        return [*items, Item(key, value, image, stamp)]
 
     return _edit(db, change)
 
@@ -187,7 +201,7 @@ def add_item(db: Database, key: str, quantity: object, image: Blob | None = None
 def remove_item(db: Database, key: str) -> Document:
     """Remove the item named ``key``."""
 
-    def change(items: list[Item]) -> list[Item]:
+    def change(items: list[Item], _stamp: int) -> list[Item]:
         del items[_find(items, key)]
         return items
 
@@ -197,9 +211,9 @@ def remove_item(db: Database, key: str) -> Document:
 def set_picture(db: Database, key: str, image: Blob | None) -> Document:
     """Replace the picture of the item named ``key`` (None removes it)."""
 
-    def change(items: list[Item]) -> list[Item]:
+    def change(items: list[Item], stamp: int) -> list[Item]:
         index = _find(items, key)
-        items[index] = Item(items[index].key, items[index].value, image)
+        items[index] = Item(items[index].key, items[index].value, image, stamp)
         return items
 
     return _edit(db, change)

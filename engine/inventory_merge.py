@@ -1,9 +1,12 @@
 """A conflict resolver for the inventory list that merges item by item.
 
 Three-way merge of two versions of ``doc::list`` against their common
-ancestor, per item (matched by ``key``) and per field: a change made on one
-side only survives; when both sides changed the same field of the same item,
-the side with the higher revision ID wins. The result does not depend on
+ancestor, per item (matched by ``key``): a change made on one side only
+survives; when both sides changed the same item, the side whose item has the
+higher edit stamp wins (see
+:class:`~engine.inventory.Item`), and on equal stamps the side with the
+higher revision ID. Edit stamps make an item's newer state win even when its
+value went back to an earlier one on the way. The result does not depend on
 which side is local (the rule is symmetric), so whichever peer resolves a
 conflict, the merged list is the same. Without a common ancestor the items of
 both sides are kept.
@@ -22,13 +25,20 @@ __all__ = ["ItemMergeResolver", "merge_lists"]
 _MISSING: Any = object()
 
 
-def _merge_value(base: Any, high: Any, low: Any) -> Any:
-    """Three-way merge of one value: a one-sided change wins, else the high side."""
+def _merge_value(base: Any, high: Any, low: Any, *, low_wins_ties: bool = False) -> Any:
+    """Three-way merge of one value: a one-sided change wins; when both changed, the winner of ties."""
     if high == low:
         return high
     if base is not _MISSING and high == base:
         return low
-    return high
+    if base is not _MISSING and low == base:
+        return high
+    return low if low_wins_ties else high
+
+
+def _stamp(item: dict[str, Any] | None) -> int:
+    edit = item.get("edit", 0) if item is not None else 0
+    return edit if isinstance(edit, int) and not isinstance(edit, bool) else 0
 
 
 def _merge_mapping(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +80,9 @@ def merge_lists(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str
                 continue  # removed on one side, unchanged on the other
             merged_items.append(present)
             continue
-        merged_items.append(_merge_mapping(b, h, lo))
+        # a whole item: a one-sided change wins; when both sides changed it, the newer edit
+        # (higher stamp), then the high side
+        merged_items.append(_merge_value(_MISSING if b is None else b, h, lo, low_wins_ties=_stamp(lo) > _stamp(h)))
     top = _merge_mapping(
         base, {k: v for k, v in high.items() if k != "items"}, {k: v for k, v in low.items() if k != "items"}
     )
