@@ -47,6 +47,13 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     direction.add_argument("--push", action="store_true", help="only send local changes")
     direction.add_argument("--pull", action="store_true", help="only fetch the peer's changes")
     p.add_argument("--continuous", action="store_true", help="keep replicating until interrupted")
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connection attempts before giving up (default: 1 for one-shot, unlimited when continuous)",
+    )
     p.set_defaults(handler=cmd_sync)
 
 
@@ -122,6 +129,7 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
             continuous=args.continuous,
             authenticator=BasicAuthenticator(args.username, password),
             conflict_resolver=ItemMergeResolver(),
+            max_attempts=args.max_attempts if args.max_attempts is not None else (0 if args.continuous else 1),
         )
         return asyncio.run(_sync(Replicator(config), out))
 

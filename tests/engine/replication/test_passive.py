@@ -1,0 +1,232 @@
+"""The passive side message by message, as a Couchbase Lite replicator would drive it (protocol §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from engine.blobs import digest_of
+from engine.database import Database
+from engine.replication.auth import BasicAuthenticator
+from engine.replication.blip_connection import Message
+from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.errors import BlipError
+from engine.replication.listener import URLEndpointListener
+from engine.replication.websocket import connect
+from tests.conftest import TIME_UNIT, wait_until
+from tests.engine.replication.conftest import Peers
+
+pytestmark = pytest.mark.asyncio
+
+AUTH = BasicAuthenticator("bob", "secret").headers()
+
+
+class Client:
+    """A raw BLIP client that records what the listener sends it."""
+
+    def __init__(self, sock: BlipSocket) -> None:
+        self.sock = sock
+        self.changes: asyncio.Queue[Message] = asyncio.Queue()
+        self.revs: asyncio.Queue[Message] = asyncio.Queue()
+        sock.register("changes", self._changes)
+        sock.register("rev", self._rev)
+        self.wanted = True
+
+    def _changes(self, message: Message) -> object:
+        self.changes.put_nowait(message)
+        rows = json.loads(message.body) if message.body else []
+        return Reply({"deltas": "true"}, json.dumps([[] for _ in rows] if self.wanted else []).encode())
+
+    def _rev(self, message: Message) -> None:
+        self.revs.put_nowait(message)
+
+    async def next_changes(self) -> list[list[object]]:
+        message = await asyncio.wait_for(self.changes.get(), 5 * TIME_UNIT)
+        return json.loads(message.body) if message.body else []
+
+
+@pytest_asyncio.fixture
+async def setup(peers: Peers) -> AsyncIterator[tuple[Database, URLEndpointListener, Client]]:
+    db = peers.database("a")
+    listener = await peers.listener(db)
+    sock = await connect(listener.urls[0], headers=AUTH)
+    client = Client(sock)
+    sock.start()
+    yield db, listener, client
+    await sock.close()
+
+
+async def test_checkpoints_are_stored_per_client_with_mvcc(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    _, _, client = setup
+    with pytest.raises(BlipError) as missing:
+        await client.sock.request("getCheckpoint", {"client": "cp-x"})
+    assert (missing.value.domain, missing.value.code) == ("HTTP", 404)
+    reply = await client.sock.request("setCheckpoint", {"client": "cp-x"}, b'{"local":5}')
+    assert reply is not None and reply.properties["rev"] == "1-cc"
+    with pytest.raises(BlipError) as stale:
+        await client.sock.request("setCheckpoint", {"client": "cp-x", "rev": "7-cc"}, b'{"local":6}')
+    assert stale.value.code == 409
+    got = await client.sock.request("getCheckpoint", {"client": "cp-x"})
+    assert got is not None and json.loads(got.body) == {"local": 5} and got.properties["rev"] == "1-cc"
+    with pytest.raises(BlipError) as no_client:
+        await client.sock.request("getCheckpoint")
+    assert no_client.value.code == 400
+
+
+async def test_unknown_profiles_and_push_style_changes(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    _, _, client = setup
+    with pytest.raises(BlipError) as unknown:
+        await client.sock.request("putRev")
+    assert (unknown.value.code, unknown.value.message) == (404, "no handler for message")
+    with pytest.raises(BlipError) as refused:
+        await client.sock.request("changes", None, b'[[1,"a","1-aa"]]')
+    assert refused.value.code == 409
+    with pytest.raises(BlipError) as collection:
+        await client.sock.request("getCheckpoint", {"client": "c", "collection": "0"})
+    assert collection.value.code == 400
+
+
+async def test_get_collections_must_come_first(peers: Peers) -> None:
+    db = peers.database("a")
+    listener = await peers.listener(db)
+    sock = await connect(listener.urls[0], headers=AUTH)
+    sock.start()
+    body = json.dumps({"checkpoint_ids": ["cp-1", "cp-2"], "collections": ["_default", "store.items"]}).encode()
+    reply = await sock.request("getCollections", None, body)
+    assert reply is not None and json.loads(reply.body) == [{}, None]
+    with pytest.raises(BlipError):
+        await sock.request("getCheckpoint", {"client": "cp-1"})  # aware mode needs collection=0
+    with pytest.raises(BlipError) as missing:
+        await sock.request("getCheckpoint", {"client": "cp-1", "collection": "0"})
+    assert missing.value.code == 404
+    with pytest.raises(BlipError):
+        await sock.request("getCollections", None, body)  # only as the first message
+    await sock.close()
+
+
+async def test_propose_changes_decisions(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    db, _, client = setup
+    doc = db.save("a", {"v": 1})
+    rows = [
+        ["a", doc.rev_id, ""],
+        ["a", "2-" + "c" * 40, doc.rev_id],
+        ["b", "1-" + "d" * 40],
+        ["a", "2-" + "e" * 40, "1-" + "f" * 40],
+    ]
+    reply = await client.sock.request("proposeChanges", {"conflictIncludesRev": "true"}, json.dumps(rows).encode())
+    assert reply is not None and reply.properties.get("deltas") == "true"
+    assert json.loads(reply.body) == [304, 0, 0, {"status": 409, "rev": doc.rev_id}]
+
+
+async def test_sub_changes_one_shot_then_caught_up(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    db, _, client = setup
+    for i in range(5):
+        db.save(f"d{i}", {"i": i})
+    db.delete("d0")
+    await client.sock.request("subChanges", {"batch": "2", "versioning": "rev-trees"})
+    rows = []
+    while batch := await client.next_changes():
+        rows.extend(batch)
+    assert [r[1] for r in rows] == ["d1", "d2", "d3", "d4", "d0"]
+    assert rows[-1][3] == 1  # CBMobile_3: deletion as an integer flag
+    revs = [await asyncio.wait_for(client.revs.get(), 5) for _ in range(5)]
+    assert {m.properties["id"] for m in revs} == {"d0", "d1", "d2", "d3", "d4"}
+    tomb = next(m for m in revs if m.properties["id"] == "d0")
+    assert tomb.properties["deleted"] == "1" and tomb.properties["history"]
+
+
+async def test_sub_changes_continuous_and_active_only(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    db, _, client = setup
+    db.save("gone", {})
+    db.delete("gone")
+    db.save("kept", {})
+    await client.sock.request("subChanges", {"continuous": "true", "activeOnly": "true", "since": "0"})
+    assert [r[1] for r in await client.next_changes()] == ["kept"]
+    assert await client.next_changes() == []  # caught up
+    doc = db.get("kept")
+    assert doc is not None
+    db.delete("kept")  # live deletions do flow after the catch-up
+    assert [(r[1], r[3]) for r in await client.next_changes()] == [("kept", 1)]
+
+
+async def test_sub_changes_refuses_filters_and_other_versioning(
+    setup: tuple[Database, URLEndpointListener, Client],
+) -> None:
+    _, _, client = setup
+    with pytest.raises(BlipError):
+        await client.sock.request("subChanges", {"filter": "sync_gateway/bychannel"})
+    with pytest.raises(BlipError) as versioning:
+        await client.sock.request("subChanges", {"versioning": "version-vectors"})
+    assert versioning.value.code == 501
+
+
+async def test_rev_push_stores_and_refuses_conflicts(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    db, _, client = setup
+    r1, r2 = "1-" + "a" * 40, "2-" + "b" * 40
+    await client.sock.request("rev", {"id": "p", "rev": r1, "sequence": "1"}, b'{"v":1}')
+    await client.sock.request("rev", {"id": "p", "rev": r2, "history": r1, "noconflicts": "true"}, b'{"v":2}')
+    assert db.get("p").rev_id == r2  # type: ignore[union-attr]
+    with pytest.raises(BlipError) as conflict:
+        await client.sock.request("rev", {"id": "p", "rev": "2-" + "c" * 40, "history": r1}, b'{"v":3}')
+    assert conflict.value.code == 409
+    with pytest.raises(BlipError) as bad:
+        await client.sock.request("rev", {"id": "p", "rev": "3-xyz"}, b"{}")
+    assert bad.value.code == 400
+    with pytest.raises(BlipError) as no_base:
+        await client.sock.request("rev", {"id": "q", "rev": r2, "history": r1, "deltaSrc": r1}, b'{"v":[9]}')
+    assert no_base.value.code == 422
+    with pytest.raises(BlipError) as underscore:
+        await client.sock.request("rev", {"id": "u", "rev": r1}, b"[1]")
+    assert underscore.value.code == 400
+    await client.sock.request("rev", {"id": "u", "rev": r1}, b'{"_id":"u","_rev":"x","v":1}')
+    assert db.get("u").body == {"v": 1}  # type: ignore[union-attr]
+
+
+async def test_rev_with_blob_fetches_it_first(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    db, _, client = setup
+    data = b"picture bytes" * 100
+    asked: list[Message] = []
+
+    def serve(message: Message) -> Reply:
+        asked.append(message)
+        return Reply({}, data)
+
+    client.sock.register("getAttachment", serve)
+    blob = {"@type": "blob", "digest": digest_of(data), "length": len(data), "content_type": "text/plain"}
+    await client.sock.request("rev", {"id": "b", "rev": "1-" + "a" * 40}, json.dumps({"f": blob}).encode())
+    assert db.read_blob(blob["digest"]) == data
+    assert asked[0].properties == {
+        "Profile": "getAttachment",
+        "digest": blob["digest"],
+        "docID": "b",
+        "compress": "true",
+    }
+
+
+async def test_read_only_listener(peers: Peers) -> None:
+    db = peers.database("a")
+    listener = await peers.listener(db, read_only=True)
+    sock = await connect(listener.urls[0], headers=AUTH)
+    sock.start()
+    for profile, body in (("proposeChanges", b'[["a","1-aa"]]'), ("rev", b"{}")):
+        with pytest.raises(BlipError) as refused:
+            await sock.request(profile, {"id": "a", "rev": "1-" + "a" * 40}, body)
+        assert refused.value.code == 403
+    await sock.close()
+
+
+async def test_status_counts_connections(peers: Peers) -> None:
+    db = peers.database("a")
+    listener = await peers.listener(db)
+    statuses = []
+    listener.add_status_listener(statuses.append)
+    sock = await connect(listener.urls[0], headers=AUTH)
+    sock.start()
+    await wait_until(lambda: listener.status.connection_count == 1)
+    await sock.close()
+    await wait_until(lambda: listener.status.connection_count == 0)
+    assert [s.connection_count for s in statuses][:2] == [1, 0]
