@@ -1,6 +1,6 @@
 """Store benchmark: S1 documents into a Database, next to raw LMDB on the same data.
 
-Writes the 10,000 S1 inventory documents (``bench/s1docs.py``) into a fresh
+Writes the 10,000 S1 inventory documents (``bench.scenario_docs.py``) into a fresh
 :class:`~engine.database.Database` in one batch, then 1,000 of them one save
 (one durable commit) at a time, and does the same with raw py-lmdb in the
 same run: ``key = _id, value = JSON bytes`` (the shared anchor's method), once
@@ -27,7 +27,7 @@ import lmdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.s1docs import item_doc, item_json, split
+from bench.scenario_docs import item_doc, item_json, split
 from engine.database import Database
 
 

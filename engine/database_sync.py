@@ -18,7 +18,7 @@ from engine.lmdb_store import Txn
 from engine.revid import generation, make_rev_id, parse_rev_id
 from engine.revtree import InsertStatus, RevTree
 
-__all__ = ["KEEP", "InsertResult", "Proposal", "RevisionInsert", "SyncOperations", "SyncRevision"]
+__all__ = ["KEEP", "InsertResult", "Proposal", "RevisionInsert", "RevisionRequest", "SyncOperations", "SyncRevision"]
 
 #: Most known ancestors listed per row of a ``changes`` reply (LiteCore sends up to 10).
 MAX_KNOWN_ANCESTORS = 10
@@ -26,8 +26,7 @@ MAX_KNOWN_ANCESTORS = 10
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class RevisionInsert:
+class RevisionInsert(NamedTuple):
     """A revision received from a peer, to insert with its history (protocol §4.2).
 
     ``no_conflicts``: refuse the insert (ConflictError) if it would create a
@@ -42,8 +41,7 @@ class RevisionInsert:
     no_conflicts: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class InsertResult:
+class InsertResult(NamedTuple):
     """Outcome of one :class:`RevisionInsert`: a status, or the error that refused it."""
 
     doc_id: str
@@ -68,6 +66,15 @@ class SyncRevision:
     sequence: int
     base_rev_id: str | None = None
     base_body: bytes | None = None
+
+
+class RevisionRequest(NamedTuple):
+    """A revision to read for sending: which one, the revisions the peer has, a delta base."""
+
+    doc_id: str
+    rev_id: str
+    known: Sequence[str] = ()
+    delta_base: str | None = None
 
 
 class Proposal(NamedTuple):
@@ -327,18 +334,38 @@ class SyncOperations(DatabaseCore):
         ``max_history`` entries (protocol §4.2). ``delta_base``'s body is
         included when stored.
         """
-        raw_id = check_doc_id(doc_id)
+        request = RevisionRequest(doc_id, rev_id, tuple(known), delta_base)
+        return self.revisions_for_sync([request], max_history=max_history)[0]
+
+    def revisions_for_sync(
+        self, requests: Sequence[RevisionRequest], *, max_history: int = 20
+    ) -> list[SyncRevision | None]:
+        """:meth:`revision_for_sync` for many revisions, in one read transaction."""
+        out: list[SyncRevision | None] = []
         with self._store.read() as txn:
-            tree_data = txn.get("revs", raw_id)
-            body = txn.get("bodies", body_key(raw_id, rev_id))
-            if tree_data is None or body is None:
-                return None
-            tree = RevTree.decode(tree_data)
-            node = tree.get(rev_id)
-            if node is None:
-                return None
-            ancestors = tree.history(rev_id)[1:]
-            stop = next((i for i, rev in enumerate(ancestors) if rev in known), None)
-            history = ancestors[: stop + 1] if stop is not None else ancestors[:max_history]
-            base_body = txn.get("bodies", body_key(raw_id, delta_base)) if delta_base else None
+            for request in requests:
+                out.append(self._read_for_sync(txn, request, max_history))
+        return out
+
+    @staticmethod
+    def _read_for_sync(txn: Txn, request: RevisionRequest, max_history: int) -> SyncRevision | None:
+        doc_id, rev_id, known, delta_base = request
+        raw_id = check_doc_id(doc_id)
+        body = txn.get("bodies", body_key(raw_id, rev_id))
+        if body is None:
+            return None
+        if rev_id.startswith("1-"):  # a first revision: no history, and the summary says if it is deleted
+            summary = txn.get("docs", raw_id)
+            if summary is not None:
+                seq, flags, current = decode_summary(summary)
+                if current == rev_id:
+                    return SyncRevision(doc_id, rev_id, body, bool(flags & DELETED_FLAG), [], seq)
+        tree_data = txn.get("revs", raw_id)
+        node = None if tree_data is None else (tree := RevTree.decode(tree_data)).get(rev_id)
+        if node is None:
+            return None
+        ancestors = tree.history(rev_id)[1:]
+        stop = next((i for i, rev in enumerate(ancestors) if rev in known), None)
+        history = ancestors[: stop + 1] if stop is not None else ancestors[:max_history]
+        base_body = txn.get("bodies", body_key(raw_id, delta_base)) if delta_base else None
         return SyncRevision(doc_id, rev_id, body, node.deleted, history, node.sequence, delta_base, base_body)

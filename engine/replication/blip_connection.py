@@ -18,7 +18,7 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from engine.replication import tuning
 from engine.replication.blip_codec import (
@@ -43,13 +43,12 @@ _ACK_REQ = int(MessageType.ACK_REQUEST)
 _ACK_RES = int(MessageType.ACK_RESPONSE)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A complete incoming BLIP message."""
+class Message(NamedTuple):
+    """A complete incoming BLIP message (a named tuple: immutable and cheap on the hot path)."""
 
     number: int
     type: MessageType
-    properties: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str]
     body: bytes = b""
     urgent: bool = False
     no_reply: bool = False
@@ -74,15 +73,13 @@ class Message:
         return BlipError(self.properties.get("Error-Domain", "BLIP"), code, self.body.decode(errors="replace"))
 
 
-@dataclass(frozen=True, slots=True)
-class RequestReceived:
+class RequestReceived(NamedTuple):
     """The peer sent a complete request."""
 
     message: Message
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyReceived:
+class ReplyReceived(NamedTuple):
     """The peer answered one of our requests (RES or ERR)."""
 
     message: Message

@@ -87,7 +87,7 @@ class RemoteSequences:
     """
 
     def __init__(self, start: Any = None) -> None:
-        self._pending: OrderedDict[str, tuple[Any, bool]] = OrderedDict()
+        self._pending: OrderedDict[Any, tuple[Any, bool]] = OrderedDict()
         self.checkpoint: Any = start
 
     def __len__(self) -> int:
@@ -95,20 +95,30 @@ class RemoteSequences:
 
     def add(self, seq: Any, *, done: bool = False) -> None:
         """Note a sequence (in order); ``done`` when it needs no work."""
-        self._pending[json.dumps(seq)] = (seq, done)
-        self._advance()
+        self._pending[_key(seq)] = (seq, done)
+        if done:
+            self._advance()
 
     def complete(self, seq: Any) -> None:
         """Mark a sequence handled."""
-        key = json.dumps(seq)
+        key = _key(seq)
         if key in self._pending:
             self._pending[key] = (seq, True)
             self._advance()
 
     def _advance(self) -> None:
-        while self._pending:
-            key, (seq, done) = next(iter(self._pending.items()))
+        pending = self._pending
+        while pending:
+            key = next(iter(pending))
+            seq, done = pending[key]
             if not done:
                 return
             self.checkpoint = seq
-            del self._pending[key]
+            del pending[key]
+
+
+def _key(seq: Any) -> Any:
+    """A dictionary key for a sequence: itself when hashable and unambiguous, else its JSON."""
+    if isinstance(seq, str) or (isinstance(seq, int) and not isinstance(seq, bool)):
+        return seq
+    return json.dumps(seq, sort_keys=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.replication.errors import BlipError
 from engine.revid import is_valid_rev_id
@@ -185,8 +185,7 @@ def parse_proposal_reply(body: bytes, count: int) -> list[tuple[int, str | None]
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingRevision:
+class IncomingRevision(NamedTuple):
     """A parsed ``rev`` message (§3.7); ``body`` is still JSON bytes (maybe a delta)."""
 
     doc_id: str

@@ -129,9 +129,12 @@ class ChangesFeeder:
             session.peer_accepts_deltas = True
         with contextlib.suppress(ValueError):
             session.max_history = max(1, int(reply.properties.get("maxHistory", tuning.MAX_HISTORY)))
-        for row, entry in zip(rows, parse_changes_reply(reply.body, len(rows)), strict=True):
-            if isinstance(entry, list):
-                await session.sender.send(row.doc_id, row.rev_id, known=entry, sequence=row.sequence)
+        wanted = [
+            (row.doc_id, row.rev_id, entry, row.sequence)
+            for row, entry in zip(rows, parse_changes_reply(reply.body, len(rows)), strict=True)
+            if isinstance(entry, list)
+        ]
+        await session.sender.send_many(wanted, no_reply_when_plain=True)
         session.touch()
 
     def cancel(self) -> None:

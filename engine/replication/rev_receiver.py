@@ -174,7 +174,7 @@ class RevReceiver:
             body = strip_special_properties(body)
             if self.accept is not None and not self.accept(rev, body):
                 return None
-            blobs = _blobs_of(body)
+            blobs = _blobs_of(body, rev.body)
             if not blobs:  # the usual case: no task, no await
                 return self.inserter.submit(rev, self._insert(rev, body))
         return self._complete(rev)
@@ -206,7 +206,9 @@ class RevReceiver:
         return RevisionInsert(rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts=no_conflicts)
 
 
-def _blobs_of(body: dict[str, Any]) -> list[Blob]:
+def _blobs_of(body: dict[str, Any], raw: bytes | None = None) -> list[Blob]:
+    if raw is not None and b'"@type"' not in raw and b'"_attachments"' not in raw:
+        return []  # nothing in the JSON can name a blob
     try:
         return [Blob.from_dict(ref) for ref in iter_blob_refs(body)]
     except InvalidDocumentError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.database import Database
-from engine.database_sync import SyncRevision
+from engine.database_sync import RevisionRequest, SyncRevision
 from engine.replication import tuning
 from engine.replication.blip_connection import Message
 from engine.replication.blip_socket import BlipSocket
@@ -78,19 +78,44 @@ class RevSender:
         self, doc_id: str, rev_id: str, *, known: Sequence[str], sequence: Any, no_conflicts: bool = False
     ) -> None:
         """Send one revision (waiting for room in the window); its outcome is reported later."""
-        while self.in_flight >= tuning.MAX_REVS_IN_FLIGHT or self._in_flight_bytes >= tuning.MAX_REV_BYTES_IN_FLIGHT:
-            self._room.clear()
-            await self._room.wait()
-        base = known[0] if known and self.deltas_allowed() else None
-        rev = await self.runner.run(
-            self.db.revision_for_sync, doc_id, rev_id, known=known, max_history=self.max_history(), delta_base=base
-        )
-        if rev is None:  # superseded meanwhile: the peer will get the newer revision from the feed
-            self.on_outcome(RevOutcome(doc_id, rev_id, sequence, error=BlipError("HTTP", 410, "revision is gone")))
-            return
-        self._send(rev, sequence, no_conflicts=no_conflicts, use_delta=base is not None)
+        await self.send_many([(doc_id, rev_id, known, sequence)], no_conflicts=no_conflicts)
 
-    def _send(self, rev: SyncRevision, sequence: Any, *, no_conflicts: bool, use_delta: bool) -> None:
+    async def send_many(
+        self,
+        items: Sequence[tuple[str, str, Sequence[str], Any]],
+        *,
+        no_conflicts: bool = False,
+        no_reply_when_plain: bool = False,
+    ) -> None:
+        """Send revisions ``(doc ID, rev ID, revisions the peer has, sequence)``, read in one go.
+
+        With ``no_reply_when_plain``, revisions without blobs that go whole
+        are sent NoReply, as Sync Gateway does (protocol §3.7); their outcome
+        is reported as soon as they are queued.
+        """
+        deltas = self.deltas_allowed()
+        requests = [RevisionRequest(d, r, k, k[0] if k and deltas else None) for d, r, k, _ in items]
+        revs = await self.runner.run(self.db.revisions_for_sync, requests, max_history=self.max_history())
+        for (doc_id, rev_id, _, sequence), rev in zip(items, revs, strict=True):
+            if rev is None:  # superseded meanwhile: the peer gets the newer revision from the feed
+                self.on_outcome(RevOutcome(doc_id, rev_id, sequence, error=BlipError("HTTP", 410, "revision is gone")))
+                continue
+            while (
+                self.in_flight >= tuning.MAX_REVS_IN_FLIGHT or self._in_flight_bytes >= tuning.MAX_REV_BYTES_IN_FLIGHT
+            ):
+                self._room.clear()
+                await self._room.wait()
+            self._send(
+                rev,
+                sequence,
+                no_conflicts=no_conflicts,
+                use_delta=rev.base_rev_id is not None,
+                no_reply=no_reply_when_plain and b'"@type"' not in rev.body and b'"_attachments"' not in rev.body,
+            )
+
+    def _send(
+        self, rev: SyncRevision, sequence: Any, *, no_conflicts: bool, use_delta: bool, no_reply: bool = False
+    ) -> None:
         body, delta_src = rev.body, None
         if use_delta and rev.base_body is not None and not rev.deleted and len(rev.body) >= tuning.MIN_DELTA_BODY:
             delta = create_delta(json.loads(rev.base_body), json.loads(rev.body))
@@ -105,18 +130,23 @@ class RevSender:
             no_conflicts=no_conflicts,
             delta_src=delta_src,
         )
+        no_reply = no_reply and delta_src is None
         try:
-            future = self.socket.send_request("rev", props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
+            future = self.socket.send_request(
+                "rev", props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY, no_reply=no_reply
+            )
         except ConnectionClosedError as exc:
             error = BlipError("Network", 0, str(exc))
             self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, error))
             return
-        assert future is not None
-        self.in_flight += 1
-        self._in_flight_bytes += len(body)
         self.revs_sent += 1
         self.bytes_sent += len(body)
         self.deltas_sent += delta_src is not None
+        if future is None:
+            self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, None, len(body)))
+            return
+        self.in_flight += 1
+        self._in_flight_bytes += len(body)
         future.add_done_callback(
             lambda done: self._replied(done, rev, sequence, no_conflicts=no_conflicts, size=len(body), delta=delta_src)
         )

@@ -1,7 +1,7 @@
 """The S1 inventory documents of the shared benchmark scenarios, byte for byte.
 
 Written from the scenario definition (``../shared/bench/pouchdb/README.md``,
-§ Documents). ``python bench/s1docs.py 10000`` prints the SHA-256 of the
+§ Documents). ``python bench.scenario_docs.py 10000`` prints the SHA-256 of the
 10,000 JSON lines, which must be ``e9e7a16f…3f84``.
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -56,3 +57,32 @@ def corpus_sha256(n: int) -> str:
 
 if __name__ == "__main__":
     print(corpus_sha256(int(sys.argv[1]) if len(sys.argv) > 1 else 10000))
+
+
+ATTACHMENT_SIZE = 16 * 1024
+
+
+def mulberry32(seed: int) -> Iterator[int]:
+    """The scenario's deterministic 32-bit generator (common.js ``mulberry32``)."""
+    a = seed & 0xFFFFFFFF
+    while True:
+        a = (a + 0x6D2B79F5) & 0xFFFFFFFF
+        t = a
+        t = _imul(t ^ (t >> 15), t | 1)
+        t ^= (t + _imul(t ^ (t >> 7), t | 61)) & 0xFFFFFFFF
+        yield (t ^ (t >> 14)) & 0xFFFFFFFF
+
+
+def _imul(a: int, b: int) -> int:
+    return (a * b) & 0xFFFFFFFF
+
+
+def attachment_bytes(i: int) -> bytes:
+    """The 16 KiB picture of photo document ``i``: 4,096 outputs of mulberry32(i), little-endian."""
+    rnd = mulberry32(i)
+    return b"".join(next(rnd).to_bytes(4, "little") for _ in range(ATTACHMENT_SIZE // 4))
+
+
+def photo_doc(i: int) -> tuple[str, dict[str, Any]]:
+    """Photo document ``i`` as (ID, body without the picture)."""
+    return f"photo-{i:06d}", {"type": "photo", "key": f"Photo-{i}"}
