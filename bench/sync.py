@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -38,12 +39,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scenario_docs import attachment_bytes, item_doc, photo_doc, split  # noqa: E402
-from engine.changes import Changes  # noqa: E402
-from engine.database import Database  # noqa: E402
-from engine.replication.listener import ListenerConfiguration, URLEndpointListener  # noqa: E402
-from engine.replication.replicator import Replicator  # noqa: E402
-from engine.replication.replicator_types import (  # noqa: E402
+from bench.scenario_docs import attachment_bytes, item_doc, photo_doc, split
+from engine.changes import Changes
+from engine.database import Database
+from engine.replication.listener import ListenerConfiguration, URLEndpointListener
+from engine.replication.replicator import Replicator
+from engine.replication.replicator_types import (
     ActivityLevel,
     ReplicatorConfiguration,
     ReplicatorStatus,
@@ -61,6 +62,10 @@ POUCHDB = {
 }
 
 
+#: fsync on every commit (the default); ``--no-fsync`` shows what the disk costs
+DURABLE = os.environ.get("SYNC_BENCH_NO_FSYNC") != "1"
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -70,7 +75,7 @@ def peak_rss_mib() -> float:
 
 async def serve(path: Path) -> None:
     """Serve ``path``; obey ``edit``/``create``/``watch``/``quit`` lines on stdin."""
-    db = Database(path)
+    db = Database(path, durable=DURABLE)
     listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1"))
     await listener.start()
     loop = asyncio.get_running_loop()
@@ -201,7 +206,7 @@ async def idle(replicator: Replicator) -> None:
 
 async def client(scenario: str, a_path: Path, b_path: Path, n: int) -> dict[str, Any]:
     server = await Server.start(a_path)
-    db = Database(b_path)
+    db = Database(b_path, durable=DURABLE)
     result: dict[str, Any] = {}
     try:
         if scenario == "s1":
@@ -341,6 +346,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenarios", default="s1,s2,s3,s4")
     parser.add_argument("--s1-sizes", default="10000,50000")
+    parser.add_argument("--no-fsync", action="store_true", help="commit without fsync, to see what the disk costs")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -351,6 +357,8 @@ def main() -> None:
         scenario, a, b, n = args.client
         print(json.dumps(asyncio.run(client(scenario, Path(a), Path(b), int(n)))))
         return
+    if args.no_fsync:
+        os.environ["SYNC_BENCH_NO_FSYNC"] = "1"
     plan: list[tuple[str, str, int]] = []
     for scenario in args.scenarios.split(","):
         if scenario == "s1":

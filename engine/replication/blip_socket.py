@@ -19,15 +19,40 @@ from typing import Any
 
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed as WebSocketClosed
-from websockets.protocol import State
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
 
 from engine.replication import tuning
 from engine.replication.blip_connection import BlipConnection, Message, ReplyReceived
 from engine.replication.errors import BlipError, ConnectionClosedError, ProtocolError, close_code_for
 
-__all__ = ["BlipSocket", "Handler", "Reply"]
+__all__ = ["BlipSocket", "DirectFrames", "Handler", "Reply"]
 
 log = logging.getLogger(__name__)
+
+
+class DirectFrames:
+    """Mixin for ``websockets`` connections: hand whole data frames straight to a sink.
+
+    ``websockets`` queues each incoming message for an ``async for`` reader;
+    for BLIP, whose every frame is a small WebSocket message, that costs more
+    than the frame's own processing. With ``frame_sink`` set, unfragmented
+    data frames go to the sink as they are parsed (``process_event`` is the
+    hook ``websockets`` documents for subclasses). Once a fragmented message
+    appears, every later frame takes the queue, so that order is kept.
+    """
+
+    frame_sink: Callable[[bytes | str], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        sink = self.frame_sink
+        if sink is not None and isinstance(event, Frame) and event.opcode in (Opcode.BINARY, Opcode.TEXT):
+            if event.fin:
+                data = bytes(event.data)
+                sink(data if event.opcode is Opcode.BINARY else data.decode(errors="replace"))
+                return
+            self.frame_sink = None
+        super().process_event(event)  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +96,8 @@ class BlipSocket:
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        self._failure: ProtocolError | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     # -- set-up ------------------------------------------------------------------
 
@@ -82,6 +109,8 @@ class BlipSocket:
         """Start reading and writing."""
         if self._reader is not None:
             raise RuntimeError("BlipSocket already started")
+        if isinstance(self.ws, DirectFrames):
+            self.ws.frame_sink = self._receive_direct
         self._reader = asyncio.create_task(self._read_loop(), name=f"blip-read {self.name}")
         self._writer = asyncio.create_task(self._write_loop(), name=f"blip-write {self.name}")
 
@@ -173,28 +202,49 @@ class BlipSocket:
 
     # -- loops ------------------------------------------------------------------------
 
+    def _receive(self, data: bytes | str) -> None:
+        """Feed one WebSocket message to the core and dispatch what completes."""
+        if isinstance(data, str):
+            raise ProtocolError("text WebSocket message")
+        self._conn.receive_frame(data)
+        for event in self._conn.events_received():
+            if isinstance(event, ReplyReceived):
+                self._resolve(event.message)
+            else:
+                self._dispatch(event.message)
+        self._schedule_flush()
+
+    def _receive_direct(self, data: bytes | str) -> None:
+        """Frames handed over by the connection as they arrive (see ``DirectFrames``)."""
+        if self._failure is not None:
+            return
+        try:
+            self._receive(data)
+        except ProtocolError as exc:
+            self._failure = exc
+            self._closing = asyncio.create_task(self._close_for(exc))
+
+    async def _close_for(self, exc: ProtocolError) -> None:
+        log.warning("closing %s: %s", self.name, exc)
+        self.close_code, self.close_reason = close_code_for(exc), str(exc)
+        try:
+            await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason[:120]), tuning.CLOSE_TIMEOUT)
+        except (TimeoutError, OSError):
+            self.ws.transport.abort()
+
     async def _read_loop(self) -> None:
         try:
+            # With a DirectFrames connection, frames arrive through _receive_direct and this
+            # loop only sees the rare fragmented message; it ends when the connection closes.
             async for data in self.ws:
-                if isinstance(data, str):
-                    raise ProtocolError("text WebSocket message")
-                self._conn.receive_frame(data)
-                for event in self._conn.events_received():
-                    if isinstance(event, ReplyReceived):
-                        self._resolve(event.message)
-                    else:
-                        self._dispatch(event.message)
-                self._schedule_flush()
+                self._receive(data)
         except ProtocolError as exc:
-            log.warning("closing %s: %s", self.name, exc)
-            self.close_code, self.close_reason = close_code_for(exc), str(exc)
-            try:
-                await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason[:120]), tuning.CLOSE_TIMEOUT)
-            except (TimeoutError, OSError):
-                self.ws.transport.abort()
+            await self._close_for(exc)
         except WebSocketClosed:
             pass
         finally:
+            if self._closing is not None:
+                await asyncio.wait([self._closing], timeout=tuning.CLOSE_TIMEOUT)
             if self.close_code is None:
                 self.close_code = self.ws.close_code
                 self.close_reason = self.ws.close_reason or ""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.changes import Changes
-from engine.database import Database
+from engine.database import Database, InsertResult
 from engine.errors import ConflictError, InvalidDocumentError
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentServer
@@ -26,6 +26,7 @@ from engine.replication.db_runner import DbRunner
 from engine.replication.errors import BlipError, ReplicationError
 from engine.replication.messages import (
     ChangeRow,
+    IncomingRevision,
     bad_request,
     encode_changes_rows,
     encode_json,
@@ -90,13 +91,18 @@ class ChangesFeeder:
                     for r in rows
                     if not (self.active_only and r.deleted and not self._was_caught_up)
                     and (self.doc_ids is None or r.doc_id in self.doc_ids)
+                    and session.client_revs.get(r.doc_id) != r.rev_id  # never echo what the client has
                 ]
-                if wanted:
+                if wanted and self._was_caught_up and len(wanted) <= tuning.MAX_UNSOLICITED_REVS:
+                    await self._send_unsolicited(wanted)
+                elif wanted:
                     await self._send_batch(wanted)
                 continue
             if not self.caught_up:
-                self.caught_up = self._was_caught_up = True
-                session.socket.send_request("changes", None, b"[]", urgent=True, no_reply=True)
+                self.caught_up = True
+                if not self._was_caught_up:  # "caught up" is said once (§3.5)
+                    self._was_caught_up = True
+                    session.socket.send_request("changes", None, b"[]", urgent=True, no_reply=True)
                 session.touch()
             if not self.continuous:
                 return
@@ -104,6 +110,16 @@ class ChangesFeeder:
             if self.caught_up:
                 self.caught_up = False
                 session.touch()
+
+    async def _send_unsolicited(self, rows: list[ChangeRow]) -> None:
+        """Live changes go straight out as ``rev`` messages, without the ``changes`` round trip.
+
+        The protocol allows unsolicited revisions for small changes in
+        continuous mode (§3.7); receivers insert them like requested ones.
+        """
+        known = self.session.client_revs
+        items = [(r.doc_id, r.rev_id, (known[r.doc_id],) if r.doc_id in known else (), r.sequence) for r in rows]
+        await self.session.sender.send_many(items, no_reply_when_plain=True)
 
     async def _send_batch(self, rows: list[ChangeRow]) -> None:
         await self._slots.acquire()
@@ -177,7 +193,12 @@ class PassiveSession:
             max_history=lambda: self.max_history,
         )
         remote = f"client:{socket.name}"
-        self.inserter = Inserter(db, runner, remote=remote, resolver=None, on_idle=self.touch)
+        #: the revision of each document this client is known to have (it pushed it, or we sent it),
+        #: so that the feed never echoes a revision back and live revisions carry a short history
+        self.client_revs: dict[str, str] = {}
+        self.inserter = Inserter(
+            db, runner, remote=remote, resolver=None, on_idle=self.touch, on_inserted=self._received_from_client
+        )
         self.receiver = RevReceiver(socket, db, runner, self.inserter, no_conflicts=True, read_only=read_only)
         self.attachments = AttachmentServer(db, runner)
         self._checked: dict[str, Callable[[Message], Any]] = {
@@ -225,8 +246,14 @@ class PassiveSession:
             if self.on_activity is not None:
                 self.on_activity(self)
 
+    def _received_from_client(self, rev: IncomingRevision, result: InsertResult) -> None:
+        if result.error is None:
+            self.client_revs[rev.doc_id] = rev.rev_id
+
     def _rev_sent(self, outcome: RevOutcome) -> None:
-        if outcome.error is not None:
+        if outcome.error is None:
+            self.client_revs[outcome.doc_id] = outcome.rev_id
+        else:
             log.debug("%s did not take %s %s: %s", self.socket.name, outcome.doc_id, outcome.rev_id, outcome.error)
         if self.sender.in_flight == 0:
             self.touch()

@@ -62,6 +62,7 @@ class Puller:
             self.inserter,
             no_conflicts=False,
             accept=self._accept if ctx.config.pull_filter is not None else None,
+            on_received=self._received,
         )
 
     @property
@@ -144,6 +145,19 @@ class Puller:
             error = BlipError("HTTP", int(status) if status.isdigit() else 404, message.properties.get("reason", ""))
             self.ctx.report(False, ReplicatedDocument(key[0], key[1], error=error))
             self._done(key)
+
+    def _received(self, rev: IncomingRevision) -> None:
+        """An unsolicited revision (a live change sent without ``changes``, §3.7) is tracked like a requested one."""
+        key = (rev.doc_id, rev.rev_id)
+        if key in self._requested or rev.sequence is None:
+            return
+        try:
+            sequence = json.loads(rev.sequence)
+        except ValueError:
+            return
+        self._requested[key] = sequence
+        self.sequences.add(sequence)
+        self.ctx.total += 1
 
     def _accept(self, rev: IncomingRevision, body: dict[str, Any]) -> bool:
         pull_filter = self.ctx.config.pull_filter

@@ -43,6 +43,9 @@ WRITE_BUFFER_HIGH = 256 * 1024
 
 # -- replication (protocol §3) --------------------------------------------------------
 
+#: Live changes up to this many at once are sent as unsolicited ``rev`` messages,
+#: skipping the ``changes`` round trip (protocol §3.7); bigger bursts use ``changes``.
+MAX_UNSOLICITED_REVS = 20
 #: Rows per ``changes`` / ``proposeChanges`` message (LiteCore and Sync Gateway use 200).
 CHANGES_BATCH = 200
 #: ``changes`` / ``proposeChanges`` messages awaiting replies at once (LiteCore: 5).

@@ -34,7 +34,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from engine.replication import tuning
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip_socket import BlipSocket, DirectFrames
 from engine.replication.errors import (
     HandshakeError,
     HTTPStatusError,
@@ -83,8 +83,13 @@ def _is_lan_host(host: str) -> bool:
     return address.is_private or address.is_loopback or address.is_link_local
 
 
-class _TolerantClientConnection(ClientConnection):
-    """Accepts ``HTTP/1.0 101``, which Couchbase Lite 2.8 and 3.0 listeners send (protocol §9)."""
+class _BlipServerConnection(DirectFrames, ServerConnection):
+    """A server connection that hands BLIP frames straight to its BlipSocket."""
+
+
+class _TolerantClientConnection(DirectFrames, ClientConnection):
+    """Accepts ``HTTP/1.0 101``, which Couchbase Lite 2.8 and 3.0 listeners send (protocol §9),
+    and hands BLIP frames straight to its BlipSocket."""
 
     _status_pending: bytes = b""
     _status_checked = False
@@ -208,6 +213,7 @@ class BlipServer:
             ping_timeout=tuning.PING_TIMEOUT,
             close_timeout=tuning.CLOSE_TIMEOUT,
             server_header=USER_AGENT,
+            create_connection=_BlipServerConnection,
         )
 
     @property

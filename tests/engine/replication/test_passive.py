@@ -147,10 +147,12 @@ async def test_sub_changes_continuous_and_active_only(setup: tuple[Database, URL
     await client.sock.request("subChanges", {"continuous": "true", "activeOnly": "true", "since": "0"})
     assert [r[1] for r in await client.next_changes()] == ["kept"]
     assert await client.next_changes() == []  # caught up
-    doc = db.get("kept")
-    assert doc is not None
-    db.delete("kept")  # live deletions do flow after the catch-up
-    assert [(r[1], r[3]) for r in await client.next_changes()] == [("kept", 1)]
+    assert (await asyncio.wait_for(client.revs.get(), 5)).properties["id"] == "kept"
+    db.delete("kept")  # live deletions do flow after the catch-up, as unsolicited revisions (§3.7)
+    live = await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)
+    assert (live.properties["id"], live.properties["deleted"], live.no_reply) == ("kept", "1", True)
+    assert len(live.properties["history"].split(",")) == 1  # the history stops at what the client has
+    assert client.changes.empty()
 
 
 async def test_sub_changes_refuses_filters_and_other_versioning(

@@ -336,3 +336,30 @@ async def test_one_shot_gives_up_after_max_attempts(peers: Peers) -> None:
     replicator.start()
     status = await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)
     assert status.error is not None and ActivityLevel.OFFLINE in seen
+
+
+async def test_a_delta_the_receiver_cannot_apply_is_sent_again_whole(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    body = {"text": "z" * 3000, "n": 0}
+    a.save("big", body)
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, continuous=True)
+    replicator.start()
+    await wait_until(lambda: b.get("big") is not None)
+    forgotten: list[str] = []
+    original = b.get_revision
+
+    def forgetful(doc_id: str, rev_id: str):  # type: ignore[no-untyped-def]
+        if not forgotten:
+            forgotten.append(rev_id)
+            return None  # as if the delta's base were gone: the receiver answers 422
+        return original(doc_id, rev_id)
+
+    monkeypatch.setattr(b, "get_revision", forgetful)
+    current = a.get("big")
+    assert current is not None
+    a.save("big", {**body, "n": 1}, base_rev=current.rev_id)
+    await wait_until(lambda: (d := b.get("big")) is not None and d.body["n"] == 1)
+    assert forgotten and listener.stats.deltas_sent >= 1
