@@ -17,6 +17,7 @@ from engine.revid import is_valid_rev_id
 __all__ = [
     "ChangeRow",
     "IncomingRevision",
+    "add_legacy_attachments",
     "bad_request",
     "encode_changes_reply",
     "encode_changes_rows",
@@ -262,6 +263,34 @@ def strip_special_properties(body: dict[str, Any]) -> dict[str, Any]:
         if kept:
             out["_attachments"] = kept
     return out
+
+
+def add_legacy_attachments(body: dict[str, Any], generation: int) -> dict[str, Any]:
+    """Add ``_attachments`` stand-ins for the body's blobs, for peers that do not say ``blobs: true`` (§4.4).
+
+    Each blob at JSON pointer ``/p`` gets an entry ``blob_/p`` with the blob's
+    properties except ``@type``, plus ``stub: true`` and ``revpos``.
+    """
+    stand_ins: dict[str, Any] = {}
+
+    def walk(value: Any, pointer: str) -> None:
+        if isinstance(value, dict):
+            if value.get("@type") == "blob":
+                entry = {k: v for k, v in value.items() if k != "@type"}
+                stand_ins[f"blob_{pointer}"] = {**entry, "stub": True, "revpos": generation}
+                return
+            for key, item in value.items():
+                if not (pointer == "" and key == "_attachments"):
+                    walk(item, f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{pointer}/{index}")
+
+    walk(body, "")
+    if not stand_ins:
+        return body
+    existing = body.get("_attachments")
+    return {**body, "_attachments": {**(existing if isinstance(existing, dict) else {}), **stand_ins}}
 
 
 def is_compressible(content_type: str | None) -> bool:

@@ -383,7 +383,10 @@ class PassiveSession:
         include_rev = parse_bool(message.properties.get("conflictIncludesRev"))
         body = encode_proposal_reply(proposals, include_rev=include_rev)
         self.touch()
-        return Reply({"deltas": "true"} if self.deltas else {}, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
+        props = {"maxHistory": str(tuning.MAX_HISTORY), "blobs": "true"}  # as LiteCore's listener answers (§9)
+        if self.deltas:
+            props["deltas"] = "true"
+        return Reply(props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
 
     def changes(self, message: Message) -> None:
         """Pushes that allow conflicts are refused: this peer takes ``proposeChanges`` only (§3.5)."""

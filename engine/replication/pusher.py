@@ -31,6 +31,7 @@ class Pusher:
         self.caught_up = False
         self._proposals = 0
         self._peer_deltas = False
+        self._peer_blobs = True
         self._changed = asyncio.Event()
         self._slots = asyncio.Semaphore(tuning.MAX_CHANGES_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -40,6 +41,7 @@ class Pusher:
             ctx.runner,
             on_outcome=self._sent,
             deltas_allowed=lambda: ctx.config.enable_deltas and self._peer_deltas,
+            legacy_attachments=lambda: not self._peer_blobs,
         )
 
     @property
@@ -118,6 +120,8 @@ class Pusher:
                 self._slots.release()
             if parse_bool(reply.properties.get("deltas")):
                 self._peer_deltas = True
+            # Couchbase Lite peers say blobs: true; Sync Gateway does not and needs _attachments (§4.4)
+            self._peer_blobs = parse_bool(reply.properties.get("blobs"))
             for row, (status, theirs) in zip(rows, parse_proposal_reply(reply.body, len(rows)), strict=True):
                 await self._decide(row, status, theirs)
         except BlipError as exc:  # the peer refuses pushes (e.g. 403, read-only): nothing more to do here

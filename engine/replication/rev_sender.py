@@ -23,7 +23,7 @@ from engine.replication.blip_socket import BlipSocket
 from engine.replication.db_runner import DbRunner
 from engine.replication.delta import create_delta, delta_size
 from engine.replication.errors import BlipError, ConnectionClosedError
-from engine.replication.messages import encode_json, rev_properties
+from engine.replication.messages import add_legacy_attachments, encode_json, rev_properties
 
 __all__ = ["RevOutcome", "RevSender"]
 
@@ -54,6 +54,7 @@ class RevSender:
         on_outcome: Callable[[RevOutcome], None],
         deltas_allowed: Callable[[], bool],
         max_history: Callable[[], int] = lambda: tuning.MAX_HISTORY,
+        legacy_attachments: Callable[[], bool] = lambda: False,
     ) -> None:
         self.socket = socket
         self.db = db
@@ -61,6 +62,7 @@ class RevSender:
         self.on_outcome = on_outcome
         self.deltas_allowed = deltas_allowed
         self.max_history = max_history
+        self.legacy_attachments = legacy_attachments
         self.in_flight = 0
         self._in_flight_bytes = 0
         self._room = asyncio.Event()
@@ -117,6 +119,9 @@ class RevSender:
         self, rev: SyncRevision, sequence: Any, *, no_conflicts: bool, use_delta: bool, no_reply: bool = False
     ) -> None:
         body, delta_src = rev.body, None
+        if b'"@type":"blob"' in body and self.legacy_attachments():  # a peer like Sync Gateway (§4.4)
+            body = encode_json(add_legacy_attachments(json.loads(body), int(rev.rev_id.split("-")[0])))
+            use_delta = False
         if use_delta and rev.base_body is not None and not rev.deleted and len(rev.body) >= tuning.MIN_DELTA_BODY:
             delta = create_delta(json.loads(rev.base_body), json.loads(rev.body))
             if delta_size(delta) < len(rev.body):

@@ -7,6 +7,7 @@ import pytest
 from engine.replication.errors import BlipError
 from engine.replication.messages import (
     ChangeRow,
+    add_legacy_attachments,
     encode_changes_reply,
     encode_changes_rows,
     encode_proposal_reply,
@@ -105,3 +106,14 @@ def test_strip_special_properties() -> None:
 @pytest.mark.parametrize(("kind", "compress"), [("text/plain", True), ("application/json", True), ("image/jpeg", False), ("application/zip", False), (None, False), ("application/octet-stream", False)])  # fmt: skip
 def test_compressible_types(kind: str | None, compress: bool) -> None:
     assert is_compressible(kind) is compress
+
+
+def test_legacy_attachments_for_peers_without_blob_support() -> None:
+    blob = {"@type": "blob", "digest": "sha1-Kq5sNclPz7QV2+lfQIuc6R7oRu0=", "length": 11, "content_type": "text/plain"}
+    body = {"items": [{"key": "a", "image": blob}], "a/b": blob}
+    out = add_legacy_attachments(body, 3)
+    stub = {"digest": blob["digest"], "length": 11, "content_type": "text/plain", "stub": True, "revpos": 3}
+    assert out["_attachments"] == {"blob_/items/0/image": stub, "blob_/a~1b": stub}
+    assert out["items"] == body["items"]
+    assert add_legacy_attachments({"x": 1}, 1) == {"x": 1}
+    assert strip_special_properties(out) == body  # and a receiver drops the stand-ins again

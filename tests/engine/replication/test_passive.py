@@ -118,7 +118,7 @@ async def test_propose_changes_decisions(setup: tuple[Database, URLEndpointListe
         ["a", "2-" + "e" * 40, "1-" + "f" * 40],
     ]
     reply = await client.sock.request("proposeChanges", {"conflictIncludesRev": "true"}, json.dumps(rows).encode())
-    assert reply is not None and reply.properties.get("deltas") == "true"
+    assert reply is not None and reply.properties.get("deltas") == "true" and reply.properties.get("blobs") == "true"
     assert json.loads(reply.body) == [304, 0, 0, {"status": 409, "rev": doc.rev_id}]
 
 

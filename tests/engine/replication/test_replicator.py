@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -11,7 +12,8 @@ from engine.database import Database
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import BasicAuthenticator
-from engine.replication.errors import HTTPStatusError
+from engine.replication.blip_socket import Reply
+from engine.replication.errors import BlipError, HTTPStatusError
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
@@ -363,3 +365,38 @@ async def test_a_delta_the_receiver_cannot_apply_is_sent_again_whole(
     a.save("big", {**body, "n": 1}, base_rev=current.rev_id)
     await wait_until(lambda: (d := b.get("big")) is not None and d.body["n"] == 1)
     assert forgotten and listener.stats.deltas_sent >= 1
+
+
+async def test_push_to_a_gateway_style_peer(peers: Peers, echo_server) -> None:  # type: ignore[no-untyped-def]
+    """A peer that never says ``blobs: true`` (like Sync Gateway) gets legacy ``_attachments`` (§4.4)."""
+    received: list[tuple[dict[str, str], bytes]] = []
+    checkpoints: list[bytes] = []
+
+    def setup(sock):  # type: ignore[no-untyped-def]
+        def no_checkpoint(_m):  # type: ignore[no-untyped-def]
+            raise BlipError("HTTP", 404, "missing")
+
+        def set_checkpoint(m):  # type: ignore[no-untyped-def]
+            checkpoints.append(m.body)
+            return Reply({"rev": "0-1"})
+
+        def rev(m):  # type: ignore[no-untyped-def]
+            received.append((dict(m.properties), m.body))
+
+        sock.register("getCheckpoint", no_checkpoint)
+        sock.register("setCheckpoint", set_checkpoint)
+        sock.register("proposeChanges", lambda m: Reply({}, b"[]"))
+        sock.register("rev", rev)
+
+    server = await echo_server(setup)
+    b = peers.database("b")
+    blob = b.save_blob(b"attachment bytes", "text/plain")
+    b.save("doc", {"file": blob.to_dict()})
+    replicator = peers.replicator(b, server.url, type=ReplicatorType.PUSH, authenticator=None)
+    replicator.start()
+    assert (await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)).error is None
+    ((props, body),) = received
+    assert props["id"] == "doc" and props["noconflicts"] == "true"
+    stand_in = json.loads(body)["_attachments"]["blob_/file"]
+    assert stand_in["digest"] == blob.digest and stand_in["stub"] is True and stand_in["revpos"] == 1
+    assert json.loads(checkpoints[-1])["local"] == 1
