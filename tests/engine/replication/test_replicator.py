@@ -11,6 +11,7 @@ import pytest
 from engine.database import Database
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
+from engine.replication.attachments import AttachmentServer
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip_socket import Reply
 from engine.replication.errors import BlipError, HTTPStatusError
@@ -134,7 +135,7 @@ async def test_blobs_travel_both_ways(peers: Peers, size: int) -> None:
     assert a.read_blob(push_blob.digest) == b.read_blob(push_blob.digest)
 
 
-async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers) -> None:
+async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = peers.database("a"), peers.database("b")
     data = os.urandom(200_000)
     blob = a.save_blob(data, "image/jpeg")
@@ -142,17 +143,17 @@ async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers) -> None:
     for i in range(3):
         a.save(f"p{i}", {"picture": blob.to_dict()})
     listener = await peers.listener(a)
-    served: list[int] = []
-    original = listener._serve
+    asked: list[str] = []
+    original = AttachmentServer.get_attachment
 
-    async def counting(sock):  # type: ignore[no-untyped-def]
-        await original(sock)
-        served.append(1)
+    async def counting(self: AttachmentServer, message):  # type: ignore[no-untyped-def]
+        asked.append(message.properties["digest"])
+        return await original(self, message)
 
-    listener._server.on_connection = counting  # type: ignore[union-attr]
+    monkeypatch.setattr(AttachmentServer, "get_attachment", counting)
     replicator = await peers.replicate(b, listener, type=ReplicatorType.PULL)
-    assert replicator.pulled == 3
-    assert listener.stats.revs_sent == 3  # and no getAttachment: b already had the bytes
+    assert replicator.pulled == 3 and listener.stats.revs_sent == 3
+    assert asked == []  # b already had the bytes: nothing was fetched
 
 
 async def test_deltas_send_fewer_bytes_than_bodies(peers: Peers) -> None:
@@ -400,3 +401,40 @@ async def test_push_to_a_gateway_style_peer(peers: Peers, echo_server) -> None: 
     stand_in = json.loads(body)["_attachments"]["blob_/file"]
     assert stand_in["digest"] == blob.digest and stand_in["stub"] is True and stand_in["revpos"] == 1
     assert json.loads(checkpoints[-1])["local"] == 1
+
+
+async def test_document_id_and_function_filters(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 6)
+    fill(b, "b", 6)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, doc_ids=frozenset({"a1", "a2", "b1"}))
+    assert sorted(d for d in b.doc_ids() if d.startswith("a")) == ["a1", "a2"]
+    assert sorted(d for d in a.doc_ids() if d.startswith("b")) == ["b1"]
+    c = peers.database("c")
+    await peers.replicate(
+        c,
+        listener,
+        pull_filter=lambda doc, _deleted: doc.body.get("n", 0) % 2 == 0,
+        type=ReplicatorType.PULL,
+    )
+    assert all(c.get(d).body["n"] % 2 == 0 for d in c.doc_ids())  # type: ignore[union-attr]
+    assert "a0" in c.doc_ids() and "a1" not in c.doc_ids()
+    d = peers.database("d")
+    fill(d, "d", 4)
+    await peers.replicate(d, listener, push_filter=lambda doc, _deleted: doc.id != "d3", type=ReplicatorType.PUSH)
+    assert {"d0", "d1", "d2"} <= set(a.doc_ids()) and "d3" not in a.doc_ids()
+
+
+async def test_reset_checkpoint_starts_over(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 5)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener)
+    b.purge("a3")
+    again = await peers.replicate(b, listener)
+    assert b.get("a3") is None and again.pulled == 0  # the checkpoint is past it
+    replicator = peers.replicator(b, listener)
+    replicator.start(reset_checkpoint=True)
+    assert (await replicator.wait_stopped()).error is None
+    assert b.get("a3") is not None and replicator.pulled == 1
