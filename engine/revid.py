@@ -26,7 +26,7 @@ __all__ = [
 
 #: Longest digest accepted (SHA-256 in hex); LiteCore stores up to ~37 bytes.
 MAX_DIGEST_HEX = 64
-_REV_ID = re.compile(rf"([1-9][0-9]{{0,8}})-((?:[0-9a-f]{{2}}){{1,{MAX_DIGEST_HEX // 2}}})")
+_REV_ID = re.compile(rf"([1-9][0-9]{{0,8}})-([0-9a-f]{{2,{MAX_DIGEST_HEX}}})")
 
 
 def parse_rev_id(rev_id: str) -> tuple[int, str]:
@@ -36,7 +36,7 @@ def parse_rev_id(rev_id: str) -> tuple[int, str]:
         InvalidDocumentError: not ``<positive int>-<even-length lowercase hex>``.
     """
     match = _REV_ID.fullmatch(rev_id) if isinstance(rev_id, str) else None
-    if match is None:
+    if match is None or len(match[2]) % 2:
         raise InvalidDocumentError(f"invalid revision ID {str(rev_id)[:80]!r}")
     return int(match[1]), match[2]
 

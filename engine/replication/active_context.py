@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.database import Database
+from engine.errors import EngineError
 from engine.replication.blip_socket import BlipSocket
 from engine.replication.db_runner import DbRunner
-from engine.replication.replicator_types import ReplicatedDocument, ReplicatorConfiguration
+from engine.replication.replicator_types import ReplicatorConfiguration
 
 __all__ = ["ActiveContext"]
 
@@ -21,8 +22,8 @@ class ActiveContext:
     db: Database
     runner: DbRunner
     config: ReplicatorConfiguration
-    #: called with (push?, document) for every document that went across or failed
-    report: Callable[[bool, ReplicatedDocument], None]
+    #: called with (push?, doc ID, rev ID, deleted?, error) for every document that went across or failed
+    report: Callable[[bool, str, str, bool, EngineError | None], None]
     #: called whenever work starts or finishes, to recompute idle/busy and progress
     touch: Callable[[], None]
     #: called when a worker meets an error that ends the connection (e.g. 403 on a push)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from engine.changes import Changes
+from engine.errors import EngineError
 from engine.replication import tuning
 from engine.replication.active_context import ActiveContext
 from engine.replication.attachments import AttachmentServer
@@ -21,7 +22,7 @@ from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ConnectionClosedError
 from engine.replication.puller import Puller
 from engine.replication.pusher import Pusher
-from engine.replication.replicator_types import ReplicatedDocument, ReplicatorConfiguration
+from engine.replication.replicator_types import ReplicatorConfiguration
 
 __all__ = ["ActiveSession", "replication_checkpoint_id"]
 
@@ -43,7 +44,7 @@ class ActiveSession:
         config: ReplicatorConfiguration,
         runner: DbRunner,
         *,
-        report: Callable[[bool, ReplicatedDocument], None],
+        report: Callable[[bool, str, str, bool, EngineError | None], None],
         on_progress: Callable[[bool, int, int], None],
         reset_checkpoint: bool = False,
     ) -> None:

@@ -114,10 +114,12 @@ def decode_properties(block: bytes, max_size: int | None = None) -> dict[str, st
         strings = block[:-1].decode().split("\0")
     except UnicodeDecodeError:
         raise ProtocolError("properties are not valid UTF-8") from None
-    if len(strings) % 2:
+    count = len(strings)
+    if count % 2:
         raise ProtocolError("properties block has an odd number of strings")
-    properties = dict(zip(strings[::2], strings[1::2], strict=True))
-    if len(properties) * 2 != len(strings):
+    pairs = iter(strings)
+    properties = dict(zip(pairs, pairs, strict=False))  # consecutive (key, value) pairs; the count is even
+    if len(properties) * 2 != count:
         raise ProtocolError("properties block has a duplicate key")
     if "" in properties:
         raise ProtocolError("properties block has an empty key")

@@ -25,7 +25,6 @@ from engine.replication.messages import (
     encode_json,
     parse_changes_rows,
 )
-from engine.replication.replicator_types import ReplicatedDocument
 from engine.replication.rev_receiver import Inserter, RevReceiver
 
 __all__ = ["Puller"]
@@ -143,7 +142,7 @@ class Puller:
         if key in self._requested:
             status = message.properties.get("error", "404")
             error = BlipError("HTTP", int(status) if status.isdigit() else 404, message.properties.get("reason", ""))
-            self.ctx.report(False, ReplicatedDocument(key[0], key[1], error=error))
+            self.ctx.report(False, key[0], key[1], False, error)
             self._done(key)
 
     def _received(self, rev: IncomingRevision) -> None:
@@ -170,7 +169,7 @@ class Puller:
     def _inserted(self, rev: IncomingRevision, result: InsertResult) -> None:
         if result.error is None:
             self.ctx.remote_revs[rev.doc_id] = rev.rev_id
-        self.ctx.report(False, ReplicatedDocument(rev.doc_id, rev.rev_id, rev.deleted, result.error))
+        self.ctx.report(False, rev.doc_id, rev.rev_id, rev.deleted, result.error)
         self._done((rev.doc_id, rev.rev_id))
 
     def _done(self, key: tuple[str, str]) -> None:

@@ -13,7 +13,6 @@ from engine.replication.blip_connection import Message
 from engine.replication.checkpoint import RemoteSequences
 from engine.replication.errors import BlipError, ReplicationError
 from engine.replication.messages import encode_json, parse_bool, parse_proposal_reply
-from engine.replication.replicator_types import ReplicatedDocument
 from engine.replication.rev_sender import RevOutcome, RevSender
 
 __all__ = ["Pusher"]
@@ -148,7 +147,7 @@ class Pusher:
             await self.sender.send(row.doc_id, row.rev_id, known=[theirs], sequence=row.sequence, no_conflicts=True)
         else:
             error = BlipError("HTTP", status, "conflict" if status == 409 else "rejected by the peer")
-            ctx.report(True, ReplicatedDocument(row.doc_id, row.rev_id, row.deleted, error))
+            ctx.report(True, row.doc_id, row.rev_id, row.deleted, error)
             self._finish(row.sequence)
 
     async def _is_ancestor(self, doc_id: str, ancestor: str, rev_id: str) -> bool:
@@ -162,7 +161,7 @@ class Pusher:
         if outcome.error is None:
             ctx.remote_revs[outcome.doc_id] = outcome.rev_id
         if outcome.error is None or outcome.error.code != 410:  # 410: superseded, the newer one follows
-            ctx.report(True, ReplicatedDocument(outcome.doc_id, outcome.rev_id, outcome.deleted, outcome.error))
+            ctx.report(True, outcome.doc_id, outcome.rev_id, outcome.deleted, outcome.error)
         self._finish(outcome.sequence)
 
     def _finish(self, sequence: Any) -> None:

@@ -112,15 +112,16 @@ class Replicator:
             except Exception:
                 log.exception("replicator status listener failed")
 
-    def _report(self, push: bool, document: ReplicatedDocument) -> None:
-        if document.error is None:
+    def _report(self, push: bool, doc_id: str, rev_id: str, deleted: bool, error: EngineError | None) -> None:
+        """Count a replicated document; listeners hear of them in batches, once per event-loop turn."""
+        if error is None:
             if push:
                 self.pushed += 1
             else:
                 self.pulled += 1
         if not self._document_listeners:
             return
-        self._pending_reports[push].append(document)
+        self._pending_reports[push].append(ReplicatedDocument(doc_id, rev_id, deleted, error))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_reports)
