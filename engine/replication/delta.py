@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from engine.replication.errors import ReplicationError
@@ -51,8 +52,8 @@ def _wrap(value: Any) -> Any:
     return [value] if isinstance(value, dict | list) else value
 
 
-def _nested(old: Any, new: Any) -> Any:
-    """The delta of a changed value inside a container."""
+def _diff(old: Any, new: Any, replacement: Callable[[Any], Any]) -> Any:
+    """The delta of two different values: by container, by string edits, else ``replacement(new)``."""
     if isinstance(old, dict) and isinstance(new, dict):
         return _dict_delta(old, new)
     if isinstance(old, list) and isinstance(new, list):
@@ -61,7 +62,12 @@ def _nested(old: Any, new: Any) -> Any:
         string = _string_delta(old, new)
         if string is not None:
             return string
-    return _wrap(new)
+    return replacement(new)
+
+
+def _nested(old: Any, new: Any) -> Any:
+    """The delta of a changed value inside a container."""
+    return _diff(old, new, _wrap)
 
 
 def _dict_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -115,15 +121,7 @@ def create_delta(old: Any, new: Any) -> Any:
     """Return the delta turning ``old`` into ``new`` (``{}`` when equal)."""
     if _same(old, new):
         return {}
-    if isinstance(old, dict) and isinstance(new, dict):
-        return _dict_delta(old, new)
-    if isinstance(old, list) and isinstance(new, list):
-        return _list_delta(old, new)
-    if isinstance(old, str) and isinstance(new, str):
-        string = _string_delta(old, new)
-        if string is not None:
-            return string
-    return [new]
+    return _diff(old, new, lambda value: [value])  # at the top level, a replacement is always [v]
 
 
 def delta_size(delta: Any) -> int:
