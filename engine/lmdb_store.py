@@ -88,21 +88,6 @@ class Txn:
                 return
             yield key, value
 
-    def keys(self, db: str) -> Iterator[bytes]:
-        """Iterate every key of ``db`` in order."""
-        cursor = self._txn.cursor(db=self._dbs[db])
-        if not cursor.first():
-            return
-        for key in cursor.iternext(keys=True, values=False):
-            yield bytes(key)
-
-    def last(self, db: str) -> tuple[bytes, bytes] | None:
-        """Return the pair with the greatest key, or None when ``db`` is empty."""
-        cursor = self._txn.cursor(db=self._dbs[db])
-        if not cursor.last():
-            return None
-        return bytes(cursor.key()), bytes(cursor.value())
-
     def count(self, db: str) -> int:
         """Return the number of entries in ``db``."""
         return int(self._txn.stat(self._dbs[db])["entries"])
@@ -211,14 +196,6 @@ class Store:
                     self._grow()
                 else:
                     self._adopt_foreign_resize()
-
-    def copy_to(self, path: Path) -> None:
-        """Write a compacted, consistent copy of the environment to ``path``."""
-        path.mkdir(parents=True, exist_ok=False)
-        try:
-            self._env.copy(str(path), compact=True)
-        except lmdb.Error as exc:
-            raise StorageError(f"database copy failed: {exc}") from exc
 
     # -- map growth ---------------------------------------------------------
 

@@ -250,11 +250,6 @@ class BlipConnection:
         header = bytes((msg.number, flags)) if msg.number < 0x80 else encode_varint(msg.number) + bytes((flags,))
         return header + payload + self._crc_out.to_bytes(4, "big")
 
-    @property
-    def has_frames_to_send(self) -> bool:
-        """Whether :meth:`frames_to_send` would return something now."""
-        return bool(self._acks) or any(m.sent - m.acked <= tuning.MAX_UNACKED_BYTES for m in self._outbox)
-
     # -- receiving -------------------------------------------------------------
 
     def receive_frame(self, frame: bytes) -> None:

@@ -438,3 +438,17 @@ async def test_reset_checkpoint_starts_over(peers: Peers) -> None:
     replicator.start(reset_checkpoint=True)
     assert (await replicator.wait_stopped()).error is None
     assert b.get("a3") is not None and replicator.pulled == 1
+
+
+async def test_database_work_on_a_worker_thread(peers: Peers) -> None:
+    """What the desktop app does: no commit on the event loop's thread."""
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 50)
+    fill(b, "b", 20)
+    listener = await peers.listener(a, threaded_database=True)
+    replicator = peers.replicator(b, listener, continuous=True, threaded_database=True)
+    replicator.start()
+    await wait_until(lambda: len(a.doc_ids()) == 70 and len(b.doc_ids()) == 70, timeout=20)
+    a.save("late", {})
+    await wait_until(lambda: b.get("late") is not None)
+    await replicator.stop()
