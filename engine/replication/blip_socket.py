@@ -91,7 +91,7 @@ class BlipSocket:
         self._flush_scheduled = False
         self._draining = False
         self._closed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Reply | None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -309,30 +309,20 @@ class BlipSocket:
         except Exception as exc:
             self._answer_error(message, exc)
             return
-        if isinstance(result, asyncio.Future):  # a deferred reply: answer when it resolves, no task needed
-            result.add_done_callback(lambda done: self._answer_future(message, done))
-        elif inspect.isawaitable(result):
-            task = asyncio.create_task(self._await_handler(message, result))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if inspect.isawaitable(result):
+            # a Future (a deferred reply) stays as it is; a coroutine becomes a task we can cancel
+            future = asyncio.ensure_future(result)
+            if future is not result:
+                self._tasks.add(future)
+                future.add_done_callback(self._tasks.discard)
+            future.add_done_callback(lambda done: self._answer_future(message, done))
         else:
             self._answer(message, result)
-
-    async def _await_handler(self, message: Message, pending: Awaitable[Reply | None]) -> None:
-        try:
-            result = await pending
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._answer_error(message, exc)
-        else:
-            self._answer(message, result)
-        self._schedule_flush()
 
     def _answer_future(self, message: Message, done: asyncio.Future[Reply | None]) -> None:
-        if done.cancelled():
-            self._answer_error(message, ConnectionClosedError("request abandoned"))
-        elif (exc := done.exception()) is not None:
+        if done.cancelled():  # only when the connection is going away
+            return
+        if (exc := done.exception()) is not None:
             self._answer_error(message, exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
         else:
             self._answer(message, done.result())
