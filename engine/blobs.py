@@ -25,8 +25,9 @@ __all__ = [
     "Blob",
     "digest_of",
     "digest_to_key",
-    "is_blob_dict",
     "iter_blob_refs",
+    "key_to_digest",
+    "may_refer_to_blobs",
     "prove_attachment",
 ]
 
@@ -95,9 +96,12 @@ def key_to_digest(key: bytes) -> str:
     return DIGEST_PREFIX + base64.b64encode(key).decode()
 
 
-def is_blob_dict(value: object) -> bool:
-    """Return whether ``value`` is a blob dictionary (``"@type": "blob"``)."""
-    return isinstance(value, dict) and value.get("@type") == "blob"
+def may_refer_to_blobs(data: bytes) -> bool:
+    """Whether JSON ``data`` can hold a blob reference at all (a cheap test before parsing).
+
+    Every blob dictionary has a ``digest``, and so does every legacy attachment.
+    """
+    return b'"digest"' in data
 
 
 def iter_blob_refs(body: object) -> Iterator[dict[str, Any]]:

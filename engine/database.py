@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from engine.blobs import Blob, digest_to_key, iter_blob_refs
+from engine.blobs import Blob, digest_to_key, iter_blob_refs, may_refer_to_blobs
 from engine.blobstore import BlobReader, BlobStore, BlobWriter
 from engine.changes import Changes, ChangeSource
 from engine.conflicts import ConcurrencyControl, ConflictHandler
@@ -208,7 +208,7 @@ class Database(SyncOperations):
                     txn.put("revs", raw_id, tree.encode())
             referenced: set[bytes] = set()
             for _, data in txn.items_from("bodies"):
-                if b'"digest"' in data:
+                if may_refer_to_blobs(data):
                     referenced.update(digest_to_key(ref["digest"]) for ref in iter_blob_refs(json.loads(data)))
             blobs = BlobStore.collect_garbage(txn, referenced, time.time() - blob_grace_seconds)
             return CompactionResult(bodies, pruned, blobs)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.blobs import Blob, iter_blob_refs
+from engine.blobs import Blob, iter_blob_refs, may_refer_to_blobs
 from engine.conflicts import ConflictResolver
 from engine.database import Database, InsertResult, RevisionInsert
 from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError
@@ -67,7 +67,6 @@ class Inserter:
         self.on_idle = on_idle
         self._queue: list[tuple[IncomingRevision, RevisionInsert, asyncio.Future[Reply | None]]] = []
         self._task: asyncio.Task[None] | None = None
-        self.inserted = 0
 
     @property
     def idle(self) -> bool:
@@ -109,7 +108,6 @@ class Inserter:
                 if future.done():
                     continue
                 if result.error is None:
-                    self.inserted += 1
                     future.set_result(None)
                 else:
                     future.set_exception(_blip_error(result.error))
@@ -207,7 +205,7 @@ class RevReceiver:
 
 
 def _blobs_of(body: dict[str, Any], raw: bytes | None = None) -> list[Blob]:
-    if raw is not None and b'"@type"' not in raw and b'"_attachments"' not in raw:
+    if raw is not None and not may_refer_to_blobs(raw):
         return []  # nothing in the JSON can name a blob
     try:
         return [Blob.from_dict(ref) for ref in iter_blob_refs(body)]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.blobs import may_refer_to_blobs
 from engine.database import Database
 from engine.database_sync import RevisionRequest, SyncRevision
 from engine.replication import tuning
@@ -24,6 +25,7 @@ from engine.replication.db_runner import DbRunner
 from engine.replication.delta import create_delta, delta_size
 from engine.replication.errors import BlipError, ConnectionClosedError
 from engine.replication.messages import add_legacy_attachments, encode_json, rev_properties
+from engine.revid import generation
 
 __all__ = ["RevOutcome", "RevSender"]
 
@@ -39,7 +41,6 @@ class RevOutcome:
     sequence: Any
     deleted: bool = False
     error: BlipError | None = None
-    body_bytes: int = 0
 
 
 class RevSender:
@@ -112,15 +113,15 @@ class RevSender:
                 sequence,
                 no_conflicts=no_conflicts,
                 use_delta=rev.base_rev_id is not None,
-                no_reply=no_reply_when_plain and b'"@type"' not in rev.body and b'"_attachments"' not in rev.body,
+                no_reply=no_reply_when_plain and not may_refer_to_blobs(rev.body),
             )
 
     def _send(
         self, rev: SyncRevision, sequence: Any, *, no_conflicts: bool, use_delta: bool, no_reply: bool = False
     ) -> None:
         body, delta_src = rev.body, None
-        if b'"@type":"blob"' in body and self.legacy_attachments():  # a peer like Sync Gateway (§4.4)
-            body = encode_json(add_legacy_attachments(json.loads(body), int(rev.rev_id.split("-")[0])))
+        if may_refer_to_blobs(body) and self.legacy_attachments():  # a peer like Sync Gateway (§4.4)
+            body = encode_json(add_legacy_attachments(json.loads(body), generation(rev.rev_id)))
             use_delta = False
         if use_delta and rev.base_body is not None and not rev.deleted and len(rev.body) >= tuning.MIN_DELTA_BODY:
             delta = create_delta(json.loads(rev.base_body), json.loads(rev.body))
@@ -148,7 +149,7 @@ class RevSender:
         self.bytes_sent += len(body)
         self.deltas_sent += delta_src is not None
         if future is None:
-            self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, None, len(body)))
+            self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted))
             return
         self.in_flight += 1
         self._in_flight_bytes += len(body)
@@ -180,4 +181,4 @@ class RevSender:
             log.debug("peer could not apply the delta for %r; sending the full body", rev.doc_id)
             self._send(rev, sequence, no_conflicts=no_conflicts, use_delta=False)
             return
-        self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, error, size))
+        self.on_outcome(RevOutcome(rev.doc_id, rev.rev_id, sequence, rev.deleted, error))

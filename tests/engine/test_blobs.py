@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.blobs import Blob, digest_of, digest_to_key, iter_blob_refs, key_to_digest, prove_attachment
+from engine.blobs import (
+    Blob,
+    digest_of,
+    digest_to_key,
+    iter_blob_refs,
+    key_to_digest,
+    may_refer_to_blobs,
+    prove_attachment,
+)
 from engine.errors import InvalidDocumentError
 from tests.conftest import SHARED, needs_shared
 
@@ -50,3 +58,10 @@ def test_iter_blob_refs_finds_nested_and_legacy() -> None:
     body = {"x": [{"y": a}], "z": {"w": b}, "_attachments": {"f": {"digest": digest_of(b"c"), "stub": True}}}
     digests = sorted(ref["digest"] for ref in iter_blob_refs(body))
     assert digests == sorted([digest_of(b"a"), digest_of(b"b"), digest_of(b"c")])
+
+
+def test_may_refer_to_blobs_never_misses_a_reference() -> None:
+    blob = Blob(digest_of(b"x"), 1).to_dict()
+    assert may_refer_to_blobs(json.dumps({"a": [{"b": blob}]}).encode())
+    assert may_refer_to_blobs(json.dumps({"_attachments": {"f": {"digest": "sha1-x", "stub": True}}}).encode())
+    assert not may_refer_to_blobs(b'{"key":"Flour","value":3}')
