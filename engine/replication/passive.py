@@ -133,21 +133,23 @@ class ChangesFeeder:
         task.add_done_callback(self._replies.discard)
 
     async def _handle_reply(self, rows: list[ChangeRow], future: asyncio.Future[Message]) -> None:
-        try:
-            reply = await future
-        except ReplicationError as exc:
-            log.info("changes refused by %s: %s", self.session.socket.name, exc)
-            return
-        finally:
-            self._slots.release()
         session = self.session
+        try:
+            try:
+                reply = await future
+            finally:
+                self._slots.release()
+            entries = parse_changes_reply(reply.body, len(rows))
+        except ReplicationError as exc:  # refused, gone, or a malformed answer: these rows are not sent
+            log.info("changes not taken by %s: %s", session.socket.name, exc)
+            return
         if parse_bool(reply.properties.get("deltas")):
             session.peer_accepts_deltas = True
         with contextlib.suppress(ValueError):
             session.max_history = max(1, int(reply.properties.get("maxHistory", tuning.MAX_HISTORY)))
         wanted = [
             (row.doc_id, row.rev_id, entry, row.sequence)
-            for row, entry in zip(rows, parse_changes_reply(reply.body, len(rows)), strict=True)
+            for row, entry in zip(rows, entries, strict=True)
             if isinstance(entry, list)
         ]
         await session.sender.send_many(wanted, no_reply_when_plain=True)

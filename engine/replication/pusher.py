@@ -28,6 +28,7 @@ class Pusher:
         self.sequences = RemoteSequences(since)
         self._last_read = since
         self.caught_up = False
+        self._said_caught_up = False
         self._proposals = 0
         self._peer_deltas = False
         self._peer_blobs = True
@@ -76,7 +77,9 @@ class Pusher:
                 continue
             if not self._changed.is_set():
                 self.caught_up = True
-                ctx.socket.send_request("proposeChanges", None, b"[]", urgent=True, no_reply=True)
+                if not self._said_caught_up:  # an empty proposeChanges says "caught up", once (§9)
+                    self._said_caught_up = True
+                    ctx.socket.send_request("proposeChanges", None, b"[]", urgent=True, no_reply=True)
                 ctx.touch()
             await self._changed.wait()
             ctx.touch()

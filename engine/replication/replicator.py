@@ -216,16 +216,13 @@ class Replicator:
                 attempt += 1
                 self._set_status(ActivityLevel.CONNECTING, error=error)
                 try:
-                    completed = await self._connect_and_replicate(runner, reset_checkpoint)
-                    attempt, reset_checkpoint = 0, False
-                    if completed:
-                        error = None
-                        break
-                    raise ConnectionClosedError("connection closed")
+                    await self._connect_and_replicate(runner, reset_checkpoint)
+                    error = None
+                    break  # a one-shot replication completed
                 except (ReplicationError, OSError, TimeoutError, EngineError) as exc:
                     error = _as_replication_error(exc)
-                    if self._session is not None and self._session.idle:
-                        attempt = 1  # the connection worked: start the backoff again
+                    if self._session is not None:  # we got through: start the backoff again, keep the checkpoint
+                        attempt, reset_checkpoint = 1, False
                     if not is_transient(exc) or attempt >= self.config.attempts_allowed:
                         log.info("replication with %s stopped: %s", self.config.url, error)
                         break
@@ -239,8 +236,8 @@ class Replicator:
             runner.close()
             self._stopped.set()
 
-    async def _connect_and_replicate(self, runner: DbRunner, reset_checkpoint: bool) -> bool:
-        """One connection; True when a one-shot replication completed."""
+    async def _connect_and_replicate(self, runner: DbRunner, reset_checkpoint: bool) -> None:
+        """One connection: returns when a one-shot replication completed, raises when it ended otherwise."""
         config = self.config
         headers = dict(config.headers)
         if config.authenticator is not None:
@@ -259,7 +256,6 @@ class Replicator:
         finally:
             if not socket.closed:
                 await socket.close(1011 if not session.idle else 1000)
-        return True
 
 
 def _as_replication_error(exc: BaseException) -> ReplicationError:

@@ -232,3 +232,22 @@ async def test_status_counts_connections(peers: Peers) -> None:
     await sock.close()
     await wait_until(lambda: listener.status.connection_count == 0)
     assert [s.connection_count for s in statuses][:2] == [1, 0]
+
+
+async def test_a_malformed_changes_reply_skips_those_rows_only(
+    setup: tuple[Database, URLEndpointListener, Client],
+) -> None:
+    db, _, client = setup
+    db.save("a", {})
+    answered: list[bytes] = []
+
+    def garbage(message: Message) -> Reply:
+        answered.append(message.body)
+        return Reply({}, b"not json")
+
+    client.sock.register("changes", garbage)
+    await client.sock.request("subChanges", {"continuous": "true"})
+    await wait_until(lambda: len(answered) >= 1)
+    with pytest.raises(BlipError):  # the connection still answers
+        await client.sock.request("getCheckpoint", {"client": "x"})
+    assert client.revs.empty()
