@@ -55,7 +55,7 @@ class ActiveSession:
         self.ctx = ActiveContext(socket, config.database, runner, config, report, self._touch, self._fail)
         self._failure: BaseException | None = None
         self.pusher: Pusher | None = None
-        self.puller: Puller | None = Puller(self.ctx, None, empty_database=False) if config.type.pulls else None
+        self.puller: Puller | None = Puller(self.ctx) if config.type.pulls else None
         self.checkpointer = Checkpointer(config.database, runner, socket, replication_checkpoint_id(config))
         self._started = False
         self._done = asyncio.Event()
@@ -101,10 +101,8 @@ class ActiveSession:
                 self.pusher = Pusher(ctx, start.local)
                 tasks.append(asyncio.create_task(self.pusher.run(), name="pusher"))
             if self.puller is not None:
-                self.puller.since = start.remote
-                self.puller.sequences.checkpoint = start.remote
-                self.puller.empty_database = await ctx.runner.run(lambda: ctx.db.last_sequence == 0)
-                await self.puller.start()
+                empty = await ctx.runner.run(lambda: ctx.db.last_sequence == 0)
+                await self.puller.start(start.remote, empty_database=empty)
             self._started = True
             self._touch()
             tasks.append(asyncio.create_task(self._save_periodically(), name="checkpoints"))

@@ -35,11 +35,9 @@ log = logging.getLogger(__name__)
 class Puller:
     """Pulls from a checkpoint on; continuous pullers keep receiving live changes."""
 
-    def __init__(self, ctx: ActiveContext, since: Any, *, empty_database: bool) -> None:
+    def __init__(self, ctx: ActiveContext) -> None:
         self.ctx = ctx
-        self.since = since
-        self.empty_database = empty_database
-        self.sequences = RemoteSequences(since)
+        self.sequences = RemoteSequences()
         self.caught_up = False
         self._caught_up_pending = False
         self._batches = 0
@@ -75,20 +73,21 @@ class Puller:
         return self.caught_up and not self._requested and self.inserter.idle
 
     def register(self) -> None:
-        """Handle ``changes``, ``rev`` and ``norev`` on the socket (before it starts)."""
+        """Handle ``changes``, ``rev`` and ``norev`` on the socket (before it starts, so nothing is missed)."""
         self.ctx.socket.register("changes", self.handle_changes)
         self.ctx.socket.register("norev", self.handle_norev)
         self.receiver.register()
 
-    async def start(self) -> None:
-        """Ask the peer for its changes (§3.4)."""
+    async def start(self, since: Any, *, empty_database: bool) -> None:
+        """Ask the peer for its changes after sequence ``since`` (None: all of them) (§3.4)."""
+        self.sequences = RemoteSequences(since)
         config = self.ctx.config
         props = {"batch": str(tuning.CHANGES_BATCH), "versioning": "rev-trees", "revocations": "true"}
-        if self.since is not None:
-            props["since"] = json.dumps(self.since)
+        if since is not None:
+            props["since"] = json.dumps(since)
         if config.continuous:
             props["continuous"] = "true"
-        if self.empty_database and self.since is None:
+        if empty_database and since is None:  # nothing to delete here: skip tombstones (§3.4)
             props["activeOnly"] = "true"
         body = encode_json({"docIDs": sorted(config.doc_ids)}) if config.doc_ids is not None else b""
         await self.ctx.socket.request("subChanges", props, body)
