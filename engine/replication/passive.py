@@ -203,7 +203,7 @@ class PassiveSession:
         )
         self.receiver = RevReceiver(socket, db, runner, self.inserter, no_conflicts=True, read_only=read_only)
         self.attachments = AttachmentServer(db, runner)
-        self._checked: dict[str, Callable[[Message], Any]] = {
+        handlers: dict[str, Callable[[Message], Any]] = {
             "getCheckpoint": self.get_checkpoint,
             "setCheckpoint": self.set_checkpoint,
             "getCollections": self.get_collections,
@@ -216,7 +216,7 @@ class PassiveSession:
             "getAttachment": self.attachments.get_attachment,
             "proveAttachment": self.attachments.prove_attachment,
         }
-        for profile, handler in self._checked.items():
+        for profile, handler in handlers.items():
             socket.register(profile, self._in_collection(handler))
         socket.register("PING", lambda _m: None)
 
