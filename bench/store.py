@@ -6,7 +6,7 @@ Writes the 10,000 S1 inventory documents (``bench.scenario_docs.py``) into a fre
 same run: ``key = _id, value = JSON bytes`` (the shared anchor's method), once
 with the JSON encoded before the timer (the anchor's own figure) and once
 encoding inside the timer. Every mode runs ``--runs`` times in a fresh
-directory; medians are printed.
+directory, the modes taking turns; medians are printed.
 
     .venv/bin/python bench/store.py [--runs 5] [--n 10000]
 """
@@ -99,8 +99,12 @@ def main() -> None:
     ]
     rates: dict[str, float] = {}
     print(f"{'mode':48s} {'median ms':>10s} {'docs/s':>12s}")
-    for name, fn, count in modes:
-        seconds = statistics.median(timed(fn) for _ in range(args.runs))
+    times: dict[str, list[float]] = {name: [] for name, _, _ in modes}
+    for _ in range(args.runs):  # rounds of every mode, so that machine noise hits all of them alike
+        for name, fn, _ in modes:
+            times[name].append(timed(fn))
+    for name, _, count in modes:
+        seconds = statistics.median(times[name])
         rates[name] = count / seconds
         print(f"{name:48s} {seconds * 1e3:10.1f} {count / seconds:12,.0f}")
     batch = rates[f"Database, {args.n} in one batch"]
