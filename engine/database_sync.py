@@ -224,6 +224,8 @@ class SyncOperations(DatabaseCore):
             elif merged is not KEEP and not (merged is None and kept.deleted and keep in leaves):
                 body = canonical or b"{}"
                 self._add_revision(txn, raw_id, tree, keep, deleted=canonical is None, body=body, seq=seq)
+            if tree.winner().closed:  # every branch would be closed: nothing is written
+                raise ConflictError(f"resolving {doc_id!r} this way would leave no current revision")
             self._store_tree(txn, raw_id, tree, seq=seq, existed=True)
             txn.put("meta", b"last_seq", str(seq).encode())
             winner = tree.winner()
@@ -249,6 +251,9 @@ class SyncOperations(DatabaseCore):
         if child not in tree:
             tree.add_child(parent, child, deleted=deleted, sequence=seq, closed=closed)
             txn.put("bodies", body_key(raw_id, child), body)
+        elif not closed:  # the same revision was made before and its branch closed since: it continues
+            for closing in tree.reopen(child):
+                txn.delete("bodies", body_key(raw_id, closing))
 
     def left_behind(self, rows: Sequence[tuple[str, str]]) -> list[bool]:
         """For revisions we already have: whether each is off our current branch.

@@ -12,8 +12,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from engine.database import Database
+
+# CI explores the same examples on every run (a failure there is reproducible);
+# runs elsewhere keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 #: The read-only shared folder next to the project (absent on other clones).
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -12,7 +12,8 @@ from engine.changes import Changes, ChangeSource
 from engine.conflicts import ConcurrencyControl
 from engine.database import Database, RevisionInsert
 from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError
-from engine.revtree import InsertStatus
+from engine.revid import make_rev_id
+from engine.revtree import InsertStatus, RevTree
 
 FAIL = ConcurrencyControl.FAIL_ON_CONFLICT
 
@@ -399,3 +400,33 @@ def test_same_revisions_in_any_order_give_same_tree_and_winner(
     shuffled = list(revs)
     rnd.shuffle(shuffled)
     assert build(revs) == build(shuffled)
+
+
+def _closed_left_branch(db: Database) -> tuple[str, str, str]:
+    """base -> left (closed) and base -> right; revision IDs as this store makes them."""
+    base = db.save("a", {"v": 0}).rev_id
+    left = make_rev_id(base, False, b'{"v":1}')
+    right = make_rev_id(base, False, b'{"v":2}')
+    db.insert_revisions([RevisionInsert("a", left, [base], {"v": 1})])
+    db.insert_revisions([RevisionInsert("a", right, [base], {"v": 2})])
+    db.resolve_conflict("a", keep=right, close=left)
+    return base, left, right
+
+
+def test_a_resolution_that_recreates_a_closed_revision_reopens_it(db: Database) -> None:
+    base, left, right = _closed_left_branch(db)
+    again = db.resolve_conflict("a", keep=base, close=right, merged={"v": 1})  # that is ``left`` again
+    assert again.rev_id == left and not again.deleted and not again.conflicted
+    tree = db.get_tree("a")
+    assert tree is not None and {n.rev_id for n in tree.leaves() if not n.closed} == {left}
+
+
+def test_a_resolution_never_commits_a_document_with_only_closed_branches(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _, right = _closed_left_branch(db)
+    before = db.get("a")
+    monkeypatch.setattr(RevTree, "reopen", lambda self, rev_id: [])  # as if the closed revision stayed closed
+    with pytest.raises(ConflictError, match="no current revision"):
+        db.resolve_conflict("a", keep=base, close=right, merged={"v": 1})
+    assert db.get("a") == before
