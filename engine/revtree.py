@@ -26,7 +26,7 @@ from enum import IntEnum
 from itertools import pairwise
 
 from engine.errors import InvalidDocumentError
-from engine.revid import compare_key, generation, parse_rev_id
+from engine.revid import generation, parse_rev_id
 
 __all__ = [
     "DEFAULT_KEEP_BODIES",
@@ -72,17 +72,25 @@ class RevNode:
 
 
 def _winner_key(node: RevNode) -> tuple[bool, bool, int, str]:
-    gen, digest = compare_key(node.rev_id)
-    return (not node.deleted, not node.closed, gen, digest)
+    gen, _, digest = node.rev_id.partition("-")
+    return (not node.deleted, not node.closed, int(gen), digest)
+
+
+def _order_key(node: RevNode) -> tuple[int, str]:
+    gen, _, digest = node.rev_id.partition("-")
+    return int(gen), digest
 
 
 class RevTree:
     """The revision tree of one document."""
 
-    __slots__ = ("nodes",)
+    __slots__ = ("_leaves", "nodes")
 
     def __init__(self, nodes: Iterable[RevNode] = ()) -> None:
         self.nodes: dict[str, RevNode] = {n.rev_id: n for n in nodes}
+        #: the leaves, winner first, until the tree next changes (every change goes
+        #: through a method of this class, which drops it)
+        self._leaves: list[RevNode] | None = None
 
     # -- queries -------------------------------------------------------------
 
@@ -98,10 +106,16 @@ class RevTree:
 
     def leaves(self) -> list[RevNode]:
         """Return the leaf revisions, winner first."""
-        if len(self.nodes) == 1:
-            return list(self.nodes.values())
-        parents = {n.parent for n in self.nodes.values()}
-        return sorted((n for n in self.nodes.values() if n.rev_id not in parents), key=_winner_key, reverse=True)
+        if self._leaves is None:
+            if len(self.nodes) == 1:
+                self._leaves = list(self.nodes.values())
+            else:
+                parents = {n.parent for n in self.nodes.values()}
+                leaves = [n for n in self.nodes.values() if n.rev_id not in parents]
+                if len(leaves) > 1:
+                    leaves.sort(key=_winner_key, reverse=True)
+                self._leaves = leaves
+        return list(self._leaves)
 
     def winner(self) -> RevNode:
         """Return the winning (current) revision.
@@ -111,10 +125,12 @@ class RevTree:
         """
         if len(self.nodes) == 1:
             return next(iter(self.nodes.values()))
-        leaves = self.leaves()
-        if not leaves:
+        if self._leaves is None:
+            self.leaves()
+        assert self._leaves is not None
+        if not self._leaves:
             raise InvalidDocumentError("empty revision tree")
-        return leaves[0]
+        return self._leaves[0]
 
     def live_leaves(self) -> list[RevNode]:
         """Return the non-deleted leaves, winner first."""
@@ -122,7 +138,12 @@ class RevTree:
 
     def is_conflicted(self) -> bool:
         """Return whether more than one live leaf exists."""
-        return len(self.nodes) > 1 and len(self.live_leaves()) > 1
+        if len(self.nodes) == 1:
+            return False
+        if self._leaves is None:
+            self.leaves()
+        assert self._leaves is not None
+        return sum(1 for n in self._leaves if not n.deleted) > 1
 
     def history(self, rev_id: str) -> list[str]:
         """Return ``rev_id`` followed by its known ancestors, newest first."""
@@ -164,6 +185,7 @@ class RevTree:
             raise InvalidDocumentError(f"revision {rev_id} has no parent")
         node = RevNode(rev_id, parent, deleted, True, sequence, closed)
         self.nodes[rev_id] = node
+        self._leaves = None
         return node
 
     def reopen(self, rev_id: str) -> list[str]:
@@ -176,6 +198,7 @@ class RevTree:
         removed = [r for r in removed if r not in parents]
         for rev in removed:
             del self.nodes[rev]
+        self._leaves = None
         return removed
 
     def insert_with_history(self, rev_id: str, history: Sequence[str], *, deleted: bool, sequence: int) -> InsertStatus:
@@ -190,6 +213,7 @@ class RevTree:
         """
         chain = [rev_id, *history]
         gen, _ = parse_rev_id(rev_id)
+        self._leaves = None
         for offset, ancestor in enumerate(history, start=1):
             if parse_rev_id(ancestor)[0] != gen - offset:
                 raise InvalidDocumentError(f"history of {rev_id} skips a generation at {ancestor}")
@@ -220,6 +244,7 @@ class RevTree:
     def remove_leaf(self, rev_id: str) -> None:
         """Remove a leaf revision (used to undo a local branch)."""
         del self.nodes[rev_id]
+        self._leaves = None
 
     def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES) -> list[str]:
         """Forget bodies no longer needed; return the revisions whose body to delete.
@@ -263,6 +288,7 @@ class RevTree:
         removed = [rev for rev in self.nodes if rev not in keep]
         for rev in removed:
             del self.nodes[rev]
+        self._leaves = None
         for node in self.nodes.values():
             if node.parent is not None and node.parent not in self.nodes:
                 node.parent = None
@@ -276,7 +302,7 @@ class RevTree:
         Nodes are ordered by generation, then ID. Revision IDs are validated
         ASCII without quotes, so the rows are formatted directly.
         """
-        ordered = sorted(self.nodes.values(), key=lambda n: compare_key(n.rev_id)) if len(self.nodes) > 1 else None
+        ordered = sorted(self.nodes.values(), key=_order_key) if len(self.nodes) > 1 else None
         nodes = ordered if ordered is not None else self.nodes.values()
         index = {n.rev_id: i for i, n in enumerate(nodes)} if ordered is not None else {}
         rows = ",".join(

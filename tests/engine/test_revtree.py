@@ -198,3 +198,34 @@ def test_prune_never_removes_a_leaf_or_changes_the_winner(
     for leaf in leaves:
         near_a_leaf.update(tree.history(leaf)[:depth])
     assert set(tree.nodes) == near_a_leaf
+
+
+def _fresh_leaves(tree: RevTree) -> list[str]:
+    """The leaves as a tree built from scratch sees them (no remembered answer)."""
+    return [n.rev_id for n in RevTree.decode(tree.encode()).leaves()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(revision_sets(), st.randoms(use_true_random=False))
+def test_leaves_stay_right_through_every_kind_of_change(
+    inserts: list[tuple[str, list[str], bool]], rnd: random.Random
+) -> None:
+    tree = RevTree()
+    for seq, (rev, history, deleted) in enumerate(inserts, start=1):
+        tree.insert_with_history(rev, history, deleted=deleted, sequence=seq)
+        assert [n.rev_id for n in tree.leaves()] == _fresh_leaves(tree)
+        leaf = rnd.choice(tree.leaves())
+        action = rnd.randrange(4)
+        if action == 0:  # a local child, possibly a closing tombstone
+            child = rid(leaf.generation + 1, f"child{seq}")
+            tree.add_child(leaf.rev_id, child, deleted=rnd.random() < 0.5, sequence=seq, closed=rnd.random() < 0.3)
+            if rnd.random() < 0.5 and leaf.parent is not None:
+                tree.reopen(leaf.rev_id)
+        elif action == 1 and len(tree.leaves()) > 1:
+            tree.remove_leaf(leaf.rev_id)
+        elif action == 2:
+            tree.prune(rnd.randint(1, 4))
+        else:
+            tree.drop_bodies(rnd.randint(0, 2))
+        assert [n.rev_id for n in tree.leaves()] == _fresh_leaves(tree)
+        assert tree.winner().rev_id == _fresh_leaves(tree)[0]
