@@ -13,6 +13,9 @@ class ChangeSource(IntEnum):
 
     LOCAL = 0  #: saved on this machine (app, command line)
     REMOTE = 1  #: received from a peer by replication
+    #: committed by another process on the same database files (seen by
+    #: :meth:`~engine.db_core.DatabaseCore.poll_external_changes`)
+    EXTERNAL = 2
 
 
 @dataclass(frozen=True, slots=True)

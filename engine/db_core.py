@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from engine.blobstore import BlobStore
-from engine.changes import ChangeEntry, Changes
+from engine.changes import ChangeEntry, Changes, ChangeSource
 from engine.documents import Document, check_doc_id, decode_body
 from engine.lmdb_store import Store, Txn
 from engine.revtree import DEFAULT_KEEP_BODIES, DEFAULT_MAX_DEPTH, RevTree
@@ -94,6 +94,9 @@ class DatabaseCore:
         self._listeners_lock = threading.Lock()
         self._commit_lock = threading.RLock()
         self.uuid: bytes = self._store.write(self._ensure_uuid)
+        #: the last sequence observers have heard of; a higher one in the file was
+        #: committed by another process
+        self._known_seq = self.last_sequence
 
     @staticmethod
     def _ensure_uuid(txn: Txn) -> bytes:
@@ -130,11 +133,46 @@ class DatabaseCore:
         return remove
 
     def _commit(self, fn: Callable[[Txn], tuple[T, Changes]]) -> T:
-        """Run a write transaction, then notify observers of its Changes, in commit order."""
+        """Run a write transaction, then notify observers of its Changes, in commit order.
+
+        Changes another process committed since the last notification are
+        announced first (as EXTERNAL), so observers never miss them.
+        """
+
+        def run(txn: Txn) -> tuple[int, T, Changes]:
+            before = self._last_seq(txn)
+            result, changes = fn(txn)
+            return before, result, changes
+
         with self._commit_lock:
-            result, changes = self._store.write(fn)
+            before, result, changes = self._store.write(run)
+            if before > self._known_seq:
+                self._announce_external(self._known_seq, before)
+            self._known_seq = max(self._known_seq, before, changes.last_sequence)
             self._notify(changes)
             return result
+
+    def poll_external_changes(self) -> bool:
+        """Tell observers about changes other processes committed to these files; return whether any.
+
+        LMDB lets several processes share a database but tells none of them
+        about the others' commits; whoever needs to follow them (a listener,
+        a replicator, the app) calls this now and then. It costs one key read
+        when nothing changed. Purges by other processes are not seen.
+        """
+        with self._commit_lock:
+            latest = self.last_sequence
+            if latest <= self._known_seq:
+                return False
+            self._announce_external(self._known_seq, latest)
+            self._known_seq = latest
+            return True
+
+    def _announce_external(self, since: int, latest: int) -> None:
+        rows = self.changes_since(since)
+        doc_ids = unique_ids([row.doc_id for row in rows if row.sequence <= latest])
+        log.debug("%d documents changed by another process", len(doc_ids))
+        self._notify(Changes(doc_ids, ChangeSource.EXTERNAL, latest))
 
     def _notify(self, changes: Changes) -> None:
         if not changes.doc_ids and not changes.purged:

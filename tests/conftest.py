@@ -8,6 +8,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,3 +52,27 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+#: Saves ``{"by": "other"}`` under each given document ID, as another process would.
+_SAVE_IN_OTHER_PROCESS = """
+import sys
+from engine.database import Database
+with Database(sys.argv[1], durable=False) as db:
+    for doc_id in sys.argv[2:]:
+        db.save(doc_id, {"by": "other"})
+"""
+_PROJECT = Path(__file__).resolve().parents[1]
+
+
+def save_in_other_process(path: Path, *doc_ids: str) -> None:
+    """Save documents into the database at ``path`` from a separate Python process."""
+    command = [sys.executable, "-c", _SAVE_IN_OTHER_PROCESS, str(path), *doc_ids]
+    subprocess.run(command, check=True, cwd=_PROJECT, timeout=60 * TIME_UNIT)
+
+
+async def save_in_other_process_async(path: Path, *doc_ids: str) -> None:
+    """:func:`save_in_other_process` without blocking the event loop."""
+    command = [sys.executable, "-c", _SAVE_IN_OTHER_PROCESS, str(path), *doc_ids]
+    proc = await asyncio.create_subprocess_exec(*command, cwd=_PROJECT)
+    assert await asyncio.wait_for(proc.wait(), 60 * TIME_UNIT) == 0

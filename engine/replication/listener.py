@@ -9,6 +9,7 @@ clients go offline and retry, and frees the port.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -22,6 +23,7 @@ from engine.database import Database
 from engine.replication.blip_socket import BlipSocket
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ReplicationError
+from engine.replication.external_changes import follow_external_changes
 from engine.replication.passive import PassiveSession
 from engine.replication.websocket import Authenticator, BlipServer
 
@@ -98,6 +100,7 @@ class URLEndpointListener:
         self._status = ListenerStatus()
         self._finished = ListenerStats()
         self._runner = DbRunner(threaded=config.threaded_database)
+        self._follower: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -120,11 +123,17 @@ class URLEndpointListener:
             port = _free_port()  # one port for every address family
         await server.start(self.config.host, port)
         self._server = server
+        self._follower = asyncio.create_task(
+            follow_external_changes(self.config.database, self._runner), name="external changes"
+        )
         log.info("listening on %s", ", ".join(self.urls))
 
     async def stop(self) -> None:
         """Close every connection (1001) and free the port."""
         server, self._server = self._server, None
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
         if server is not None:
             await server.stop()
         self._update()

@@ -30,6 +30,7 @@ from engine.replication.errors import (
     ReplicationError,
     TransportError,
 )
+from engine.replication.external_changes import follow_external_changes
 from engine.replication.replicator_types import (
     ActivityLevel,
     DocumentReplication,
@@ -210,6 +211,7 @@ class Replicator:
 
     async def _run(self, reset_checkpoint: bool) -> None:
         runner = DbRunner(threaded=self.config.threaded_database)
+        follower = asyncio.create_task(follow_external_changes(self.config.database, runner), name="external changes")
         attempt, error = 0, None
         try:
             while True:
@@ -232,6 +234,7 @@ class Replicator:
                     await asyncio.sleep(wait)
             self._set_status(ActivityLevel.STOPPED, error=error)
         finally:
+            follower.cancel()
             self._session = None
             runner.close()
             self._stopped.set()

@@ -66,6 +66,8 @@ MAX_HISTORY = 20
 MIN_DELTA_BODY = 200
 #: Compress ``rev`` and ``changes`` bodies from this size on.
 COMPRESS_MIN_BODY = 512
+#: Seconds between checks for changes other processes made to the database files.
+EXTERNAL_CHANGES_INTERVAL = 0.5
 #: Seconds between checkpoint saves while progress is made (protocol §6).
 CHECKPOINT_INTERVAL = 5.0
 #: Retry waits: the first, and the default cap (Couchbase Lite: 300 s).

@@ -14,6 +14,7 @@ from engine.database import Database, RevisionInsert
 from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError
 from engine.revid import make_rev_id
 from engine.revtree import InsertStatus, RevTree
+from tests.conftest import save_in_other_process
 
 FAIL = ConcurrencyControl.FAIL_ON_CONFLICT
 
@@ -430,3 +431,32 @@ def test_a_resolution_never_commits_a_document_with_only_closed_branches(
     with pytest.raises(ConflictError, match="no current revision"):
         db.resolve_conflict("a", keep=base, close=right, merged={"v": 1})
     assert db.get("a") == before
+
+
+def test_changes_by_another_process_are_announced_when_polled(tmp_path: Path) -> None:
+    with Database(tmp_path / "db", durable=False) as db:
+        db.save("mine", {"x": 1})
+        seen: list[Changes] = []
+        db.add_change_listener(seen.append)
+        assert db.poll_external_changes() is False
+        save_in_other_process(db.path, "theirs", "mine")
+        assert seen == []  # nothing tells this process until it looks
+        assert db.poll_external_changes() is True
+        assert [(c.doc_ids, c.source, c.last_sequence) for c in seen] == [
+            (("theirs", "mine"), ChangeSource.EXTERNAL, 3)
+        ]
+        assert db.poll_external_changes() is False
+        assert len(seen) == 1
+
+
+def test_a_commit_first_announces_what_another_process_committed(tmp_path: Path) -> None:
+    with Database(tmp_path / "db", durable=False) as db:
+        seen: list[Changes] = []
+        db.add_change_listener(seen.append)
+        save_in_other_process(db.path, "theirs")
+        db.save("mine", {"x": 1})
+        assert [(c.doc_ids, c.source) for c in seen] == [
+            (("theirs",), ChangeSource.EXTERNAL),
+            (("mine",), ChangeSource.LOCAL),
+        ]
+        assert db.poll_external_changes() is False

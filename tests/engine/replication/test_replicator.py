@@ -16,7 +16,7 @@ from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip_socket import Reply
 from engine.replication.errors import BlipError, HTTPStatusError
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
-from tests.conftest import TIME_UNIT, wait_until
+from tests.conftest import TIME_UNIT, save_in_other_process_async, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 
 pytestmark = pytest.mark.asyncio
@@ -74,6 +74,19 @@ async def test_continuous_edits_on_either_side_arrive(peers: Peers) -> None:
     await wait_until(lambda: same_docs(a, b))
     await replicator.stop()
     assert replicator.status.activity is ActivityLevel.STOPPED and replicator.status.error is None
+
+
+async def test_changes_made_by_other_processes_replicate(peers: Peers) -> None:
+    # e.g. `inventory-sync set` in one terminal while `inventory-sync serve` or `sync --continuous` runs
+    a, b = peers.database("a"), peers.database("b")
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, continuous=True)
+    replicator.start()
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+    await save_in_other_process_async(a.path, "written-beside-the-listener")
+    await wait_until(lambda: b.get("written-beside-the-listener") is not None)
+    await save_in_other_process_async(b.path, "written-beside-the-replicator")
+    await wait_until(lambda: a.get("written-beside-the-replicator") is not None)
 
 
 async def test_chain_carries_edits_both_ways(peers: Peers) -> None:
