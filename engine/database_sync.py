@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from engine.blobs import Blob
 from engine.blobstore import BlobStore
@@ -18,7 +18,16 @@ from engine.lmdb_store import Txn
 from engine.revid import generation, make_rev_id, parse_rev_id
 from engine.revtree import InsertStatus, RevTree
 
-__all__ = ["KEEP", "InsertResult", "Proposal", "RevisionInsert", "RevisionRequest", "SyncOperations", "SyncRevision"]
+__all__ = [
+    "KEEP",
+    "ConflictView",
+    "InsertResult",
+    "Proposal",
+    "RevisionInsert",
+    "RevisionRequest",
+    "SyncOperations",
+    "SyncRevision",
+]
 
 #: Most known ancestors listed per row of a ``changes`` reply (LiteCore sends up to 10).
 MAX_KNOWN_ANCESTORS = 10
@@ -96,13 +105,27 @@ KEEP: Any = _Keep()
 class SyncOperations(DatabaseCore):
     """What replication does to a database, beyond local saves."""
 
-    def insert_revisions(self, revs: Sequence[RevisionInsert], *, remote: str | None = None) -> list[InsertResult]:
+    def insert_revisions(
+        self,
+        revs: Sequence[RevisionInsert],
+        *,
+        remote: str | None = None,
+        resolve: Callable[[ConflictView, InsertResult], object] | None = None,
+    ) -> list[InsertResult]:
         """Insert revisions received from a peer, each with its history, in one transaction.
 
         Each revision is validated on its own: a bad one gets an error in its
         :class:`InsertResult` and does not stop the others. Unknown ancestors
         become placeholders. Revisions whose blobs are not stored are refused
         with BlobNotFoundError (fetch blobs first).
+
+        With ``resolve``, a revision that creates a conflict (protocol §4.5) is
+        handed to it at once, with a :class:`ConflictView` of the transaction,
+        so that the conflict is resolved in the same commit (one disk flush,
+        and no moment at which the conflict is visible). A ``resolve`` that
+        raises EngineError leaves that document in conflict and is logged;
+        whatever it had written is undone. It must not write to the database
+        by other means.
         """
         prepared: list[tuple[RevisionInsert, bytes, bytes, list[Blob]] | InsertResult] = []
         for rev in revs:
@@ -130,11 +153,41 @@ class SyncOperations(DatabaseCore):
                 if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
                     seq += 1
                     changed.append(rev.doc_id)
+                if resolve is not None and self._needs_resolving(txn, raw_id, result):
+                    resolved_seq = self._resolve_inserted(txn, resolve, result, seq)
+                    if resolved_seq != seq:
+                        seq = resolved_seq
+                        changed.append(rev.doc_id)
                 results.append(result)
             txn.put("meta", b"last_seq", str(seq).encode())
             return results, Changes(unique_ids(changed), ChangeSource.REMOTE, seq, remote=remote)
 
         return self._commit(fn)
+
+    def _needs_resolving(self, txn: Txn, raw_id: bytes, result: InsertResult) -> bool:
+        """Whether an inserted revision caused a conflict, or is one we had and left behind (see left_behind())."""
+        if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
+            return bool(result.diverged_from or result.conflicted)
+        if result.status is InsertStatus.EXISTS:
+            tree = self._tree_in(txn, raw_id)
+            return tree is not None and _is_left_behind(tree, result.rev_id)
+        return False
+
+    def _resolve_inserted(
+        self, txn: Txn, resolve: Callable[[ConflictView, InsertResult], object], result: InsertResult, seq: int
+    ) -> int:
+        """Let ``resolve`` settle the conflict ``result`` caused, all or nothing; return the last sequence used."""
+
+        def attempt(child: Txn) -> int:
+            view = _TxnConflictView(self, child, seq)
+            resolve(view, result)
+            return view.seq
+
+        try:
+            return txn.attempt(attempt)
+        except EngineError as exc:
+            log.warning("could not resolve the conflict on %r: %s", result.doc_id, exc)
+            return seq
 
     def _apply_insert(
         self, txn: Txn, rev: RevisionInsert, raw_id: bytes, canonical: bytes, blobs: list[Blob], *, seq: int
@@ -203,37 +256,58 @@ class SyncOperations(DatabaseCore):
         canonical = None if merged is None or merged is KEEP else check_body(merged)[0]
 
         def fn(txn: Txn) -> tuple[Document, Changes]:
-            tree_data = txn.get("revs", raw_id)
-            if tree_data is None:
-                raise NotFoundError(f"document {doc_id!r} does not exist")
-            tree = RevTree.decode(tree_data)
-            for closing in tree.reopen(keep):  # a branch we closed before continues after all
-                txn.delete("bodies", body_key(raw_id, closing))
-            leaves = {n.rev_id: n for n in tree.leaves()}
-            kept = tree.get(keep)
-            if kept is None or close not in leaves or keep == close:
-                raise ConflictError(f"conflict on {doc_id!r} changed while it was being resolved")
             seq = self._last_seq(txn) + 1
-            if not leaves[close].deleted:
-                self._add_revision(txn, raw_id, tree, close, deleted=True, body=b"{}", seq=seq, closed=True)
-            if keep not in leaves and merged is KEEP:
-                body = txn.get("bodies", body_key(raw_id, keep))
-                if body is None:
-                    raise ConflictError(f"the body of {keep} of {doc_id!r} is no longer stored")
-                self._add_revision(txn, raw_id, tree, keep, deleted=kept.deleted, body=body, seq=seq)
-            elif merged is not KEEP and not (merged is None and kept.deleted and keep in leaves):
-                body = canonical or b"{}"
-                self._add_revision(txn, raw_id, tree, keep, deleted=canonical is None, body=body, seq=seq)
-            if tree.winner().closed:  # every branch would be closed: nothing is written
-                raise ConflictError(f"resolving {doc_id!r} this way would leave no current revision")
-            self._store_tree(txn, raw_id, tree, seq=seq, existed=True)
+            doc = self._resolve_in(
+                txn, doc_id, raw_id, keep=keep, close=close, canonical=canonical, merged=merged, seq=seq
+            )
             txn.put("meta", b"last_seq", str(seq).encode())
-            winner = tree.winner()
-            data = txn.get("bodies", body_key(raw_id, winner.rev_id)) or b"{}"
-            doc = Document(doc_id, winner.rev_id, json.loads(data), winner.deleted, seq, tree.is_conflicted())
             return doc, Changes((doc_id,), ChangeSource.LOCAL, seq)
 
         return self._commit(fn)
+
+    def _resolve_in(
+        self,
+        txn: Txn,
+        doc_id: str,
+        raw_id: bytes,
+        *,
+        keep: str,
+        close: str,
+        canonical: bytes | None,
+        merged: Any,
+        seq: int,
+    ) -> Document:
+        """The work of :meth:`resolve_conflict` in ``txn``, at sequence ``seq`` (the caller records it).
+
+        Raises before writing anything only if the revisions changed; later
+        failures need the caller to discard the transaction (or a nested one).
+        """
+        tree_data = txn.get("revs", raw_id)
+        if tree_data is None:
+            raise NotFoundError(f"document {doc_id!r} does not exist")
+        tree = RevTree.decode(tree_data)
+        for closing in tree.reopen(keep):  # a branch we closed before continues after all
+            txn.delete("bodies", body_key(raw_id, closing))
+        leaves = {n.rev_id: n for n in tree.leaves()}
+        kept = tree.get(keep)
+        if kept is None or close not in leaves or keep == close:
+            raise ConflictError(f"conflict on {doc_id!r} changed while it was being resolved")
+        if not leaves[close].deleted:
+            self._add_revision(txn, raw_id, tree, close, deleted=True, body=b"{}", seq=seq, closed=True)
+        if keep not in leaves and merged is KEEP:
+            body = txn.get("bodies", body_key(raw_id, keep))
+            if body is None:
+                raise ConflictError(f"the body of {keep} of {doc_id!r} is no longer stored")
+            self._add_revision(txn, raw_id, tree, keep, deleted=kept.deleted, body=body, seq=seq)
+        elif merged is not KEEP and not (merged is None and kept.deleted and keep in leaves):
+            body = canonical or b"{}"
+            self._add_revision(txn, raw_id, tree, keep, deleted=canonical is None, body=body, seq=seq)
+        if tree.winner().closed:  # every branch would be closed: nothing is written
+            raise ConflictError(f"resolving {doc_id!r} this way would leave no current revision")
+        self._store_tree(txn, raw_id, tree, seq=seq, existed=True)
+        winner = tree.winner()
+        data = txn.get("bodies", body_key(raw_id, winner.rev_id)) or b"{}"
+        return Document(doc_id, winner.rev_id, json.loads(data), winner.deleted, seq, tree.is_conflicted())
 
     @staticmethod
     def _add_revision(
@@ -269,8 +343,7 @@ class SyncOperations(DatabaseCore):
                 if tree_data is None:
                     out.append(False)
                     continue
-                tree = RevTree.decode(tree_data)
-                out.append(rev_id in tree and rev_id not in tree.history(tree.winner().rev_id))
+                out.append(_is_left_behind(RevTree.decode(tree_data), rev_id))
         return out
 
     # -- batch reads for the replication protocol ---------------------------------
@@ -374,3 +447,49 @@ class SyncOperations(DatabaseCore):
         history = ancestors[: stop + 1] if stop is not None else ancestors[:max_history]
         base_body = txn.get("bodies", body_key(raw_id, delta_base)) if delta_base else None
         return SyncRevision(doc_id, rev_id, body, node.deleted, history, node.sequence, delta_base, base_body)
+
+
+def _is_left_behind(tree: RevTree, rev_id: str) -> bool:
+    return rev_id in tree and rev_id not in tree.history(tree.winner().rev_id)
+
+
+class ConflictView(Protocol):
+    """What resolving a conflict needs from a database: a Database, or one transaction of it."""
+
+    def get_tree(self, doc_id: str) -> RevTree | None: ...
+
+    def get_revision(self, doc_id: str, rev_id: str) -> Document | None: ...
+
+    def resolve_conflict(
+        self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP
+    ) -> Document: ...
+
+
+class _TxnConflictView:
+    """A ConflictView inside an open write transaction; each resolution is all or nothing."""
+
+    def __init__(self, db: SyncOperations, txn: Txn, seq: int) -> None:
+        self._db = db
+        self._txn = txn
+        #: the last sequence used so far in the transaction
+        self.seq = seq
+
+    def get_tree(self, doc_id: str) -> RevTree | None:
+        return self._db._tree_in(self._txn, check_doc_id(doc_id))
+
+    def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
+        return self._db._revision_in(self._txn, doc_id, check_doc_id(doc_id), rev_id)
+
+    def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
+        raw_id = check_doc_id(doc_id)
+        canonical = None if merged is None or merged is KEEP else check_body(merged)[0]
+        seq = self.seq + 1
+
+        def resolve(txn: Txn) -> Document:
+            return self._db._resolve_in(
+                txn, doc_id, raw_id, keep=keep, close=close, canonical=canonical, merged=merged, seq=seq
+            )
+
+        doc = self._txn.attempt(resolve)
+        self.seq = seq
+        return doc

@@ -215,8 +215,12 @@ class DatabaseCore:
         """Return a specific revision if its body is still stored, else None."""
         raw_id = check_doc_id(doc_id)
         with self._store.read() as txn:
-            tree_data = txn.get("revs", raw_id)
-            data = txn.get("bodies", body_key(raw_id, rev_id))
+            return self._revision_in(txn, doc_id, raw_id, rev_id)
+
+    @staticmethod
+    def _revision_in(txn: Txn, doc_id: str, raw_id: bytes, rev_id: str) -> Document | None:
+        tree_data = txn.get("revs", raw_id)
+        data = txn.get("bodies", body_key(raw_id, rev_id))
         if tree_data is None or data is None:
             return None
         node = RevTree.decode(tree_data).get(rev_id)
@@ -232,7 +236,11 @@ class DatabaseCore:
     def get_tree(self, doc_id: str) -> RevTree | None:
         """Return a copy of the document's revision tree, or None."""
         with self._store.read() as txn:
-            data = txn.get("revs", check_doc_id(doc_id))
+            return self._tree_in(txn, check_doc_id(doc_id))
+
+    @staticmethod
+    def _tree_in(txn: Txn, raw_id: bytes) -> RevTree | None:
+        data = txn.get("revs", raw_id)
         return None if data is None else RevTree.decode(data)
 
     def doc_ids(self, *, include_deleted: bool = False) -> list[str]:

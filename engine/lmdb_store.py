@@ -54,11 +54,27 @@ MAX_MAP_SIZE = 1 << 36
 class Txn:
     """A transaction over the named sub-databases (read-only or read-write)."""
 
-    __slots__ = ("_dbs", "_txn")
+    __slots__ = ("_dbs", "_env", "_txn")
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database]) -> None:
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], env: lmdb.Environment) -> None:
         self._txn = txn
         self._dbs = dbs
+        self._env = env
+
+    def attempt(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a nested write transaction: if it raises, none of its writes are kept.
+
+        The exception propagates; this transaction goes on as if ``fn`` had
+        never run. Only for write transactions; do not use ``self`` inside ``fn``.
+        """
+        child = self._env.begin(write=True, parent=self._txn)
+        try:
+            result = fn(Txn(child, self._dbs, self._env))
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+        return result
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or None."""
@@ -113,6 +129,8 @@ class Store:
         self._readers = 0
         self._resizing = False
         self._write_lock = threading.Lock()
+        #: the thread running a write transaction, if any
+        self._writer: int | None = None
         try:
             path.mkdir(parents=True, exist_ok=True)
             existing = path / "data.mdb"
@@ -157,7 +175,7 @@ class Store:
                 self._adopt_foreign_resize()
                 txn = self._env.begin(write=False, buffers=False)
             try:
-                yield Txn(txn, self._dbs)
+                yield Txn(txn, self._dbs, self._env)
             finally:
                 txn.abort()
         except lmdb.Error as exc:
@@ -172,30 +190,39 @@ class Store:
         runs again, so ``fn`` must only touch the transaction. An exception
         from ``fn`` aborts the transaction and propagates: nothing is written.
         """
+        if self._writer == threading.get_ident():
+            raise StorageError("a write was started inside another write (by a conflict resolver?); it would deadlock")
         with self._write_lock:
-            while True:
-                self._enter_reader()
+            self._writer = threading.get_ident()
+            try:
+                return self._write_locked(fn)
+            finally:
+                self._writer = None
+
+    def _write_locked(self, fn: Callable[[Txn], T]) -> T:
+        while True:
+            self._enter_reader()
+            try:
+                txn = self._env.begin(write=True)
                 try:
-                    txn = self._env.begin(write=True)
-                    try:
-                        result = fn(Txn(txn, self._dbs))
-                        txn.commit()
-                        return result
-                    except BaseException:
-                        txn.abort()
-                        raise
-                except lmdb.MapFullError:
-                    grow = True
-                except lmdb.MapResizedError:
-                    grow = False
-                except lmdb.Error as exc:
-                    raise StorageError(f"database write failed: {exc}") from exc
-                finally:
-                    self._leave_reader()
-                if grow:
-                    self._grow()
-                else:
-                    self._adopt_foreign_resize()
+                    result = fn(Txn(txn, self._dbs, self._env))
+                    txn.commit()
+                    return result
+                except BaseException:
+                    txn.abort()
+                    raise
+            except lmdb.MapFullError:
+                grow = True
+            except lmdb.MapResizedError:
+                grow = False
+            except lmdb.Error as exc:
+                raise StorageError(f"database write failed: {exc}") from exc
+            finally:
+                self._leave_reader()
+            if grow:
+                self._grow()
+            else:
+                self._adopt_foreign_resize()
 
     # -- map growth ---------------------------------------------------------
 

@@ -6,8 +6,7 @@ import logging
 from typing import Any
 
 from engine.conflicts import Conflict, ConflictResolver, Resolution, default_resolver
-from engine.database import Database
-from engine.database_sync import KEEP
+from engine.database_sync import KEEP, ConflictView
 from engine.documents import Document
 from engine.errors import ConflictError, EngineError
 from engine.revid import compare_key
@@ -26,7 +25,7 @@ def _common_ancestor(tree: RevTree, a: str, b: str) -> str | None:
     return next((rev for rev in tree.history(a) if rev in other), None)
 
 
-def _conflict(db: Database, tree: RevTree, doc_id: str, local_rev: str, remote_rev: str) -> Conflict:
+def _conflict(db: ConflictView, tree: RevTree, doc_id: str, local_rev: str, remote_rev: str) -> Conflict:
     local, remote = db.get_revision(doc_id, local_rev), db.get_revision(doc_id, remote_rev)
     ancestor = _common_ancestor(tree, local_rev, remote_rev)
     base = db.get_revision(doc_id, ancestor) if ancestor else None
@@ -41,9 +40,12 @@ def _conflict(db: Database, tree: RevTree, doc_id: str, local_rev: str, remote_r
 
 
 def resolve_document(
-    db: Database, doc_id: str, remote_rev_id: str, resolver: ConflictResolver = default_resolver
+    db: ConflictView, doc_id: str, remote_rev_id: str, resolver: ConflictResolver = default_resolver
 ) -> Document | None:
     """Resolve the conflict a peer's revision ``remote_rev_id`` caused, if there is one.
+
+    ``db`` is a Database, or the transaction that stores the revision (see
+    :meth:`~engine.database_sync.SyncOperations.insert_revisions`).
 
     The local side is the best other live leaf. Returns the document after
     resolution, or None when there was nothing to resolve.

@@ -16,6 +16,7 @@ from typing import Any
 from engine.blobs import Blob, iter_blob_refs, may_refer_to_blobs
 from engine.conflicts import ConflictResolver
 from engine.database import Database, InsertResult, RevisionInsert
+from engine.database_sync import ConflictView
 from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher
@@ -90,10 +91,13 @@ class Inserter:
                 self.on_idle()
 
     async def _insert_all(self) -> None:
+        resolve = self._resolve if self.resolver is not None else None
         while self._queue:
             batch, self._queue = self._queue[: tuning.INSERT_BATCH], self._queue[tuning.INSERT_BATCH :]
             try:
-                results = await self.runner.run(self.db.insert_revisions, [b[1] for b in batch], remote=self.remote)
+                results = await self.runner.run(
+                    self.db.insert_revisions, [b[1] for b in batch], remote=self.remote, resolve=resolve
+                )
             except EngineError as exc:
                 log.error("storing %d received revisions failed: %s", len(batch), exc)
                 for _, _, future in batch:
@@ -101,8 +105,6 @@ class Inserter:
                         future.set_exception(_blip_error(exc))
                 continue
             for (rev, _, future), result in zip(batch, results, strict=True):
-                if result.error is None and self.resolver is not None and (result.diverged_from or result.conflicted):
-                    await self._resolve(result)
                 if self.on_inserted is not None:
                     self.on_inserted(rev, result)
                 if future.done():
@@ -112,12 +114,18 @@ class Inserter:
                 else:
                     future.set_exception(_blip_error(result.error))
 
-    async def _resolve(self, result: InsertResult) -> None:
+    async def resolve(self, doc_id: str, rev_id: str) -> None:
+        """Resolve a conflict between our current revision and ``rev_id``, a revision we already have."""
         assert self.resolver is not None
         try:
-            await self.runner.run(resolve_document, self.db, result.doc_id, result.rev_id, self.resolver)
+            await self.runner.run(resolve_document, self.db, doc_id, rev_id, self.resolver)
         except EngineError as exc:
-            log.warning("could not resolve the conflict on %r: %s", result.doc_id, exc)
+            log.warning("could not resolve the conflict on %r: %s", doc_id, exc)
+
+    def _resolve(self, view: ConflictView, result: InsertResult) -> None:
+        """Resolve a conflict a received revision caused, in the transaction that stores it (§4.5-4.6)."""
+        assert self.resolver is not None
+        resolve_document(view, result.doc_id, result.rev_id, self.resolver)
 
 
 class RevReceiver:

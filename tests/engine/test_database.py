@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from engine.changes import Changes, ChangeSource
 from engine.conflicts import ConcurrencyControl
-from engine.database import Database, RevisionInsert
-from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError
+from engine.database import Database, InsertResult, RevisionInsert
+from engine.database_sync import ConflictView
+from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError, StorageError
 from engine.revid import make_rev_id
 from engine.revtree import InsertStatus, RevTree
 from tests.conftest import save_in_other_process
@@ -211,6 +212,88 @@ def test_resolve_conflict_keeping_remote_or_merging(db: Database) -> None:
     assert tree is not None and tree.history(merged.rev_id)[1] == remote
     with pytest.raises(ConflictError):
         db.resolve_conflict("a", keep=remote, close=local.rev_id)
+
+
+def test_a_conflict_resolved_while_inserting_commits_once(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    local = db.save("a", {"v": 1}, base_rev=base.rev_id)
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    remote = rid(2, "remote")
+    calls: list[InsertResult] = []
+
+    def resolve(view: ConflictView, result: InsertResult) -> None:
+        calls.append(result)
+        assert view.get_revision("a", remote) is not None  # the view sees the uncommitted insert
+        view.resolve_conflict("a", keep=remote, close=local.rev_id, merged={"v": 3})
+
+    inserts = [RevisionInsert("a", remote, [base.rev_id], {"v": 2}), RevisionInsert("b", rid(1, "b"), [], {"w": 1})]
+    results = db.insert_revisions(inserts, resolve=resolve)
+    assert [r.status for r in results] == [InsertStatus.ADDED, InsertStatus.ADDED]
+    assert [c.doc_id for c in calls] == ["a"]  # only the revision that caused a conflict
+    doc = db.get("a")
+    assert doc is not None and doc.body == {"v": 3} and not doc.conflicted
+    tree = db.get_tree("a")
+    assert tree is not None and tree.history(doc.rev_id)[1] == remote
+    assert len(seen) == 1 and set(seen[0].doc_ids) == {"a", "b"} and seen[0].last_sequence == db.last_sequence
+    assert [(c.doc_id, c.sequence) for c in db.changes_since(base.sequence)] == [("a", 4), ("b", 5)]
+
+
+def test_receiving_a_revision_we_left_behind_resolves_again(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    local = db.save("a", {"v": 1}, base_rev=base.rev_id)
+    remote = rid(2, "remote")
+    db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})])
+    db.resolve_conflict("a", keep=local.rev_id, close=remote)  # we once decided against ``remote``
+    calls: list[InsertResult] = []
+
+    def resolve(view: ConflictView, result: InsertResult) -> None:
+        calls.append(result)
+        view.resolve_conflict("a", keep=remote, close=local.rev_id, merged={"v": 3})
+
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    result = db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})], resolve=resolve)[0]
+    assert result.status is InsertStatus.EXISTS and [c.rev_id for c in calls] == [remote]
+    doc = db.get("a")
+    assert doc is not None and doc.body == {"v": 3} and db.left_behind([("a", remote)]) == [False]
+    assert [c.doc_ids for c in seen] == [("a",)]
+    db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})], resolve=resolve)
+    assert len(calls) == 1  # on our branch now: nothing more to resolve
+
+
+def test_a_failed_resolution_while_inserting_undoes_only_itself(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    local = db.save("a", {"v": 1}, base_rev=base.rev_id)
+    remote = rid(2, "remote")
+
+    def resolve(view: ConflictView, result: InsertResult) -> None:
+        view.resolve_conflict("a", keep=remote, close=local.rev_id, merged={"v": 3})  # written, then undone
+        raise ConflictError("changed my mind")
+
+    result = db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})], resolve=resolve)[0]
+    assert result.error is None
+    doc = db.get("a")
+    assert doc is not None and doc.conflicted  # stored, still in conflict, nothing of the resolution left
+    tree = db.get_tree("a")
+    assert tree is not None and {n.rev_id for n in tree.leaves()} == {local.rev_id, remote}
+
+
+def test_a_resolver_that_writes_gets_an_error_not_a_deadlock(db: Database) -> None:
+    base = db.save("a", {"v": 0})
+    db.save("a", {"v": 1}, base_rev=base.rev_id)
+    failures: list[Exception] = []
+
+    def resolve(view: ConflictView, result: InsertResult) -> None:
+        try:
+            db.save("elsewhere", {"x": 1})
+        except StorageError as exc:
+            failures.append(exc)
+            raise
+
+    db.insert_revisions([RevisionInsert("a", rid(2, "remote"), [base.rev_id], {"v": 2})], resolve=resolve)
+    assert failures and "inside another write" in str(failures[0])
+    assert db.get("elsewhere") is None and db.get("a").conflicted  # type: ignore[union-attr]
 
 
 def test_resolve_conflict_by_keeping_a_leaf(db: Database) -> None:

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.conflicts import default_resolver
-from engine.database import Database, RevisionInsert
+from engine.database import Database, InsertResult, RevisionInsert
+from engine.database_sync import ConflictView
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver, merge_lists
 from engine.resolution import resolve_document
@@ -82,11 +83,15 @@ def pull(active: Database, passive: Database, resolver: object) -> int:
         rev = passive.revision_for_sync(doc_id, current.rev_id, known=set(known))
         assert rev is not None
         insert = RevisionInsert(doc_id, rev.rev_id, rev.history, json.loads(rev.body), rev.deleted)
-        result = active.insert_revisions([insert])[0]
+        calls: list[str] = []
+
+        def resolve(view: ConflictView, result: InsertResult, calls: list[str] = calls) -> None:
+            calls.append(result.doc_id)  # as the puller's Inserter does: in the inserting transaction
+            resolve_document(view, result.doc_id, result.rev_id, resolver)  # type: ignore[arg-type]
+
+        result = active.insert_revisions([insert], resolve=resolve)[0]
         assert result.error is None, result.error
-        if result.diverged_from or result.conflicted:
-            resolve_document(active, doc_id, rev.rev_id, resolver)  # type: ignore[arg-type]
-            resolved += 1
+        resolved += len(calls)
     return resolved
 
 

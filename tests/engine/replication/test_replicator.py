@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from engine.database import Database
+from engine.database import Database, RevisionInsert
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.attachments import AttachmentServer
@@ -221,6 +221,39 @@ async def test_conflict_default_resolver(peers: Peers) -> None:
     assert doc_a is not None and doc_b is not None
     assert doc_a.rev_id == doc_b.rev_id and doc_a.body == doc_b.body and doc_a.body["v"] in ("a", "b")
     assert not doc_a.conflicted and not doc_b.conflicted
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+async def test_a_peer_settled_on_a_branch_we_closed_earlier_converges(peers: Peers, continuous: bool) -> None:
+    # B once resolved a conflict against X (closed it); A, the listener, has since settled on X.
+    # A refuses B's branch (409) and offers X, which B already has: B must resolve again.
+    a, b = peers.database("a"), peers.database("b")
+    base = a.save("doc", {"v": 0})
+    b.insert_revisions([RevisionInsert("doc", base.rev_id, [], {"v": 0})])
+    x = a.save("doc", {"v": "x"}, base_rev=base.rev_id)
+    y = b.save("doc", {"v": "y"}, base_rev=base.rev_id)
+    b.insert_revisions([RevisionInsert("doc", x.rev_id, [base.rev_id], {"v": "x"})])
+    b.resolve_conflict("doc", keep=y.rev_id, close=x.rev_id)
+    assert b.left_behind([("doc", x.rev_id)]) == [True]
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, continuous=continuous)
+    replicator.start()
+
+    def converged() -> bool:
+        doc_a, doc_b = a.get("doc"), b.get("doc")
+        assert doc_a is not None and doc_b is not None
+        return doc_a.rev_id == doc_b.rev_id and not doc_a.conflicted and not doc_b.conflicted
+
+    if continuous:
+        await wait_until(converged)
+    else:
+        status = await asyncio.wait_for(replicator.wait_stopped(), 60 * TIME_UNIT)
+        assert status.error is None
+        await peers.replicate(b, listener)  # the resolution is pushed by the end of this one at the latest
+        assert converged()
+    tree = b.get_tree("doc")
+    doc_b = b.get("doc")
+    assert tree is not None and doc_b is not None and x.rev_id in tree.history(doc_b.rev_id)
 
 
 async def test_conflict_item_merge_resolver(peers: Peers) -> None:
