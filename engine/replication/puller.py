@@ -116,6 +116,9 @@ class Puller:
             doc_ids = self.ctx.config.doc_ids
             offered = [r for r in rows if not r.removed and (doc_ids is None or r.doc_id in doc_ids)]
             diff = await self.ctx.runner.run(self.ctx.db.revs_diff, [(r.doc_id, r.rev_id) for r in offered])
+            await self._resolve_left_behind(
+                [(r.doc_id, r.rev_id) for r, d in zip(offered, diff, strict=True) if d is None]
+            )
             wanted = dict(zip(((r.doc_id, r.rev_id) for r in offered), diff, strict=True))
             entries: list[list[str] | None] = []
             for row in rows:
@@ -134,6 +137,19 @@ class Puller:
             props["deltas"] = "true"
         body = encode_changes_reply(entries)
         return Reply(props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
+
+    async def _resolve_left_behind(self, known: list[tuple[str, str]]) -> None:
+        """Offered revisions we have but resolved against earlier are resolved again (see ``left_behind``).
+
+        Without this, a peer that settled on such a revision and we would
+        never agree: it refuses our branch (409) and offers one we think we have.
+        """
+        if not known:
+            return
+        behind = await self.ctx.runner.run(self.ctx.db.left_behind, known)
+        for (doc_id, rev_id), is_behind in zip(known, behind, strict=True):
+            if is_behind:
+                await self.inserter.resolve(doc_id, rev_id)
 
     def handle_norev(self, message: Message) -> None:
         """The peer cannot send a revision it offered (§3.8): that change is done."""
