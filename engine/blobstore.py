@@ -141,19 +141,23 @@ class BlobStore:
 
     def install(self, key: bytes, length: int, source: IO[bytes]) -> None:
         """Store content read from ``source`` under digest ``key`` in one transaction."""
+        self._store.write(lambda txn: self.install_in(txn, key, length, source))
 
-        def fn(txn: Txn) -> None:
-            if txn.get("blobs", key) is not None:
-                return
-            source.seek(0)
-            index = 0
-            while chunk := source.read(CHUNK_SIZE):
-                txn.put("blob_chunks", _chunk_key(key, index), chunk)
-                index += 1
-            record = {"length": length, "chunks": index, "time": int(time.time())}
-            txn.put("blobs", key, json.dumps(record).encode())
+    @staticmethod
+    def install_in(txn: Txn, key: bytes, length: int, source: IO[bytes]) -> None:
+        """Store content read from ``source`` under digest ``key`` in ``txn`` (nothing if already stored).
 
-        self._store.write(fn)
+        The caller vouches that the content matches ``key`` and ``length``.
+        """
+        if txn.get("blobs", key) is not None:
+            return
+        source.seek(0)
+        index = 0
+        while chunk := source.read(CHUNK_SIZE):
+            txn.put("blob_chunks", _chunk_key(key, index), chunk)
+            index += 1
+        record = {"length": length, "chunks": index, "time": int(time.time())}
+        txn.put("blobs", key, json.dumps(record).encode())
 
     def has(self, digest: str) -> bool:
         """Return whether content with ``digest`` is stored."""

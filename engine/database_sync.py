@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from engine.blobs import Blob
+from engine.blobs import Blob, digest_to_key
 from engine.blobstore import BlobStore
 from engine.changes import Changes, ChangeSource
 from engine.db_core import DELETED_FLAG, DatabaseCore, body_key, decode_summary, unique_ids
@@ -39,7 +40,9 @@ class RevisionInsert(NamedTuple):
     """A revision received from a peer, to insert with its history (protocol §4.2).
 
     ``no_conflicts``: refuse the insert (ConflictError) if it would create a
-    conflict, as a passive peer does (protocol §3.7, §4.5).
+    conflict, as a passive peer does (protocol §3.7, §4.5). ``new_blobs``:
+    contents fetched for this revision, as ``(SHA-1 digest, bytes)`` already
+    checked against the digest, stored in the same transaction.
     """
 
     doc_id: str
@@ -48,6 +51,7 @@ class RevisionInsert(NamedTuple):
     body: dict[str, Any]
     deleted: bool = False
     no_conflicts: bool = False
+    new_blobs: Sequence[tuple[bytes, bytes]] = ()
 
 
 class InsertResult(NamedTuple):
@@ -193,12 +197,14 @@ class SyncOperations(DatabaseCore):
         self, txn: Txn, rev: RevisionInsert, raw_id: bytes, canonical: bytes, blobs: list[Blob], *, seq: int
     ) -> InsertResult:
         if blobs:
-            missing = BlobStore.missing(txn, [b.digest for b in blobs])
+            arriving = {key for key, _ in rev.new_blobs}
+            missing = [d for d in BlobStore.missing(txn, [b.digest for b in blobs]) if digest_to_key(d) not in arriving]
             if missing:
                 raise BlobNotFoundError(f"revision {rev.rev_id} of {rev.doc_id!r} refers to missing blob {missing[0]}")
         tree_data = txn.get("revs", raw_id)
         if tree_data is None and not rev.history:
             parse_rev_id(rev.rev_id)
+            self._install_blobs(txn, rev)
             self._write_new_doc(txn, raw_id, rev.rev_id, canonical, seq=seq, deleted=rev.deleted)
             return InsertResult(rev.doc_id, rev.rev_id, InsertStatus.ADDED)
         tree = RevTree() if tree_data is None else RevTree.decode(tree_data)
@@ -218,6 +224,7 @@ class SyncOperations(DatabaseCore):
                 current_rev_id=current.rev_id,
             )
         status = tree.insert_with_history(rev.rev_id, rev.history, deleted=rev.deleted, sequence=seq)
+        self._install_blobs(txn, rev)
         txn.put("bodies", body_key(raw_id, rev.rev_id), canonical)
         self._store_tree(txn, raw_id, tree, seq=seq, existed=current is not None)
         diverged = (
@@ -234,6 +241,12 @@ class SyncOperations(DatabaseCore):
             conflicted=tree.is_conflicted(),
             diverged_from=current.rev_id if diverged and current is not None else None,
         )
+
+    @staticmethod
+    def _install_blobs(txn: Txn, rev: RevisionInsert) -> None:
+        """Store the blobs fetched for ``rev``, once it is sure to be stored too (no orphans)."""
+        for key, data in rev.new_blobs:
+            BlobStore.install_in(txn, key, len(data), io.BytesIO(data))
 
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
         """Resolve a conflict (protocol §4.6): the branch of ``keep`` continues, ``close``'s ends.
@@ -479,6 +492,12 @@ class _TxnConflictView:
 
     def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
         return self._db._revision_in(self._txn, doc_id, check_doc_id(doc_id), rev_id)
+
+    @staticmethod
+    def _install_blobs(txn: Txn, rev: RevisionInsert) -> None:
+        """Store the blobs fetched for ``rev``, once it is sure to be stored too (no orphans)."""
+        for key, data in rev.new_blobs:
+            BlobStore.install_in(txn, key, len(data), io.BytesIO(data))
 
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
         raw_id = check_doc_id(doc_id)

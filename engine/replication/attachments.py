@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -9,6 +10,7 @@ from collections.abc import Iterable
 from engine.blobs import Blob, digest_to_key, prove_attachment
 from engine.database import Database
 from engine.errors import BlobNotFoundError, InvalidDocumentError
+from engine.replication import tuning
 from engine.replication.blip_connection import Message
 from engine.replication.blip_socket import BlipSocket, Reply
 from engine.replication.db_runner import DbRunner
@@ -57,16 +59,27 @@ class AttachmentServer:
 
 
 class AttachmentFetcher:
-    """Fetches the blobs a received revision refers to, before it is inserted (§3.7)."""
+    """Fetches the blobs a received revision refers to, before it is inserted (§3.7).
+
+    Fetched contents are kept in memory until the revision's transaction
+    stores them (one commit for a revision and its pictures); at most
+    ``tuning.MAX_FETCHED_BYTES`` of them at once, beyond which fetches wait.
+    """
 
     def __init__(self, db: Database, runner: DbRunner, socket: BlipSocket) -> None:
         self.db = db
         self.runner = runner
         self.socket = socket
         self.bytes_received = 0
+        #: bytes of blobs being fetched or waiting to be stored
+        self.bytes_held = 0
+        self._freed = asyncio.Event()
 
-    async def fetch_missing(self, doc_id: str, blobs: Iterable[Blob]) -> None:
-        """Download and store every blob the store lacks; verify each against its digest.
+    async def fetch_missing(self, doc_id: str, blobs: Iterable[Blob]) -> list[tuple[bytes, bytes]]:
+        """Download every blob the store lacks and check it against its digest.
+
+        Returns ``(SHA-1 digest, bytes)`` pairs to store with the revision (see
+        ``RevisionInsert.new_blobs``); call :meth:`release` with them once stored.
 
         Raises:
             BlipError: ``HTTP``/400 when the peer sends bytes that do not match;
@@ -74,15 +87,45 @@ class AttachmentFetcher:
         """
         wanted = {b.digest: b for b in blobs}
         missing = [b for d, b in wanted.items() if not await self.runner.run(self.db.has_blob, d)]
-        for blob in missing:
-            props = {"digest": blob.digest, "docID": doc_id}
-            if is_compressible(blob.content_type):
-                props["compress"] = "true"
-            reply = await self.socket.request("getAttachment", props)
-            assert reply is not None
-            data = reply.body
-            actual = hashlib.sha1(data, usedforsecurity=False).digest()
-            if len(data) != blob.length or actual != digest_to_key(blob.digest):
-                raise BlipError("HTTP", 400, f"attachment {blob.digest} does not match its digest")
-            self.bytes_received += len(data)
-            await self.runner.run(self.db.save_blob, data, blob.content_type)
+        fetched: list[tuple[bytes, bytes]] = []
+        try:
+            for blob in missing:
+                await self._reserve(blob.length)
+                try:
+                    data = await self._fetch(doc_id, blob)
+                except BaseException:
+                    self._free(blob.length)
+                    raise
+                fetched.append((digest_to_key(blob.digest), data))
+        except BaseException:
+            self.release(fetched)
+            raise
+        return fetched
+
+    async def _fetch(self, doc_id: str, blob: Blob) -> bytes:
+        props = {"digest": blob.digest, "docID": doc_id}
+        if is_compressible(blob.content_type):
+            props["compress"] = "true"
+        reply = await self.socket.request("getAttachment", props)
+        assert reply is not None
+        data = reply.body
+        actual = hashlib.sha1(data, usedforsecurity=False).digest()
+        if len(data) != blob.length or actual != digest_to_key(blob.digest):
+            raise BlipError("HTTP", 400, f"attachment {blob.digest} does not match its digest")
+        self.bytes_received += len(data)
+        return data
+
+    def release(self, fetched: list[tuple[bytes, bytes]]) -> None:
+        """The blobs :meth:`fetch_missing` returned are stored (or dropped): make room for others."""
+        self._free(sum(len(data) for _, data in fetched))
+
+    async def _reserve(self, size: int) -> None:
+        # one blob bigger than the whole allowance still goes, alone
+        while self.bytes_held and self.bytes_held + size > tuning.MAX_FETCHED_BYTES:
+            self._freed.clear()
+            await self._freed.wait()
+        self.bytes_held += size
+
+    def _free(self, size: int) -> None:
+        self.bytes_held -= size
+        self._freed.set()

@@ -204,12 +204,19 @@ class RevReceiver:
         body = strip_special_properties(body)
         if self.accept is not None and not self.accept(rev, body):
             return None
-        await self.fetcher.fetch_missing(rev.doc_id, _blobs_of(body))
-        return await self.inserter.submit(rev, self._insert(rev, body))
+        fetched = await self.fetcher.fetch_missing(rev.doc_id, _blobs_of(body))
+        try:
+            return await self.inserter.submit(rev, self._insert(rev, body, fetched))
+        finally:
+            self.fetcher.release(fetched)
 
-    def _insert(self, rev: IncomingRevision, body: dict[str, Any]) -> RevisionInsert:
+    def _insert(
+        self, rev: IncomingRevision, body: dict[str, Any], new_blobs: list[tuple[bytes, bytes]] | None = None
+    ) -> RevisionInsert:
         no_conflicts = self.no_conflicts or rev.no_conflicts
-        return RevisionInsert(rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts=no_conflicts)
+        return RevisionInsert(
+            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts=no_conflicts, new_blobs=new_blobs or ()
+        )
 
 
 def _blobs_of(body: dict[str, Any], raw: bytes | None = None) -> list[Blob]:

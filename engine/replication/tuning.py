@@ -57,6 +57,9 @@ MAX_REV_BYTES_IN_FLIGHT = 8 * 1024 * 1024
 #: Revisions a puller requests but has not yet stored before it delays its
 #: ``changes`` replies, which holds the sender back (LiteCore: 200).
 MAX_PENDING_REVS = 2000
+#: Bytes of fetched blobs held in memory until their revisions are stored;
+#: further ``getAttachment`` requests wait (a single bigger blob still goes alone).
+MAX_FETCHED_BYTES = 32 * 1024 * 1024
 #: Revisions inserted per database transaction on the receiving side.
 INSERT_BATCH = 500
 #: History entries sent when no common ancestor is known; told to senders in

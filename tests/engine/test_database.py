@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.blobs import Blob, key_to_digest
 from engine.changes import Changes, ChangeSource
 from engine.conflicts import ConcurrencyControl
 from engine.database import Database, InsertResult, RevisionInsert
@@ -198,6 +199,29 @@ def test_no_conflicts_accepts_fast_forward_and_new_branch_on_tombstone(db: Datab
     fresh = db.insert_revisions([RevisionInsert("a", rid(1, "fresh"), [], {"v": 9}, no_conflicts=True)])[0]
     assert fresh.status is InsertStatus.ADDED
     assert db.get("a").body == {"v": 9}  # type: ignore[union-attr]
+
+
+def test_blobs_arriving_with_a_revision_are_stored_in_its_commit(db: Database) -> None:
+    data = b"picture bytes"
+    key = hashlib.sha1(data).digest()
+    blob = Blob(key_to_digest(key), len(data), "image/jpeg")
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    without = RevisionInsert("a", rid(1, "a"), [], {"p": blob.to_dict()})
+    assert isinstance(db.insert_revisions([without])[0].error, BlobNotFoundError)
+    result = db.insert_revisions([without._replace(new_blobs=[(key, data)])])[0]
+    assert result.status is InsertStatus.ADDED and db.read_blob(blob.digest) == data
+    assert len(seen) == 1
+
+
+def test_blobs_arriving_with_a_refused_revision_are_not_kept(db: Database) -> None:
+    db.save("a", {"v": 0})
+    data = b"unwanted"
+    key = hashlib.sha1(data).digest()
+    blob = Blob(key_to_digest(key), len(data), None)
+    refused = RevisionInsert("a", rid(1, "b"), [], {"p": blob.to_dict()}, no_conflicts=True, new_blobs=[(key, data)])
+    assert isinstance(db.insert_revisions([refused])[0].error, ConflictError)
+    assert not db.has_blob(blob.digest)
 
 
 def test_resolve_conflict_keeping_remote_or_merging(db: Database) -> None:

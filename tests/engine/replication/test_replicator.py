@@ -11,7 +11,8 @@ import pytest
 from engine.database import Database, RevisionInsert
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
-from engine.replication.attachments import AttachmentServer
+from engine.replication import tuning
+from engine.replication.attachments import AttachmentFetcher, AttachmentServer
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip_socket import Reply
 from engine.replication.errors import BlipError, HTTPStatusError
@@ -146,6 +147,31 @@ async def test_blobs_travel_both_ways(peers: Peers, size: int) -> None:
     await peers.replicate(b, listener)
     assert b.read_blob(pull_blob.digest) == a.read_blob(pull_blob.digest)
     assert a.read_blob(push_blob.digest) == b.read_blob(push_blob.digest)
+
+
+async def test_fetched_blobs_held_in_memory_stay_within_the_allowance(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    blobs = [a.save_blob(os.urandom(8_000 + i), "image/jpeg") for i in range(12)]
+    for i, blob in enumerate(blobs):
+        a.save(f"p{i}", {"picture": blob.to_dict()})
+    a.save("big", {"picture": a.save_blob(os.urandom(30_000), "image/jpeg").to_dict()})  # alone above the limit
+    monkeypatch.setattr(tuning, "MAX_FETCHED_BYTES", 20_000)
+    held: list[int] = []
+    original = AttachmentFetcher._reserve
+
+    async def watching(self: AttachmentFetcher, size: int) -> None:
+        await original(self, size)
+        held.append(self.bytes_held)
+
+    monkeypatch.setattr(AttachmentFetcher, "_reserve", watching)
+    listener = await peers.listener(a)
+    replicator = await peers.replicate(b, listener, type=ReplicatorType.PULL)
+    assert replicator.pulled == 13 and len(held) == 13
+    assert max(held) == 30_000 and sorted(held)[-2] <= 20_000
+    for blob in blobs:
+        assert b.read_blob(blob.digest) == a.read_blob(blob.digest)
 
 
 async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
