@@ -66,7 +66,7 @@ class Inserter:
         self.resolver = resolver
         self.on_inserted = on_inserted
         self.on_idle = on_idle
-        self._queue: list[tuple[IncomingRevision, RevisionInsert, asyncio.Future[Reply | None]]] = []
+        self._queue: list[tuple[IncomingRevision, RevisionInsert, asyncio.Future[Reply | None] | None]] = []
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -77,10 +77,19 @@ class Inserter:
     def submit(self, rev: IncomingRevision, insert: RevisionInsert) -> asyncio.Future[Reply | None]:
         """Queue a revision; the future resolves (or fails) once it is stored."""
         future: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+        self._enqueue(rev, insert, future)
+        return future
+
+    def submit_no_reply(self, rev: IncomingRevision, insert: RevisionInsert) -> None:
+        """Queue a revision nobody waits for (a NoReply ``rev``); the outcome goes to ``on_inserted`` only."""
+        self._enqueue(rev, insert, None)
+
+    def _enqueue(
+        self, rev: IncomingRevision, insert: RevisionInsert, future: asyncio.Future[Reply | None] | None
+    ) -> None:
         self._queue.append((rev, insert, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="inserter")
-        return future
 
     async def _run(self) -> None:
         try:
@@ -100,14 +109,16 @@ class Inserter:
                 )
             except EngineError as exc:
                 log.error("storing %d received revisions failed: %s", len(batch), exc)
-                for _, _, future in batch:
-                    if not future.done():
+                for rev, _, future in batch:
+                    if self.on_inserted is not None:
+                        self.on_inserted(rev, InsertResult(rev.doc_id, rev.rev_id, error=exc))
+                    if future is not None and not future.done():
                         future.set_exception(_blip_error(exc))
                 continue
             for (rev, _, future), result in zip(batch, results, strict=True):
                 if self.on_inserted is not None:
                     self.on_inserted(rev, result)
-                if future.done():
+                if future is None or future.done():
                     continue
                 if result.error is None:
                     future.set_result(None)
@@ -182,6 +193,9 @@ class RevReceiver:
                 return None
             blobs = _blobs_of(body, rev.body)
             if not blobs:  # the usual case: no task, no await
+                if message.no_reply:  # as Sync Gateway and our listener send plain revisions (§3.7)
+                    self.inserter.submit_no_reply(rev, self._insert(rev, body))
+                    return None
                 return self.inserter.submit(rev, self._insert(rev, body))
         return self._complete(rev)
 
