@@ -265,16 +265,12 @@ class SyncOperations(DatabaseCore):
         Raises:
             ConflictError: the revisions changed meanwhile (read again and retry).
         """
-        raw_id = check_doc_id(doc_id)
-        canonical = None if merged is None or merged is KEEP else check_body(merged)[0]
 
         def fn(txn: Txn) -> tuple[Document, Changes]:
-            seq = self._last_seq(txn) + 1
-            doc = self._resolve_in(
-                txn, doc_id, raw_id, keep=keep, close=close, canonical=canonical, merged=merged, seq=seq
-            )
-            txn.put("meta", b"last_seq", str(seq).encode())
-            return doc, Changes((doc_id,), ChangeSource.LOCAL, seq)
+            view = _TxnConflictView(self, txn, self._last_seq(txn))
+            doc = view.resolve_conflict(doc_id, keep=keep, close=close, merged=merged)
+            txn.put("meta", b"last_seq", str(view.seq).encode())
+            return doc, Changes((doc_id,), ChangeSource.LOCAL, view.seq)
 
         return self._commit(fn)
 
@@ -492,12 +488,6 @@ class _TxnConflictView:
 
     def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
         return self._db._revision_in(self._txn, doc_id, check_doc_id(doc_id), rev_id)
-
-    @staticmethod
-    def _install_blobs(txn: Txn, rev: RevisionInsert) -> None:
-        """Store the blobs fetched for ``rev``, once it is sure to be stored too (no orphans)."""
-        for key, data in rev.new_blobs:
-            BlobStore.install_in(txn, key, len(data), io.BytesIO(data))
 
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
         raw_id = check_doc_id(doc_id)
