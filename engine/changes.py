@@ -33,7 +33,10 @@ class ChangeEntry:
 class Changes:
     """Everything one committed transaction changed.
 
-    Observers receive exactly one ``Changes`` per transaction, after commit.
+    Observers receive exactly one ``Changes`` per transaction of this
+    process, after commit; what other processes committed arrives as one
+    EXTERNAL ``Changes`` per announcement. A transaction that stores a peer's
+    revisions and resolves the conflicts they cause is one REMOTE ``Changes``.
     ``doc_ids`` lists each changed document once, in the order of the changes;
     ``purged`` lists documents removed without a tombstone.
     """
