@@ -65,6 +65,9 @@ class InsertResult(NamedTuple):
     #: the current revision before the insert, when the new revision's history
     #: does not contain it and it was live: a conflict per protocol §4.5
     diverged_from: str | None = None
+    #: the revision was already stored, off our current branch: one we resolved
+    #: against earlier, to resolve again (see :meth:`SyncOperations.left_behind`)
+    left_behind: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,7 @@ class SyncOperations(DatabaseCore):
                 if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
                     seq += 1
                     changed.append(rev.doc_id)
-                if resolve is not None and self._needs_resolving(txn, raw_id, result):
+                if resolve is not None and self._needs_resolving(result):
                     resolved_seq = self._resolve_inserted(txn, resolve, result, seq)
                     if resolved_seq != seq:
                         seq = resolved_seq
@@ -168,14 +171,12 @@ class SyncOperations(DatabaseCore):
 
         return self._commit(fn)
 
-    def _needs_resolving(self, txn: Txn, raw_id: bytes, result: InsertResult) -> bool:
-        """Whether an inserted revision caused a conflict, or is one we had and left behind (see left_behind())."""
+    @staticmethod
+    def _needs_resolving(result: InsertResult) -> bool:
+        """Whether an inserted revision caused a conflict, or is one we had and left behind."""
         if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
             return bool(result.diverged_from or result.conflicted)
-        if result.status is InsertStatus.EXISTS:
-            tree = self._tree_in(txn, raw_id)
-            return tree is not None and _is_left_behind(tree, result.rev_id)
-        return False
+        return result.left_behind
 
     def _resolve_inserted(
         self, txn: Txn, resolve: Callable[[ConflictView, InsertResult], object], result: InsertResult, seq: int
@@ -211,7 +212,13 @@ class SyncOperations(DatabaseCore):
         current = None if tree_data is None else tree.winner()
         existing = tree.get(rev.rev_id)
         if existing is not None and existing.has_body:
-            return InsertResult(rev.doc_id, rev.rev_id, InsertStatus.EXISTS, conflicted=tree.is_conflicted())
+            return InsertResult(
+                rev.doc_id,
+                rev.rev_id,
+                InsertStatus.EXISTS,
+                conflicted=tree.is_conflicted(),
+                left_behind=_is_left_behind(tree, rev.rev_id),
+            )
         if (
             rev.no_conflicts
             and current is not None

@@ -106,6 +106,10 @@ class RevTree:
 
     def leaves(self) -> list[RevNode]:
         """Return the leaf revisions, winner first."""
+        return list(self._current_leaves())
+
+    def _current_leaves(self) -> list[RevNode]:
+        """The remembered leaves (computed when the tree has changed); do not modify."""
         if self._leaves is None:
             if len(self.nodes) == 1:
                 self._leaves = list(self.nodes.values())
@@ -115,7 +119,7 @@ class RevTree:
                 if len(leaves) > 1:
                     leaves.sort(key=_winner_key, reverse=True)
                 self._leaves = leaves
-        return list(self._leaves)
+        return self._leaves
 
     def winner(self) -> RevNode:
         """Return the winning (current) revision.
@@ -123,14 +127,10 @@ class RevTree:
         Raises:
             InvalidDocumentError: the tree is empty.
         """
-        if len(self.nodes) == 1:
-            return next(iter(self.nodes.values()))
-        if self._leaves is None:
-            self.leaves()
-        assert self._leaves is not None
-        if not self._leaves:
+        leaves = self._current_leaves()
+        if not leaves:
             raise InvalidDocumentError("empty revision tree")
-        return self._leaves[0]
+        return leaves[0]
 
     def live_leaves(self) -> list[RevNode]:
         """Return the non-deleted leaves, winner first."""
@@ -138,12 +138,7 @@ class RevTree:
 
     def is_conflicted(self) -> bool:
         """Return whether more than one live leaf exists."""
-        if len(self.nodes) == 1:
-            return False
-        if self._leaves is None:
-            self.leaves()
-        assert self._leaves is not None
-        return sum(1 for n in self._leaves if not n.deleted) > 1
+        return sum(1 for n in self._current_leaves() if not n.deleted) > 1
 
     def history(self, rev_id: str) -> list[str]:
         """Return ``rev_id`` followed by its known ancestors, newest first."""

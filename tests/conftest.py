@@ -65,14 +65,16 @@ with Database(sys.argv[1], durable=False) as db:
 _PROJECT = Path(__file__).resolve().parents[1]
 
 
+def _other_process_command(path: Path, doc_ids: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-c", _SAVE_IN_OTHER_PROCESS, str(path), *doc_ids]
+
+
 def save_in_other_process(path: Path, *doc_ids: str) -> None:
     """Save documents into the database at ``path`` from a separate Python process."""
-    command = [sys.executable, "-c", _SAVE_IN_OTHER_PROCESS, str(path), *doc_ids]
-    subprocess.run(command, check=True, cwd=_PROJECT, timeout=60 * TIME_UNIT)
+    subprocess.run(_other_process_command(path, doc_ids), check=True, cwd=_PROJECT, timeout=60 * TIME_UNIT)
 
 
 async def save_in_other_process_async(path: Path, *doc_ids: str) -> None:
     """:func:`save_in_other_process` without blocking the event loop."""
-    command = [sys.executable, "-c", _SAVE_IN_OTHER_PROCESS, str(path), *doc_ids]
-    proc = await asyncio.create_subprocess_exec(*command, cwd=_PROJECT)
+    proc = await asyncio.create_subprocess_exec(*_other_process_command(path, doc_ids), cwd=_PROJECT)
     assert await asyncio.wait_for(proc.wait(), 60 * TIME_UNIT) == 0

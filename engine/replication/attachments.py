@@ -88,29 +88,26 @@ class AttachmentFetcher:
         wanted = {b.digest: b for b in blobs}
         missing = [b for d, b in wanted.items() if not await self.runner.run(self.db.has_blob, d)]
         fetched: list[tuple[bytes, bytes]] = []
+        reserved = 0
         try:
             for blob in missing:
                 await self._reserve(blob.length)
-                try:
-                    data = await self._fetch(doc_id, blob)
-                except BaseException:
-                    self._free(blob.length)
-                    raise
-                fetched.append((digest_to_key(blob.digest), data))
+                reserved += blob.length
+                key = digest_to_key(blob.digest)
+                fetched.append((key, await self._fetch(doc_id, blob, key)))
         except BaseException:
-            self.release(fetched)
+            self._free(reserved)
             raise
         return fetched
 
-    async def _fetch(self, doc_id: str, blob: Blob) -> bytes:
+    async def _fetch(self, doc_id: str, blob: Blob, key: bytes) -> bytes:
         props = {"digest": blob.digest, "docID": doc_id}
         if is_compressible(blob.content_type):
             props["compress"] = "true"
         reply = await self.socket.request("getAttachment", props)
         assert reply is not None
         data = reply.body
-        actual = hashlib.sha1(data, usedforsecurity=False).digest()
-        if len(data) != blob.length or actual != digest_to_key(blob.digest):
+        if len(data) != blob.length or hashlib.sha1(data, usedforsecurity=False).digest() != key:
             raise BlipError("HTTP", 400, f"attachment {blob.digest} does not match its digest")
         self.bytes_received += len(data)
         return data

@@ -278,7 +278,7 @@ def test_receiving_a_revision_we_left_behind_resolves_again(db: Database) -> Non
     seen: list[Changes] = []
     db.add_change_listener(seen.append)
     result = db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})], resolve=resolve)[0]
-    assert result.status is InsertStatus.EXISTS and [c.rev_id for c in calls] == [remote]
+    assert result.status is InsertStatus.EXISTS and result.left_behind and [c.rev_id for c in calls] == [remote]
     doc = db.get("a")
     assert doc is not None and doc.body == {"v": 3} and db.left_behind([("a", remote)]) == [False]
     assert [c.doc_ids for c in seen] == [("a",)]
