@@ -137,6 +137,8 @@ class BlipSocket:
     ) -> asyncio.Future[Message] | None:
         """Queue a ``profile`` request; return a future for its reply (None for NoReply).
 
+        Urgent requests are written at once; others at the end of the event-loop turn.
+
         The future's result is the reply; an ERR reply sets :class:`BlipError`
         and a lost connection :class:`ConnectionClosedError`.
 
@@ -147,7 +149,10 @@ class BlipSocket:
             raise ConnectionClosedError(f"connection to {self.name} is closed", code=self.close_code)
         props = {"Profile": profile, **properties} if properties else {"Profile": profile}
         number = self._conn.send_request(props, body, compressed=compressed, urgent=urgent, no_reply=no_reply)
-        self._schedule_flush()
+        if urgent and not self._draining:
+            self._flush()  # now, not after whatever work is already waiting on the loop
+        else:
+            self._schedule_flush()
         if no_reply:
             return None
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()

@@ -125,7 +125,7 @@ class ChangesFeeder:
         await self._slots.acquire()
         body = encode_changes_rows(rows, int_flags=self.session.socket.subprotocol.endswith("_3"))
         future = self.session.socket.send_request(
-            "changes", None, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY
+            "changes", None, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY, urgent=tuning.CHANGES_URGENT
         )
         assert future is not None
         task = asyncio.create_task(self._handle_reply(rows, future))
@@ -152,6 +152,7 @@ class ChangesFeeder:
             for row, entry in zip(rows, entries, strict=True)
             if isinstance(entry, list)
         ]
+        await _let_next_batch_go_first()
         await session.sender.send_many(wanted, no_reply_when_plain=True)
         session.touch()
 
@@ -159,6 +160,15 @@ class ChangesFeeder:
         """Stop sending replies' revisions."""
         for task in list(self._replies):
             task.cancel()
+
+
+async def _let_next_batch_go_first() -> None:
+    """Yield once, so that the feed, woken by the slot a reply freed, queues its next batch first.
+
+    The peer then gets that batch ahead of this reply's revisions and answers it
+    while it still works through them: the sender is never left waiting for work.
+    """
+    await asyncio.sleep(0)
 
 
 class PassiveSession:

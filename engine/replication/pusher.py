@@ -107,7 +107,11 @@ class Pusher:
         proposal = [[r.doc_id, r.rev_id, self.ctx.remote_revs.get(r.doc_id, ""), r.body_size] for r in rows]
         body = encode_json(proposal)
         future = self.ctx.socket.send_request(
-            "proposeChanges", {"conflictIncludesRev": "true"}, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY
+            "proposeChanges",
+            {"conflictIncludesRev": "true"},
+            body,
+            compressed=len(body) >= tuning.COMPRESS_MIN_BODY,
+            urgent=tuning.CHANGES_URGENT,
         )
         assert future is not None
         task = asyncio.create_task(self._handle_reply(rows, future))

@@ -99,7 +99,11 @@ class RevSender:
         deltas = self.deltas_allowed()
         requests = [RevisionRequest(d, r, k, k[0] if k and deltas else None) for d, r, k, _ in items]
         revs = await self.runner.run(self.db.revisions_for_sync, requests, max_history=self.max_history())
-        for (doc_id, rev_id, _, sequence), rev in zip(items, revs, strict=True):
+        for count, ((doc_id, rev_id, _, sequence), rev) in enumerate(zip(items, revs, strict=True), start=1):
+            if count % tuning.REV_SEND_SLICE == 0:
+                # let the socket write what is queued, so that the peer works on
+                # these revisions while we prepare the rest
+                await asyncio.sleep(0)
             if rev is None:  # superseded meanwhile: the peer gets the newer revision from the feed
                 self.on_outcome(RevOutcome(doc_id, rev_id, sequence, error=BlipError("HTTP", 410, "revision is gone")))
                 continue

@@ -48,12 +48,18 @@ WRITE_BUFFER_HIGH = 256 * 1024
 MAX_UNSOLICITED_REVS = 20
 #: Rows per ``changes`` / ``proposeChanges`` message (LiteCore and Sync Gateway use 200).
 CHANGES_BATCH = 200
+#: ``changes`` / ``proposeChanges`` go urgent, as LiteCore sends them (protocol §2.5,
+#: §9): they overtake queued ``rev`` messages, so the peer's answer, and with it the
+#: next revisions, are on their way while it still works through the earlier ones.
+CHANGES_URGENT = True
 #: ``changes`` / ``proposeChanges`` messages awaiting replies at once (LiteCore: 5).
 MAX_CHANGES_IN_FLIGHT = 5
 #: ``rev`` messages awaiting replies at once, and their bytes (LiteCore: 10 and 2 MB;
 #: more here, since replies come after batched commits).
 MAX_REVS_IN_FLIGHT = 500
 MAX_REV_BYTES_IN_FLIGHT = 8 * 1024 * 1024
+#: A sender lets the socket write after preparing this many revisions in a row.
+REV_SEND_SLICE = 50
 #: Revisions a puller requests but has not yet stored before it delays its
 #: ``changes`` replies, which holds the sender back (LiteCore: 200).
 MAX_PENDING_REVS = 2000

@@ -113,6 +113,29 @@ async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> No
 
 
 @pytest.mark.asyncio
+async def test_urgent_requests_are_written_at_once(echo_server: MakeServer) -> None:
+    received: list[bytes] = []
+    server = await echo_server(lambda sock: sock.register("sink", lambda m: received.append(m.body)))
+    client = await server.client()
+    transport = client.ws.transport
+    writes: list[int] = []
+    original = transport.writelines
+
+    def recording(data: list[bytes]) -> None:
+        writes.append(len(data))  # WebSocket frames per write (client frames are masked)
+        original(data)
+
+    transport.writelines = recording  # type: ignore[method-assign]
+    client.send_request("sink", None, b"normal", no_reply=True)
+    assert writes == []  # written at the end of this event-loop turn
+    client.send_request("sink", None, b"urgent", urgent=True, no_reply=True)
+    assert writes == [2]  # the urgent one, and the one queued before it
+    await wait_until(lambda: len(received) == 2)
+    assert received == [b"normal", b"urgent"]
+    await client.close()
+
+
+@pytest.mark.asyncio
 async def test_closing_fails_pending_requests(echo_server: MakeServer) -> None:
     never = asyncio.Event()
 
