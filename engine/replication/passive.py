@@ -72,6 +72,10 @@ class ChangesFeeder:
         self._changed = asyncio.Event()
         self._slots = asyncio.Semaphore(tuning.MAX_CHANGES_IN_FLIGHT)
         self._replies: set[asyncio.Task[None]] = set()
+        #: replies' revisions go out one batch after another, in feed order: the
+        #: peer then stores documents in order (fuller B-tree pages) and its
+        #: checkpoint advances steadily
+        self._sending = asyncio.Lock()
 
     def database_changed(self) -> None:
         """Wake the feed (called on the event loop)."""
@@ -153,7 +157,8 @@ class ChangesFeeder:
             if isinstance(entry, list)
         ]
         await _let_next_batch_go_first()
-        await session.sender.send_many(wanted, no_reply_when_plain=True)
+        async with self._sending:
+            await session.sender.send_many(wanted, no_reply_when_plain=True)
         session.touch()
 
     def cancel(self) -> None:

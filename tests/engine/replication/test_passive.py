@@ -139,6 +139,18 @@ async def test_sub_changes_one_shot_then_caught_up(setup: tuple[Database, URLEnd
     assert tomb.properties["deleted"] == "1" and tomb.properties["history"]
 
 
+async def test_revisions_go_out_in_feed_order(setup: tuple[Database, URLEndpointListener, Client]) -> None:
+    """Several changes answered at once: their revisions still leave in sequence order, batch after batch."""
+    db, _, client = setup
+    with db.batch() as batch:
+        for i in range(1000):
+            batch.save(f"doc-{i:04d}", {"i": i})
+    await client.sock.request("subChanges", {"batch": "200", "versioning": "rev-trees"})
+    revs = [await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT) for _ in range(1000)]
+    sequences = [json.loads(m.properties["sequence"]) for m in revs]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 1000
+
+
 async def test_sub_changes_continuous_and_active_only(setup: tuple[Database, URLEndpointListener, Client]) -> None:
     db, _, client = setup
     db.save("gone", {})
