@@ -18,7 +18,17 @@ client database; both databases are durable (fsync per commit). The
 listener runs in its own process, started by the client process, which
 sends it edits over a pipe. Peak RSS of both processes is reported.
 
-    .venv/bin/python bench/sync.py [--runs 3] [--scenarios s1,s2,s3,s4]
+    .venv/bin/python bench/sync.py [--runs 3] [--scenarios s1,s2,s3,s4] [--pouchdb RESULTS.json ...]
+
+Ratios are against PouchDB's figures recorded in the anchor's RESULTS.md,
+or, with ``--pouchdb``, against runs of the PouchDB harness on this machine
+(the JSON files its ``bench.js`` writes under ``results/``; several are
+pooled). The machine kind varies between sessions, so a side-by-side ratio
+needs the harness run on the same machine, ideally between runs of ours::
+
+    cp -r ../shared/bench/pouchdb /tmp/pouchdb-bench && (cd /tmp/pouchdb-bench && npm ci)
+    (cd /tmp/pouchdb-bench && node bench.js --label here-1)
+    .venv/bin/python bench/sync.py --pouchdb /tmp/pouchdb-bench/results/here-1.json
 """
 
 from __future__ import annotations
@@ -51,8 +61,8 @@ from engine.replication.replicator_types import (
     ReplicatorType,
 )
 
-#: PouchDB's pooled medians on this machine kind (../shared/bench/pouchdb/RESULTS.md, headline table).
-POUCHDB = {
+#: PouchDB's pooled medians recorded in ../shared/bench/pouchdb/RESULTS.md (headline table).
+POUCHDB_RECORDED = {
     "s1-10000 docs/s": 2945,
     "s1-50000 docs/s": 3547,
     "s2 MB/s": 7.51,
@@ -356,6 +366,12 @@ def main() -> None:
     parser.add_argument("--scenarios", default="s1,s2,s3,s4")
     parser.add_argument("--s1-sizes", default="10000,50000")
     parser.add_argument("--no-fsync", action="store_true", help="commit without fsync, to see what the disk costs")
+    parser.add_argument(
+        "--pouchdb",
+        type=Path,
+        action="append",
+        help="results JSON of the PouchDB harness run on this machine (repeat to pool several)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -368,6 +384,8 @@ def main() -> None:
         return
     if args.no_fsync:
         os.environ["SYNC_BENCH_NO_FSYNC"] = "1"
+    reference = pouchdb_medians(args.pouchdb) if args.pouchdb else POUCHDB_RECORDED
+    source = "measured here" if args.pouchdb else "recorded"
     plan: list[tuple[str, str, int]] = []
     for scenario in args.scenarios.split(","):
         if scenario == "s1":
@@ -381,10 +399,35 @@ def main() -> None:
         seed(template, scenario, n)
         results = [run(scenario, n, template) for _ in range(args.runs)]
         shutil.rmtree(template.parent, ignore_errors=True)
-        report(label, results)
+        report(label, results, reference, source)
 
 
-def report(label: str, results: list[dict[str, Any]]) -> None:
+def pouchdb_medians(files: list[Path]) -> dict[str, float]:
+    """PouchDB's medians from harness result files, pooled the way RESULTS.md's headline pools them."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for file in files:
+        for scenario in json.loads(file.read_text())["scenarios"]:
+            runs.setdefault(scenario["name"], []).extend(scenario["runs"])
+
+    def pick(prefix: str) -> list[dict[str, Any]]:
+        return [run for name, found in runs.items() if name.startswith(prefix) for run in found]
+
+    medians: dict[str, float] = {}
+    for n in (10000, 50000):
+        if found := pick(f"S1 bulk pull, N={n}"):
+            medians[f"s1-{n} docs/s"] = statistics.median(r["docs_per_s"] for r in found)
+    if found := pick("S2 "):
+        medians["s2 MB/s"] = statistics.median(r["MB_per_s"] for r in found)
+    if found := pick("S3 "):
+        samples = [x for r in found for x in r["e2e_samples"]]
+        medians["s3 e2e median ms"] = statistics.median(samples)
+        medians["s3 e2e p95 ms"] = nearest_rank(samples, 0.95)
+    if found := pick("S4 "):
+        medians["s4 median ms"] = statistics.median(d["ms"] for r in found for d in r["details"])
+    return medians
+
+
+def report(label: str, results: list[dict[str, Any]], reference: dict[str, float], source: str) -> None:
     medians = {key: statistics.median(r[key] for r in results) for key in results[0]}
     figures = ", ".join(f"{k} {v:,.2f}" for k, v in medians.items())
     print(f"{label} (median of {len(results)} runs): {figures}")
@@ -395,10 +438,11 @@ def report(label: str, results: list[dict[str, Any]]) -> None:
         "s3": ("e2e_median_ms", "s3 e2e median ms", False),
         "s4": ("median_ms", "s4 median ms", False),
     }
-    if label in ratios:
-        key, reference, higher_is_better = ratios[label]
-        ratio = medians[key] / POUCHDB[reference] if higher_is_better else POUCHDB[reference] / medians[key]
-        print(f"  vs PouchDB's recorded {reference} {POUCHDB[reference]}: {ratio:.1f}x better", flush=True)
+    if label in ratios and ratios[label][1] in reference:
+        key, name, higher_is_better = ratios[label]
+        theirs = reference[name]
+        ratio = medians[key] / theirs if higher_is_better else theirs / medians[key]
+        print(f"  vs PouchDB's {name} {theirs:,.2f} ({source}): {ratio:.1f}x better", flush=True)
 
 
 if __name__ == "__main__":
