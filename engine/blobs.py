@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def digest_of(data: bytes) -> str:
     return DIGEST_PREFIX + base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
 
 
+@functools.lru_cache(maxsize=4096)  # a received picture's digest is decoded at every step it passes
 def digest_to_key(digest: str) -> bytes:
     """Return the 20 raw SHA-1 bytes of a ``sha1-<base64>`` digest.
 

@@ -197,28 +197,29 @@ class RevReceiver:
                     self.inserter.submit_no_reply(rev, self._insert(rev, body))
                     return None
                 return self.inserter.submit(rev, self._insert(rev, body))
-        return self._complete(rev)
+            return self._store_with_blobs(rev, body, blobs)
+        return self._apply_delta(rev)
 
-    async def _complete(self, rev: IncomingRevision) -> Reply | None:
-        if rev.delta_src is not None:
-            base = await self.runner.run(self.db.get_revision, rev.doc_id, rev.delta_src)
-            if base is None or base.deleted:
-                raise BlipError("HTTP", 422, "delta base unknown")
-            try:
-                body = apply_delta(base.body, parse_json(rev.body, "delta"))
-            except DeltaError as exc:
-                raise BlipError("HTTP", 422, str(exc)) from None
-            if not isinstance(body, dict):
-                raise BlipError("HTTP", 422, "delta does not give an object")
-            self.deltas_received += 1
-        else:
-            body = parse_json(rev.body, "rev") if rev.body else {}
-            if not isinstance(body, dict):
-                raise BlipError("HTTP", 400, "revision body is not an object")
+    async def _apply_delta(self, rev: IncomingRevision) -> Reply | None:
+        assert rev.delta_src is not None
+        base = await self.runner.run(self.db.get_revision, rev.doc_id, rev.delta_src)
+        if base is None or base.deleted:
+            raise BlipError("HTTP", 422, "delta base unknown")
+        try:
+            body = apply_delta(base.body, parse_json(rev.body, "delta"))
+        except DeltaError as exc:
+            raise BlipError("HTTP", 422, str(exc)) from None
+        if not isinstance(body, dict):
+            raise BlipError("HTTP", 422, "delta does not give an object")
+        self.deltas_received += 1
         body = strip_special_properties(body)
         if self.accept is not None and not self.accept(rev, body):
             return None
-        fetched = await self.fetcher.fetch_missing(rev.doc_id, _blobs_of(body))
+        return await self._store_with_blobs(rev, body, _blobs_of(body))
+
+    async def _store_with_blobs(self, rev: IncomingRevision, body: dict[str, Any], blobs: list[Blob]) -> Reply | None:
+        """Fetch the blobs we lack, then store the revision with them."""
+        fetched = await self.fetcher.fetch_missing(rev.doc_id, blobs)
         try:
             return await self.inserter.submit(rev, self._insert(rev, body, fetched))
         finally:

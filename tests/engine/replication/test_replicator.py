@@ -9,6 +9,7 @@ import os
 import pytest
 
 from engine.database import Database, RevisionInsert
+from engine.documents import Document
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
@@ -496,6 +497,24 @@ async def test_document_id_and_function_filters(peers: Peers) -> None:
     fill(d, "d", 4)
     await peers.replicate(d, listener, push_filter=lambda doc, _deleted: doc.id != "d3", type=ReplicatorType.PUSH)
     assert {"d0", "d1", "d2"} <= set(a.doc_ids()) and "d3" not in a.doc_ids()
+
+
+async def test_pull_filter_sees_each_revision_once_and_refused_pictures_are_not_fetched(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    for i in range(4):
+        a.save(f"p{i}", {"n": i, "picture": a.save_blob(os.urandom(1000 + i), "image/jpeg").to_dict()})
+    listener = await peers.listener(a)
+    seen: list[str] = []
+
+    def keep_even(doc: Document, _deleted: bool) -> bool:
+        seen.append(doc.id)
+        return doc.body["n"] % 2 == 0
+
+    await peers.replicate(b, listener, pull_filter=keep_even, type=ReplicatorType.PULL)
+    assert sorted(seen) == ["p0", "p1", "p2", "p3"]
+    assert sorted(b.doc_ids()) == ["p0", "p2"]
+    refused = a.get("p1")
+    assert refused is not None and not b.has_blob(refused.body["picture"]["digest"])
 
 
 async def test_reset_checkpoint_starts_over(peers: Peers) -> None:
