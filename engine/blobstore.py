@@ -117,8 +117,12 @@ class BlobReader(io.RawIOBase):
         return n
 
     def _verify(self) -> None:
-        if self._seen != self.length or self._sha1.digest() != self._key:
-            raise BlobCorruptError(f"stored content of blob {self._digest} does not match its digest")
+        _verify(self._digest, self._key, self.length, self._seen, self._sha1.digest())
+
+
+def _verify(digest: str, key: bytes, length: int, seen: int, sha1: bytes) -> None:
+    if seen != length or sha1 != key:
+        raise BlobCorruptError(f"stored content of blob {digest} does not match its digest")
 
 
 class BlobStore:
@@ -178,9 +182,24 @@ class BlobStore:
         return BlobReader(self, digest, info["length"], info["chunks"])
 
     def read(self, digest: str) -> bytes:
-        """Return the whole verified content of a blob."""
-        with self.open(digest) as reader:
-            return reader.read()
+        """Return the whole verified content of a blob (one snapshot, one pass).
+
+        Raises:
+            BlobNotFoundError: no such blob.
+            BlobCorruptError: a chunk is missing or the content does not match.
+        """
+        key = digest_to_key(digest)
+        with self._store.read() as txn:
+            record = txn.get("blobs", key)
+            if record is None:
+                raise BlobNotFoundError(f"no blob with digest {digest}")
+            info = json.loads(record)
+            chunks = [txn.get("blob_chunks", _chunk_key(key, index)) for index in range(info["chunks"])]
+        if None in chunks:
+            raise BlobCorruptError(f"blob {digest} is missing chunk {chunks.index(None)}")
+        data = b"".join(c for c in chunks if c is not None)
+        _verify(digest, key, info["length"], len(data), hashlib.sha1(data, usedforsecurity=False).digest())
+        return data
 
     def length(self, digest: str) -> int | None:
         """Return the stored length of a blob, or None."""

@@ -31,6 +31,7 @@ def test_streamed_write_and_read(db: Database, size: int) -> None:
         while piece := reader.read(7_777):
             pieces.append(piece)
     assert b"".join(pieces) == data
+    assert db.read_blob(blob.digest) == data  # whole, in one pass
 
 
 def test_content_is_stored_once(db: Database) -> None:
@@ -52,11 +53,15 @@ def test_corrupt_chunk_is_detected(db: Database) -> None:
     blob = db.save_blob(data)
     key = digest_to_key(blob.digest) + (1).to_bytes(4, "big")
     db._store.write(lambda txn: txn.put("blob_chunks", key, b"\x00" * CHUNK_SIZE))
-    with pytest.raises(BlobCorruptError):
+    with pytest.raises(BlobCorruptError, match="does not match"):
         db.read_blob(blob.digest)
+    with pytest.raises(BlobCorruptError, match="does not match"), db.open_blob(blob.digest) as reader:
+        reader.read()
     db._store.write(lambda txn: txn.delete("blob_chunks", key))
-    with pytest.raises(BlobCorruptError):
+    with pytest.raises(BlobCorruptError, match="missing chunk 1"):
         db.read_blob(blob.digest)
+    with pytest.raises(BlobCorruptError, match="missing chunk 1"), db.open_blob(blob.digest) as reader:
+        reader.read()
 
 
 def test_aborted_writer_stores_nothing(db: Database) -> None:
