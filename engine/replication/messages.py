@@ -35,6 +35,8 @@ __all__ = [
     "strip_special_properties",
 ]
 
+_decode = json.JSONDecoder().decode
+
 #: ``changes`` row flags of CBMobile_3 (§3.5): 2 revoked, 4 removed from channels.
 _REMOVED_FLAGS = 2 | 4
 
@@ -67,7 +69,7 @@ def encode_json(value: Any) -> bytes:
 def parse_json(data: bytes, what: str) -> Any:
     """Decode a JSON body or raise a 400 error naming ``what``."""
     try:
-        return json.loads(data) if data else None
+        return _decode(data.decode()) if data else None  # BLIP bodies are UTF-8 (no encoding sniffing)
     except (UnicodeDecodeError, ValueError):
         raise bad_request(f"malformed {what} body") from None
 

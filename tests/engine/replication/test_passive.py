@@ -198,6 +198,8 @@ async def test_rev_push_stores_and_refuses_conflicts(setup: tuple[Database, URLE
     assert underscore.value.code == 400
     await client.sock.request("rev", {"id": "u", "rev": r1}, b'{"_id":"u","_rev":"x","v":1}')
     assert db.get("u").body == {"v": 1}  # type: ignore[union-attr]
+    await client.sock.request("rev", {"id": "w", "rev": r1}, b'{"\\u005fid":"w","v":1}')  # "_id", escaped
+    assert db.get("w").body == {"v": 1}  # type: ignore[union-attr]
 
 
 async def test_rev_with_blob_fetches_it_first(setup: tuple[Database, URLEndpointListener, Client]) -> None:
