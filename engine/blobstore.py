@@ -194,10 +194,13 @@ class BlobStore:
             if record is None:
                 raise BlobNotFoundError(f"no blob with digest {digest}")
             info = json.loads(record)
-            chunks = [txn.get("blob_chunks", _chunk_key(key, index)) for index in range(info["chunks"])]
-        if None in chunks:
-            raise BlobCorruptError(f"blob {digest} is missing chunk {chunks.index(None)}")
-        data = b"".join(c for c in chunks if c is not None)
+            chunks = []
+            for index in range(info["chunks"]):
+                chunk = txn.get("blob_chunks", _chunk_key(key, index))
+                if chunk is None:
+                    raise BlobCorruptError(f"blob {digest} is missing chunk {index}")
+                chunks.append(chunk)
+        data = b"".join(chunks)
         _verify(digest, key, info["length"], len(data), hashlib.sha1(data, usedforsecurity=False).digest())
         return data
 

@@ -29,22 +29,26 @@ MAX_DIGEST_HEX = 64
 _REV_ID = re.compile(rf"([1-9][0-9]{{0,8}})-([0-9a-f]{{2,{MAX_DIGEST_HEX}}})")
 
 
+def _match(rev_id: object) -> re.Match[str] | None:
+    match = _REV_ID.fullmatch(rev_id) if isinstance(rev_id, str) else None
+    return match if match is not None and len(match[2]) % 2 == 0 else None
+
+
 def parse_rev_id(rev_id: str) -> tuple[int, str]:
     """Split a revision ID into ``(generation, digest)``.
 
     Raises:
         InvalidDocumentError: not ``<positive int>-<even-length lowercase hex>``.
     """
-    match = _REV_ID.fullmatch(rev_id) if isinstance(rev_id, str) else None
-    if match is None or len(match[2]) % 2:
+    match = _match(rev_id)
+    if match is None:
         raise InvalidDocumentError(f"invalid revision ID {str(rev_id)[:80]!r}")
     return int(match[1]), match[2]
 
 
 def is_valid_rev_id(rev_id: str) -> bool:
-    """Return whether ``rev_id`` is a revision ID this store accepts (what :func:`parse_rev_id` accepts)."""
-    match = _REV_ID.fullmatch(rev_id) if isinstance(rev_id, str) else None
-    return match is not None and len(match[2]) % 2 == 0
+    """Return whether ``rev_id`` is a revision ID this store accepts."""
+    return _match(rev_id) is not None
 
 
 def generation(rev_id: str) -> int:
