@@ -92,11 +92,16 @@ async def test_a_thousand_concurrent_requests_both_directions(echo_server: MakeS
     await client.close()
 
 
-@pytest.mark.asyncio
-async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> None:
+async def sink_server(echo_server: MakeServer) -> tuple[list[bytes], EchoServer, BlipSocket]:
+    """A server that keeps the bodies of ``sink`` requests, and a client connected to it."""
     received: list[bytes] = []
     server = await echo_server(lambda sock: sock.register("sink", lambda m: received.append(m.body)))
-    client = await server.client()
+    return received, server, await server.client()
+
+
+@pytest.mark.asyncio
+async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> None:
+    received, server, client = await sink_server(echo_server)
     await wait_until(lambda: bool(server.sockets))
     server.sockets[0].ws.transport.pause_reading()
     body = b"\x07" * (8 << 20)
@@ -114,9 +119,7 @@ async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> No
 
 @pytest.mark.asyncio
 async def test_urgent_requests_are_written_at_once(echo_server: MakeServer) -> None:
-    received: list[bytes] = []
-    server = await echo_server(lambda sock: sock.register("sink", lambda m: received.append(m.body)))
-    client = await server.client()
+    received, _, client = await sink_server(echo_server)
     transport = client.ws.transport
     writes: list[int] = []
     original = transport.writelines
