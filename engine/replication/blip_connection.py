@@ -41,6 +41,8 @@ _SYNC_TRAILER = b"\x00\x00\xff\xff"
 _REQ = int(MessageType.REQUEST)
 _ACK_REQ = int(MessageType.ACK_REQUEST)
 _ACK_RES = int(MessageType.ACK_RESPONSE)
+#: the types a complete message can have, by their type bits
+_MESSAGE_TYPES = {int(t): t for t in (MessageType.REQUEST, MessageType.RESPONSE, MessageType.ERROR)}
 
 
 class Message(NamedTuple):
@@ -336,7 +338,7 @@ class BlipConnection:
         properties = decode_properties(buffer[pos : pos + size])
         message = Message(
             msg.number,
-            MessageType(msg.type),
+            _MESSAGE_TYPES[msg.type],
             properties,
             buffer[pos + size :],
             urgent=bool(msg.flags & _URGENT),

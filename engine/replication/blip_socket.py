@@ -314,7 +314,9 @@ class BlipSocket:
         except Exception as exc:
             self._answer_error(message, exc)
             return
-        if inspect.isawaitable(result):
+        if result is None or type(result) is Reply:  # the usual answers: no awaitable check
+            self._answer(message, result)
+        elif inspect.isawaitable(result):
             # a Future (a deferred reply) stays as it is; a coroutine becomes a task we can cancel
             future = asyncio.ensure_future(result)
             if future is not result:
