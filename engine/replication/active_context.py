@@ -24,7 +24,7 @@ class ActiveContext:
     config: ReplicatorConfiguration
     #: called with (push?, doc ID, rev ID, deleted?, error) for every document that went across or failed
     report: Callable[[bool, str, str, bool, EngineError | None], None]
-    #: called whenever work starts or finishes, to recompute idle/busy and progress
+    #: called whenever work starts or finishes, to recompute idle/busy and progress (once per loop turn)
     touch: Callable[[], None]
     #: called when a worker meets an error that ends the connection (e.g. 403 on a push)
     fail: Callable[[BaseException], None]

@@ -59,9 +59,17 @@ class ActiveSession:
         self.checkpointer = Checkpointer(config.database, runner, socket, replication_checkpoint_id(config))
         self._started = False
         self._done = asyncio.Event()
+        self._settle_scheduled = False
         self.idle = False
 
     def _touch(self) -> None:
+        """Work started or finished: settle idle/busy and progress once, at the end of this event-loop turn."""
+        if not self._settle_scheduled:
+            self._settle_scheduled = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_scheduled = False
         pusher_idle = self.pusher is None or self.pusher.idle
         puller_idle = self.puller is None or self.puller.idle
         self.idle = self._started and pusher_idle and puller_idle
