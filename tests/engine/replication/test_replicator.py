@@ -17,6 +17,7 @@ from engine.replication.attachments import AttachmentFetcher, AttachmentServer
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip_socket import Reply
 from engine.replication.errors import BlipError, HTTPStatusError
+from engine.replication.listener import URLEndpointListener
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
 from tests.conftest import TIME_UNIT, save_in_other_process_async, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
@@ -196,14 +197,19 @@ async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers, monkeypa
     assert asked == []  # b already had the bytes: nothing was fetched
 
 
-async def test_deltas_send_fewer_bytes_than_bodies(peers: Peers) -> None:
+async def big_document_in_sync(peers: Peers, body: dict[str, object]) -> tuple[Database, Database, URLEndpointListener]:
+    """``big`` saved on a listener's database ``a`` and pulled by ``b``, which keeps replicating continuously."""
     a, b = peers.database("a"), peers.database("b")
-    body = {"text": "x" * 4000, "count": 0}
     a.save("big", body)
     listener = await peers.listener(a)
-    replicator = peers.replicator(b, listener, continuous=True)
-    replicator.start()
+    peers.replicator(b, listener, continuous=True).start()
     await wait_until(lambda: b.get("big") is not None)
+    return a, b, listener
+
+
+async def test_deltas_send_fewer_bytes_than_bodies(peers: Peers) -> None:
+    body = {"text": "x" * 4000, "count": 0}
+    a, b, listener = await big_document_in_sync(peers, body)
     before = listener.stats
     for count in range(1, 11):
         current = a.get("big")
@@ -417,13 +423,8 @@ async def test_one_shot_gives_up_after_max_attempts(peers: Peers) -> None:
 async def test_a_delta_the_receiver_cannot_apply_is_sent_again_whole(
     peers: Peers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = peers.database("a"), peers.database("b")
     body = {"text": "z" * 3000, "n": 0}
-    a.save("big", body)
-    listener = await peers.listener(a)
-    replicator = peers.replicator(b, listener, continuous=True)
-    replicator.start()
-    await wait_until(lambda: b.get("big") is not None)
+    a, b, listener = await big_document_in_sync(peers, body)
     forgotten: list[str] = []
     original = b.get_revision
 
