@@ -25,9 +25,13 @@ async def follow_external_changes(
     db: Database, runner: DbRunner, interval: float = tuning.EXTERNAL_CHANGES_INTERVAL
 ) -> None:
     """Until cancelled: every ``interval`` seconds, announce what other processes committed to ``db``."""
+    failing = False
     while True:
         await asyncio.sleep(interval)
         try:
             await runner.run(db.poll_external_changes)
+            failing = False
         except EngineError as exc:  # closed or unreadable: the owner of the database will hear of it
-            log.warning("cannot check %s for changes by other processes: %s", db.path, exc)
+            if not failing:  # once per failing spell, not twice a second
+                log.warning("cannot check %s for changes by other processes: %s", db.path, exc)
+            failing = True
