@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from engine.changes import Changes, ChangeSource
 from engine.db_core import DELETED_FLAG, DatabaseCore, body_key, decode_summary, unique_ids
 from engine.documents import Document, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoundError
+from engine.json_codec import loads
 from engine.lmdb_store import Txn
 from engine.revid import generation, make_rev_id, parse_rev_id
 from engine.revtree import InsertStatus, RevTree
@@ -323,7 +323,7 @@ class SyncOperations(DatabaseCore):
         self._store_tree(txn, raw_id, tree, seq=seq, existed=True)
         winner = tree.winner()
         data = txn.get("bodies", body_key(raw_id, winner.rev_id)) or b"{}"
-        return Document(doc_id, winner.rev_id, json.loads(data), winner.deleted, seq, tree.is_conflicted())
+        return Document(doc_id, winner.rev_id, loads(data), winner.deleted, seq, tree.is_conflicted())
 
     @staticmethod
     def _add_revision(

@@ -9,12 +9,12 @@ sorted keys, no whitespace), which is also what revision IDs hash.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.blobs import Blob
 from engine.errors import InvalidDocumentError
+from engine.json_codec import canonical, loads
 
 __all__ = [
     "MAX_DOC_ID_BYTES",
@@ -30,10 +30,6 @@ MAX_DOC_ID_BYTES = 255
 #: Deepest nesting of objects and arrays accepted in a body.
 MAX_NESTING = 100
 
-_encode = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), check_circular=False
-).encode
-_decode = json.JSONDecoder().decode
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -81,52 +77,66 @@ def check_body(body: object) -> tuple[bytes, list[Blob]]:
     if not isinstance(body, dict):
         raise InvalidDocumentError(f"document body must be a JSON object, not {type(body).__name__}")
     blobs: list[Blob] = []
+    floats = False
     for key, item in body.items():
         if not isinstance(key, str):
             raise InvalidDocumentError(f"property names must be strings, not {type(key).__name__}")
         if key[:1] == "_" and key != "_attachments":
             raise InvalidDocumentError(f"top-level property {key[:40]!r} is reserved (starts with '_')")
         if not isinstance(item, _SCALARS):
-            _check_value(item, 1, blobs)
+            floats = _check_value(item, 1, blobs) or floats
+        elif item.__class__ is float:
+            floats = True
     if body.get("@type") == "blob":
         blobs.append(Blob.from_dict(body))
-    attachments = body.get("_attachments")
-    if attachments is not None:
-        if not isinstance(attachments, dict):
-            raise InvalidDocumentError("_attachments must be an object")
-        for entry in attachments.values():
-            if isinstance(entry, dict) and "digest" in entry:
-                blobs.append(Blob.from_dict(entry))
+    _add_attachment_blobs(body.get("_attachments"), blobs)
     try:
-        return _encode(body).encode(), blobs
+        return canonical(body, floats=floats), blobs
     except UnicodeEncodeError:
         raise InvalidDocumentError("document body contains text that is not valid Unicode") from None
     except ValueError as exc:
         raise InvalidDocumentError(f"document body is not valid JSON: {exc}") from None
 
 
-def _check_value(value: object, depth: int, blobs: list[Blob]) -> None:
+def _add_attachment_blobs(attachments: object, blobs: list[Blob]) -> None:
+    if attachments is None:
+        return
+    if not isinstance(attachments, dict):
+        raise InvalidDocumentError("_attachments must be an object")
+    for entry in attachments.values():
+        if isinstance(entry, dict) and "digest" in entry:
+            blobs.append(Blob.from_dict(entry))
+
+
+def _check_value(value: object, depth: int, blobs: list[Blob]) -> bool:
+    """Check a nested value; return whether it holds a float."""
     if depth > MAX_NESTING:
         raise InvalidDocumentError(f"document body is nested deeper than {MAX_NESTING} levels")
+    floats = False
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidDocumentError(f"property names must be strings, not {type(key).__name__}")
             if not isinstance(item, _SCALARS):
-                _check_value(item, depth + 1, blobs)
+                floats = _check_value(item, depth + 1, blobs) or floats
+            elif item.__class__ is float:
+                floats = True
         if value.get("@type") == "blob":
             blobs.append(Blob.from_dict(value))
     elif isinstance(value, list):
         for item in value:
             if not isinstance(item, _SCALARS):
-                _check_value(item, depth + 1, blobs)
+                floats = _check_value(item, depth + 1, blobs) or floats
+            elif item.__class__ is float:
+                floats = True
     elif not isinstance(value, _SCALARS):
         raise InvalidDocumentError(f"{type(value).__name__} is not a JSON value")
+    return floats
 
 
 def canonical_json(value: object) -> bytes:
     """Encode ``value`` as canonical JSON (UTF-8, sorted keys, compact)."""
-    return _encode(value).encode()
+    return canonical(value)
 
 
 def decode_body(data: bytes) -> dict[str, Any]:
@@ -136,8 +146,8 @@ def decode_body(data: bytes) -> dict[str, Any]:
         InvalidDocumentError: not a JSON object.
     """
     try:
-        value = _decode(data.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
+        value = loads(data)
+    except ValueError as exc:
         raise InvalidDocumentError(f"malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidDocumentError("JSON body is not an object")

@@ -19,13 +19,13 @@ dropped. Nodes deeper than ``max_depth`` below every leaf are pruned.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import pairwise
 
 from engine.errors import InvalidDocumentError
+from engine.json_codec import loads
 from engine.revid import generation, parse_rev_id
 
 __all__ = [
@@ -316,7 +316,7 @@ class RevTree:
     @classmethod
     def decode(cls, data: bytes) -> RevTree:
         """Inverse of :meth:`encode`."""
-        rows = json.loads(data)
+        rows = loads(data)
         ids = [row[0] for row in rows]
         tree = cls()
         tree.nodes = {

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from engine.json_codec import loads
 from engine.replication.errors import BlipError
 from engine.revid import is_valid_rev_id
 
@@ -35,7 +36,6 @@ __all__ = [
     "strip_special_properties",
 ]
 
-_decode = json.JSONDecoder().decode
 
 #: ``changes`` row flags of CBMobile_3 (§3.5): 2 revoked, 4 removed from channels.
 _REMOVED_FLAGS = 2 | 4
@@ -69,8 +69,8 @@ def encode_json(value: Any) -> bytes:
 def parse_json(data: bytes, what: str) -> Any:
     """Decode a JSON body or raise a 400 error naming ``what``."""
     try:
-        return _decode(data.decode()) if data else None  # BLIP bodies are UTF-8 (no encoding sniffing)
-    except (UnicodeDecodeError, ValueError):
+        return loads(data) if data else None  # BLIP bodies are UTF-8 (no encoding sniffing)
+    except ValueError:
         raise bad_request(f"malformed {what} body") from None
 
 

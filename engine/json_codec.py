@@ -1,0 +1,76 @@
+"""JSON for the engine: orjson where it gives exactly what the standard library gives, the standard library elsewhere.
+
+Every document crosses JSON at least twice on its way through a replication
+(decoded from the wire, encoded canonically for the store), and orjson does
+both several times faster than the ``json`` module. Its results differ from the
+standard library's in three places:
+
+* integers beyond 64 bits: orjson reads them as floats (losing digits) and
+  cannot write them. Text with a run of 19 or more digits is read by ``json``;
+  such values are written by ``json``.
+* floats: orjson writes ``1e16`` where ``json`` writes ``1e+16``. Canonical
+  JSON feeds revision IDs (protocol §4.1), so a body with a float is encoded by
+  ``json``; the caller says whether it may hold one.
+* ``NaN`` and ``Infinity`` are not JSON: orjson refuses them, and so does the
+  standard library's path here. A lone surrogate (``"\\ud800"``) is refused by
+  orjson when reading and by both when writing canonical JSON: it cannot be
+  stored as UTF-8.
+
+Malformed input raises ValueError (orjson's JSONDecodeError is one).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+__all__ = ["canonical", "loads"]
+
+#: Integers of 19 digits or more may not fit in 64 bits (2**63 has 19).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_std_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_std_canonical = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), check_circular=False
+).encode
+
+
+def loads(data: bytes) -> Any:
+    """Decode UTF-8 JSON text.
+
+    Raises:
+        ValueError: not JSON (invalid UTF-8, ``NaN``, nesting deeper than
+            orjson's 1,024 levels included).
+    """
+    if _LONG_DIGITS.search(data) is None:
+        return orjson.loads(data)
+    try:
+        return _std_decode(data.decode())
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def canonical(value: Any, *, floats: bool = True) -> bytes:
+    """Canonical JSON: UTF-8, keys sorted, no whitespace (protocol §4.1).
+
+    ``floats=False`` promises that ``value`` holds no float; orjson writes it.
+
+    Raises:
+        ValueError: ``value`` holds a non-finite float.
+        UnicodeEncodeError: ``value`` holds a lone surrogate.
+        TypeError: ``value`` holds something that is not JSON.
+    """
+    if not floats:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # a big integer, a lone surrogate, a non-string key: the standard library decides
+    return _std_canonical(value).encode()
