@@ -22,15 +22,17 @@ Malformed input raises ValueError (orjson's JSONDecodeError is one).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
 __all__ = ["canonical", "loads"]
 
-#: Integers of 19 digits or more may not fit in 64 bits (2**63 has 19).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+#: Integers of 19 digits or more may not fit in 64 bits (2**63 has 19). Looked
+#: for as a run of zeros once every digit is a zero: a regular expression takes
+#: several times longer than decoding.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
 
 
 def _refuse_constant(name: str) -> Any:
@@ -50,7 +52,7 @@ def loads(data: bytes) -> Any:
         ValueError: not JSON (invalid UTF-8, ``NaN``, nesting deeper than
             orjson's 1,024 levels included).
     """
-    if _LONG_DIGITS.search(data) is None:
+    if _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
         return orjson.loads(data)
     try:
         return _std_decode(data.decode())
