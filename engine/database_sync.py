@@ -43,6 +43,8 @@ class RevisionInsert(NamedTuple):
     conflict, as a passive peer does (protocol §3.7, §4.5). ``new_blobs``:
     contents fetched for this revision, as ``(SHA-1 digest, bytes)`` already
     checked against the digest, stored in the same transaction.
+    ``ids_checked``: the caller has validated ``rev_id`` and ``history`` (the
+    replication layer does, as it parses them from the wire); not done twice.
     """
 
     doc_id: str
@@ -52,6 +54,7 @@ class RevisionInsert(NamedTuple):
     deleted: bool = False
     no_conflicts: bool = False
     new_blobs: Sequence[tuple[bytes, bytes]] = ()
+    ids_checked: bool = False
 
 
 class InsertResult(NamedTuple):
@@ -204,7 +207,8 @@ class SyncOperations(DatabaseCore):
                 raise BlobNotFoundError(f"revision {rev.rev_id} of {rev.doc_id!r} refers to missing blob {missing[0]}")
         tree_data = txn.get("revs", raw_id)
         if tree_data is None and not rev.history:
-            parse_rev_id(rev.rev_id)
+            if not rev.ids_checked:
+                parse_rev_id(rev.rev_id)
             self._install_blobs(txn, rev)
             self._write_new_doc(txn, raw_id, rev.rev_id, canonical, seq=seq, deleted=rev.deleted)
             return InsertResult(rev.doc_id, rev.rev_id, InsertStatus.ADDED)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from engine.json_codec import loads
@@ -74,8 +73,7 @@ def parse_json(data: bytes, what: str) -> Any:
         raise bad_request(f"malformed {what} body") from None
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeRow:
+class ChangeRow(NamedTuple):
     """One row of a ``changes`` message (§3.5)."""
 
     sequence: Any

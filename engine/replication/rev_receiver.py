@@ -229,8 +229,9 @@ class RevReceiver:
         self, rev: IncomingRevision, body: dict[str, Any], new_blobs: list[tuple[bytes, bytes]] | None = None
     ) -> RevisionInsert:
         no_conflicts = self.no_conflicts or rev.no_conflicts
+        # parse_rev validated the revision ID and history (protocol §3.7)
         return RevisionInsert(
-            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts=no_conflicts, new_blobs=new_blobs or ()
+            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts, new_blobs or (), ids_checked=True
         )
 
 
