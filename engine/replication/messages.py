@@ -210,8 +210,9 @@ def parse_rev(properties: Mapping[str, str], body: bytes) -> IncomingRevision:
         raise BlipError("HTTP", 400, "missing document ID")
     if not is_valid_rev_id(rev_id):
         raise BlipError("HTTP", 400, "received invalid version ID")
-    history = [h.strip() for h in properties.get("history", "").split(",") if h.strip()]
-    if not all(is_valid_rev_id(h) for h in history):
+    listed = properties.get("history")
+    history = [h.strip() for h in listed.split(",") if h.strip()] if listed else []
+    if history and not all(is_valid_rev_id(h) for h in history):
         raise BlipError("HTTP", 400, "received invalid revision history")
     return IncomingRevision(
         doc_id,
