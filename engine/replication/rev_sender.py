@@ -9,7 +9,6 @@ delta is smaller, resends the full body when the peer cannot apply a delta
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from engine.blobs import may_refer_to_blobs
 from engine.database import Database
 from engine.database_sync import RevisionRequest, SyncRevision
+from engine.json_codec import loads
 from engine.replication import tuning
 from engine.replication.blip_connection import Message
 from engine.replication.blip_socket import BlipSocket
@@ -125,10 +125,10 @@ class RevSender:
     ) -> None:
         body, delta_src = rev.body, None
         if may_refer_to_blobs(body) and self.legacy_attachments():  # a peer like Sync Gateway (§4.4)
-            body = encode_json(add_legacy_attachments(json.loads(body), generation(rev.rev_id)))
+            body = encode_json(add_legacy_attachments(loads(body), generation(rev.rev_id)))
             use_delta = False
         if use_delta and rev.base_body is not None and not rev.deleted and len(rev.body) >= tuning.MIN_DELTA_BODY:
-            delta = create_delta(json.loads(rev.base_body), json.loads(rev.body))
+            delta = create_delta(loads(rev.base_body), loads(rev.body))
             if delta_size(delta) < len(rev.body):
                 body, delta_src = encode_json(delta), rev.base_rev_id
         props = rev_properties(
