@@ -45,6 +45,15 @@ _ACK_RES = int(MessageType.ACK_RESPONSE)
 _MESSAGE_TYPES = {int(t): t for t in (MessageType.REQUEST, MessageType.RESPONSE, MessageType.ERROR)}
 
 
+def _decode_header(frame: bytes) -> tuple[int, int, int]:
+    """A frame's message number and flags (§2.2), and where the rest starts."""
+    if not frame:
+        raise ProtocolError("empty frame")
+    number, pos = decode_varint(frame, 0)
+    flags, pos = decode_varint(frame, pos)
+    return number, flags, pos
+
+
 class Message(NamedTuple):
     """A complete incoming BLIP message (a named tuple: immutable and cheap on the hot path)."""
 
@@ -260,13 +269,13 @@ class BlipConnection:
         Raises:
             ProtocolError: the frame breaks the protocol; close the connection.
         """
-        if len(frame) >= 2 and frame[0] < 0x80 and frame[1] < 0x80:  # one-byte varints: the usual case
+        # the usual cases first: a message number of one or two varint bytes, one flags byte
+        if len(frame) >= 3 and frame[0] < 0x80 and frame[1] < 0x80:
             number, flags, pos = frame[0], frame[1], 2
-        elif not frame:
-            raise ProtocolError("empty frame")
+        elif len(frame) >= 4 and frame[1] < 0x80 and frame[2] < 0x80:
+            number, flags, pos = (frame[0] & 0x7F) | (frame[1] << 7), frame[2], 3
         else:
-            number, pos = decode_varint(frame, 0)
-            flags, pos = decode_varint(frame, pos)
+            number, flags, pos = _decode_header(frame)
         ftype = flags & 0x07
         if ftype in (_ACK_REQ, _ACK_RES):
             self._receive_ack(ftype, number, decode_varint(frame, pos)[0])
@@ -336,14 +345,15 @@ class BlipConnection:
         if pos + size > len(buffer):
             raise ProtocolError("message ends inside its properties")
         properties = decode_properties(buffer[pos : pos + size])
-        message = Message(
+        flags = msg.flags
+        message = Message(  # positional: this runs for every message
             msg.number,
             _MESSAGE_TYPES[msg.type],
             properties,
             buffer[pos + size :],
-            urgent=bool(msg.flags & _URGENT),
-            no_reply=bool(msg.flags & _NO_REPLY),
-            compressed=bool(msg.flags & _COMPRESSED),
+            bool(flags & _URGENT),
+            bool(flags & _NO_REPLY),
+            bool(flags & _COMPRESSED),
         )
         if is_request:
             if not message.no_reply:

@@ -51,6 +51,28 @@ def only_request(conn: BlipConnection) -> Message:
     return events[0].message
 
 
+def test_message_numbers_of_every_varint_width_arrive_in_order() -> None:
+    """Numbers 1-127 take one varint byte, up to 16,383 two, beyond that three (protocol §2.2)."""
+    sender, receiver = BlipConnection(), BlipConnection()
+    for n in range(1, 17_000):
+        sender.send_request({"Profile": "n", "n": str(n)}, b"x", no_reply=True)
+        for frame in sender.frames_to_send():
+            receiver.receive_frame(frame)
+        message = only_request(receiver)
+        assert (message.number, message.properties["n"], message.body) == (n, str(n), b"x")
+    client, server = BlipConnection(), BlipConnection()
+    for n in range(1, 300):  # a reply carries its request's number
+        client.send_request({"Profile": "n"})
+        pump(client, server)
+        server.send_reply(only_request(server).number, {"ok": str(n)})
+        pump(client, server)
+        (event,) = client.events_received()
+        assert isinstance(event, ReplyReceived) and (event.message.number, event.message.properties) == (
+            n,
+            {"ok": str(n)},
+        )
+
+
 # -- vectors: serialize ----------------------------------------------------------
 
 
