@@ -42,6 +42,8 @@ class Puller:
         self._caught_up_pending = False
         self._batches = 0
         self._requested: dict[tuple[str, str], Any] = {}
+        #: the pusher reads what the peer has (to never echo it back); without one, nobody does
+        self._note_remote_revs = ctx.config.type.pushes
         self._room = asyncio.Event()
         self._room.set()
         self.inserter = Inserter(
@@ -182,7 +184,7 @@ class Puller:
         return False
 
     def _inserted(self, rev: IncomingRevision, result: InsertResult) -> None:
-        if result.error is None:
+        if result.error is None and self._note_remote_revs:
             self.ctx.remote_revs[rev.doc_id] = rev.rev_id
         self.ctx.report(False, rev.doc_id, rev.rev_id, rev.deleted, result.error)
         self._done((rev.doc_id, rev.rev_id))

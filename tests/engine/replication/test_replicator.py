@@ -359,6 +359,40 @@ async def test_client_that_disconnects_mid_transfer_leaves_the_listener_healthy(
     assert same_docs(a, c)
 
 
+@pytest.mark.parametrize(("kind", "continuous"), [(ReplicatorType.PULL, False), (ReplicatorType.PUSH_AND_PULL, True)])
+async def test_per_document_memory_is_kept_only_where_it_is_read(
+    peers: Peers, kind: ReplicatorType, continuous: bool
+) -> None:
+    """What the peer has of each document is remembered for a pusher (no echo) and a live feed only.
+
+    A one-shot pull of 50,000 documents kept two such entries per document,
+    about 10 MB on each side, that nothing read.
+    """
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 300)
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, type=kind, continuous=continuous)
+    remembered = {"client": 0, "listener": 0}
+    looked = []
+
+    def measure(_: DocumentReplication) -> None:  # while both sessions are alive
+        session = replicator._session
+        if session is not None and listener._sessions:
+            looked.append(True)
+            remembered["client"] = max(remembered["client"], len(session.ctx.remote_revs))
+            for passive in listener._sessions:
+                remembered["listener"] = max(remembered["listener"], len(passive.client_revs))
+
+    replicator.add_document_listener(measure)
+    replicator.start()
+    await wait_until(lambda: len(b.doc_ids()) == 300)
+    await wait_until(lambda: replicator.status.activity in (ActivityLevel.IDLE, ActivityLevel.STOPPED))
+    expected = 0 if kind is ReplicatorType.PULL else 300
+    assert looked
+    assert remembered == {"client": expected, "listener": expected}
+    await replicator.stop()
+
+
 async def test_wrong_password_stops_with_401(peers: Peers) -> None:
     a, b = peers.database("a"), peers.database("b")
     listener = await peers.listener(a)
