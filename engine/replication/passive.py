@@ -268,10 +268,11 @@ class PassiveSession:
             self.client_revs[rev.doc_id] = rev.rev_id
 
     def _rev_sent(self, outcome: RevOutcome) -> None:
-        if outcome.error is None and self.feeder is not None and self.feeder.continuous:
-            # only a live feed sends a document again; a one-shot pull of 50,000
-            # documents would otherwise keep 50,000 entries (about 10 MB) to no use
-            self.client_revs[outcome.doc_id] = outcome.rev_id
+        if outcome.error is None:
+            if self.feeder is not None and self.feeder.continuous:
+                # only a live feed sends a document again; a one-shot pull of 50,000
+                # documents would otherwise keep 50,000 entries (about 10 MB) to no use
+                self.client_revs[outcome.doc_id] = outcome.rev_id
         else:
             log.debug("%s did not take %s %s: %s", self.socket.name, outcome.doc_id, outcome.rev_id, outcome.error)
         if self.sender.in_flight == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 
 import pytest
@@ -361,7 +362,7 @@ async def test_client_that_disconnects_mid_transfer_leaves_the_listener_healthy(
 
 @pytest.mark.parametrize(("kind", "continuous"), [(ReplicatorType.PULL, False), (ReplicatorType.PUSH_AND_PULL, True)])
 async def test_per_document_memory_is_kept_only_where_it_is_read(
-    peers: Peers, kind: ReplicatorType, continuous: bool
+    peers: Peers, kind: ReplicatorType, continuous: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What the peer has of each document is remembered for a pusher (no echo) and a live feed only.
 
@@ -384,12 +385,14 @@ async def test_per_document_memory_is_kept_only_where_it_is_read(
                 remembered["listener"] = max(remembered["listener"], len(passive.client_revs))
 
     replicator.add_document_listener(measure)
+    caplog.set_level(logging.DEBUG, logger="engine.replication.passive")
     replicator.start()
     await wait_until(lambda: len(b.doc_ids()) == 300)
     await wait_until(lambda: replicator.status.activity in (ActivityLevel.IDLE, ActivityLevel.STOPPED))
     expected = 0 if kind is ReplicatorType.PULL else 300
     assert looked
     assert remembered == {"client": expected, "listener": expected}
+    assert not [r for r in caplog.records if "did not take" in r.getMessage()]  # every revision was taken
     await replicator.stop()
 
 
