@@ -234,7 +234,9 @@ class SyncOperations(DatabaseCore):
                 f"revision {rev.rev_id} of {rev.doc_id!r} conflicts with {current.rev_id}",
                 current_rev_id=current.rev_id,
             )
-        status = tree.insert_with_history(rev.rev_id, rev.history, deleted=rev.deleted, sequence=seq)
+        status = tree.insert_with_history(
+            rev.rev_id, rev.history, deleted=rev.deleted, sequence=seq, ids_checked=rev.ids_checked
+        )
         self._install_blobs(txn, rev)
         txn.put("bodies", body_key(raw_id, rev.rev_id), canonical)
         self._store_tree(txn, raw_id, tree, seq=seq, existed=current is not None)

@@ -76,6 +76,10 @@ def _winner_key(node: RevNode) -> tuple[bool, bool, int, str]:
     return (not node.deleted, not node.closed, int(gen), digest)
 
 
+def _checked_generation(rev_id: str) -> int:
+    return parse_rev_id(rev_id)[0]
+
+
 def _order_key(node: RevNode) -> tuple[int, str]:
     gen, _, digest = node.rev_id.partition("-")
     return int(gen), digest
@@ -196,21 +200,25 @@ class RevTree:
         self._leaves = None
         return removed
 
-    def insert_with_history(self, rev_id: str, history: Sequence[str], *, deleted: bool, sequence: int) -> InsertStatus:
+    def insert_with_history(
+        self, rev_id: str, history: Sequence[str], *, deleted: bool, sequence: int, ids_checked: bool = False
+    ) -> InsertStatus:
         """Insert a revision received from a peer, with its ancestors (protocol §4.2).
 
         ``history`` lists the ancestors newest first, without ``rev_id``.
-        Unknown ancestors become placeholders without bodies.
+        Unknown ancestors become placeholders without bodies. ``ids_checked``:
+        the caller has validated every ID; only the generations are checked.
 
         Raises:
             InvalidDocumentError: an ID is invalid or the generations do not
                 decrease by exactly one.
         """
         chain = [rev_id, *history]
-        gen, _ = parse_rev_id(rev_id)
+        generation_of = generation if ids_checked else _checked_generation
+        gen = generation_of(rev_id)
         self._leaves = None
         for offset, ancestor in enumerate(history, start=1):
-            if parse_rev_id(ancestor)[0] != gen - offset:
+            if generation_of(ancestor) != gen - offset:
                 raise InvalidDocumentError(f"history of {rev_id} skips a generation at {ancestor}")
         existing = self.nodes.get(rev_id)
         if existing is not None and existing.has_body:

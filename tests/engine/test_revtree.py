@@ -87,6 +87,8 @@ def test_insert_rejects_generation_gaps_and_bad_ids() -> None:
         tree.insert_with_history(rid(3, "c"), [rid(1, "a")], deleted=False, sequence=1)
     with pytest.raises(InvalidDocumentError):
         tree.insert_with_history("2-xyz", ["1-ab"], deleted=False, sequence=1)
+    with pytest.raises(InvalidDocumentError):  # IDs the caller validated: generations are still checked
+        tree.insert_with_history(rid(3, "c"), [rid(1, "a")], deleted=False, sequence=1, ids_checked=True)
     assert len(tree) == 0
 
 
