@@ -87,12 +87,16 @@ class AttachmentFetcher:
         """
         wanted = {b.digest: b for b in blobs}
         missing = [b for d, b in wanted.items() if not await self.runner.run(self.db.has_blob, d)]
+        if not missing:
+            return []
+        # all of a revision's blobs at once: they are freed together once it is
+        # stored, so reserving them one by one could leave two revisions each
+        # holding part of what it needs and waiting for the other
+        reserved = sum(blob.length for blob in missing)
+        await self._reserve(reserved)
         fetched: list[tuple[bytes, bytes]] = []
-        reserved = 0
         try:
             for blob in missing:
-                await self._reserve(blob.length)
-                reserved += blob.length
                 key = digest_to_key(blob.digest)
                 fetched.append((key, await self._fetch(doc_id, blob, key)))
         except BaseException:
@@ -117,7 +121,7 @@ class AttachmentFetcher:
         self._free(sum(len(data) for _, data in fetched))
 
     async def _reserve(self, size: int) -> None:
-        # one blob bigger than the whole allowance still goes, alone
+        """Wait until ``size`` more bytes fit; one revision beyond the whole allowance still goes, alone."""
         while self.bytes_held and self.bytes_held + size > tuning.MAX_FETCHED_BYTES:
             self._freed.clear()
             await self._freed.wait()

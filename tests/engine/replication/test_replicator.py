@@ -177,6 +177,23 @@ async def test_fetched_blobs_held_in_memory_stay_within_the_allowance(
         assert b.read_blob(blob.digest) == a.read_blob(blob.digest)
 
 
+async def test_a_revision_whose_pictures_exceed_the_allowance_together_still_arrives(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its own fetched pictures never wait for each other (the list document has one per item)."""
+    a, b = peers.database("a"), peers.database("b")
+    pictures = [a.save_blob(os.urandom(12_000 + i), "image/jpeg") for i in range(3)]
+    a.save("list", {"items": [{"key": f"k{i}", "image": p.to_dict()} for i, p in enumerate(pictures)]})
+    monkeypatch.setattr(tuning, "MAX_FETCHED_BYTES", 20_000)
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, type=ReplicatorType.PULL)
+    replicator.start()
+    status = await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)
+    assert status.error is None and replicator.pulled == 1
+    for picture in pictures:
+        assert b.read_blob(picture.digest) == a.read_blob(picture.digest)
+
+
 async def test_blobs_are_not_sent_to_a_peer_that_has_them(peers: Peers, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = peers.database("a"), peers.database("b")
     data = os.urandom(200_000)
