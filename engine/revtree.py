@@ -26,7 +26,7 @@ from itertools import pairwise
 
 from engine.errors import InvalidDocumentError
 from engine.json_codec import loads
-from engine.revid import generation, parse_rev_id
+from engine.revid import compare_key, generation, parse_rev_id
 
 __all__ = [
     "DEFAULT_KEEP_BODIES",
@@ -72,8 +72,7 @@ class RevNode:
 
 
 def _winner_key(node: RevNode) -> tuple[bool, bool, int, str]:
-    gen, _, digest = node.rev_id.partition("-")
-    return (not node.deleted, not node.closed, int(gen), digest)
+    return (not node.deleted, not node.closed, *compare_key(node.rev_id))
 
 
 def _checked_generation(rev_id: str) -> int:
@@ -81,8 +80,7 @@ def _checked_generation(rev_id: str) -> int:
 
 
 def _order_key(node: RevNode) -> tuple[int, str]:
-    gen, _, digest = node.rev_id.partition("-")
-    return int(gen), digest
+    return compare_key(node.rev_id)
 
 
 class RevTree:

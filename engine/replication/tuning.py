@@ -64,7 +64,7 @@ REV_SEND_SLICE = 50
 #: ``changes`` replies, which holds the sender back (LiteCore: 200).
 MAX_PENDING_REVS = 2000
 #: Bytes of fetched blobs held in memory until their revisions are stored;
-#: further ``getAttachment`` requests wait (a single bigger blob still goes alone).
+#: further revisions wait to fetch theirs (one revision needing more still goes, alone).
 MAX_FETCHED_BYTES = 32 * 1024 * 1024
 #: Revisions inserted per database transaction on the receiving side.
 INSERT_BATCH = 500
