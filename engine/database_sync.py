@@ -301,8 +301,9 @@ class SyncOperations(DatabaseCore):
     ) -> Document:
         """The work of :meth:`resolve_conflict` in ``txn``, at sequence ``seq`` (the caller records it).
 
-        Raises before writing anything only if the revisions changed; later
-        failures need the caller to discard the transaction (or a nested one).
+        It may have written before it raises (reopening a branch deletes
+        bodies first): on any error the caller discards ``txn``, as both
+        callers do (the whole commit, or a nested transaction).
         """
         tree_data = txn.get("revs", raw_id)
         if tree_data is None:
