@@ -26,9 +26,9 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket, Reply
-from engine.replication.websocket import BlipServer, connect
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket, Reply
+from engine.replication.blip.websocket import BlipServer, connect
 
 
 async def serve(kind: str) -> None:

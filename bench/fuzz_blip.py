@@ -24,7 +24,7 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.replication.blip_connection import BlipConnection
+from engine.replication.blip.connection import BlipConnection
 from engine.replication.errors import ProtocolError
 
 MAX_MESSAGE = 200_000

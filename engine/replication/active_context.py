@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from engine.database import Database
 from engine.errors import EngineError
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip.socket import BlipSocket
 from engine.replication.db_runner import DbRunner
 from engine.replication.replicator_types import ReplicatorConfiguration
 

@@ -15,7 +15,7 @@ from engine.errors import EngineError
 from engine.replication import tuning
 from engine.replication.active_context import ActiveContext
 from engine.replication.attachments import AttachmentServer
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip.socket import BlipSocket
 from engine.replication.checkpoint import Checkpoint, checkpoint_id
 from engine.replication.checkpointer import Checkpointer
 from engine.replication.db_runner import DbRunner

@@ -11,8 +11,8 @@ from engine.blobs import Blob, digest_to_key, prove_attachment
 from engine.database import Database
 from engine.errors import BlobNotFoundError, InvalidDocumentError
 from engine.replication import tuning
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import BlipError
 from engine.replication.messages import is_compressible, parse_bool

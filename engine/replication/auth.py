@@ -14,8 +14,8 @@ import binascii
 import hmac
 from collections.abc import Callable, Iterable, Mapping
 
+from engine.replication.blip.websocket import HandshakeRequest
 from engine.replication.errors import HTTPStatusError
-from engine.replication.websocket import HandshakeRequest
 
 __all__ = ["REALM", "BasicAuthenticator", "PasswordAuthenticator", "parse_basic"]
 

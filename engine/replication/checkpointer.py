@@ -6,7 +6,7 @@ import json
 import logging
 
 from engine.database import Database
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip.socket import BlipSocket
 from engine.replication.checkpoint import Checkpoint, reconcile
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import BlipError

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import ifaddr
 
 from engine.database import Database
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip.socket import BlipSocket
+from engine.replication.blip.websocket import Authenticator, BlipServer
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ReplicationError
 from engine.replication.external_changes import follow_external_changes
 from engine.replication.passive import PassiveSession
-from engine.replication.websocket import Authenticator, BlipServer
 
 __all__ = ["ConnectionEvent", "ListenerConfiguration", "ListenerStats", "ListenerStatus", "URLEndpointListener"]
 

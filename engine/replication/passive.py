@@ -20,8 +20,8 @@ from engine.database import Database, InsertResult
 from engine.errors import ConflictError, InvalidDocumentError
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentServer
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import BlipError, ReplicationError
 from engine.replication.messages import (

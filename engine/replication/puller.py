@@ -14,8 +14,8 @@ from engine.database import InsertResult
 from engine.documents import Document
 from engine.replication import tuning
 from engine.replication.active_context import ActiveContext
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import Reply
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import Reply
 from engine.replication.checkpoint import RemoteSequences
 from engine.replication.errors import BlipError
 from engine.replication.messages import (

@@ -9,7 +9,7 @@ from typing import Any
 from engine.changes import ChangeEntry, Changes
 from engine.replication import tuning
 from engine.replication.active_context import ActiveContext
-from engine.replication.blip_connection import Message
+from engine.replication.blip.connection import Message
 from engine.replication.checkpoint import RemoteSequences
 from engine.replication.errors import BlipError, ReplicationError
 from engine.replication.messages import encode_json, parse_bool, parse_proposal_reply

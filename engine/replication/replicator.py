@@ -20,6 +20,7 @@ from engine.changes import ChangeEntry
 from engine.errors import EngineError
 from engine.replication import tuning
 from engine.replication.active_session import ActiveSession, replication_checkpoint_id
+from engine.replication.blip.websocket import connect
 from engine.replication.checkpointer import Checkpointer
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import (
@@ -39,7 +40,6 @@ from engine.replication.replicator_types import (
     ReplicatorConfiguration,
     ReplicatorStatus,
 )
-from engine.replication.websocket import connect
 
 __all__ = ["Replicator", "is_transient"]
 

@@ -20,8 +20,8 @@ from engine.database_sync import ConflictView
 from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.db_runner import DbRunner
 from engine.replication.delta import DeltaError, apply_delta
 from engine.replication.errors import BlipError

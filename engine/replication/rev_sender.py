@@ -19,8 +19,8 @@ from engine.database import Database
 from engine.database_sync import RevisionRequest, SyncRevision
 from engine.json_codec import loads
 from engine.replication import tuning
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket
 from engine.replication.db_runner import DbRunner
 from engine.replication.delta import create_delta, delta_size
 from engine.replication.errors import BlipError, ConnectionClosedError

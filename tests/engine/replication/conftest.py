@@ -11,11 +11,11 @@ import pytest_asyncio
 
 from engine.database import Database
 from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
-from engine.replication.blip_socket import BlipSocket
+from engine.replication.blip.socket import BlipSocket
+from engine.replication.blip.websocket import BlipServer, connect
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ActivityLevel, ReplicatorConfiguration, ReplicatorStatus
-from engine.replication.websocket import BlipServer, connect
 from tests.conftest import TIME_UNIT
 
 Setup = Callable[[BlipSocket], None]

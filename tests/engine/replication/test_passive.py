@@ -12,11 +12,11 @@ import pytest_asyncio
 from engine.blobs import digest_of
 from engine.database import Database
 from engine.replication.auth import BasicAuthenticator
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket, Reply
+from engine.replication.blip.websocket import connect
 from engine.replication.errors import BlipError
 from engine.replication.listener import URLEndpointListener
-from engine.replication.websocket import connect
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers
 

@@ -16,7 +16,7 @@ from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher, AttachmentServer
 from engine.replication.auth import BasicAuthenticator
-from engine.replication.blip_socket import Reply
+from engine.replication.blip.socket import Reply
 from engine.replication.errors import BlipError, HTTPStatusError
 from engine.replication.listener import URLEndpointListener
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType

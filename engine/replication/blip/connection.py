@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from engine.replication import tuning
-from engine.replication.blip_codec import (
+from engine.replication.blip.codec import (
     FrameFlags,
     MessageType,
     decode_properties,

@@ -1,7 +1,7 @@
 """BLIP 3 wire primitives (protocol §2.1-2.3): varints, frame flags, properties.
 
 Pure functions over bytes; the stateful parts (CRC, deflate, reassembly) live
-in :mod:`engine.replication.blip_connection`.
+in :mod:`engine.replication.blip.connection`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.replication.blip_codec import (
+from engine.replication.blip.codec import (
     decode_properties,
     decode_varint,
     encode_message,

@@ -23,7 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event, State
 
 from engine.replication import tuning
-from engine.replication.blip_connection import BlipConnection, Message, ReplyReceived
+from engine.replication.blip.connection import BlipConnection, Message, ReplyReceived
 from engine.replication.errors import BlipError, ConnectionClosedError, ProtocolError, close_code_for
 
 __all__ = ["BlipSocket", "DirectFrames", "Handler", "Reply"]

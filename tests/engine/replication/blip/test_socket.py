@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from engine.replication import tuning
-from engine.replication.blip_connection import Message
-from engine.replication.blip_socket import BlipSocket, Reply
+from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.errors import BlipError, ConnectionClosedError
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import EchoServer

@@ -12,13 +12,13 @@ import pytest_asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
+from engine.replication.blip.websocket import HandshakeRequest, _is_lan_host, blipsync_url, connect
 from engine.replication.errors import (
     HandshakeError,
     HTTPStatusError,
     IncompatibleProtocolError,
     TransportError,
 )
-from engine.replication.websocket import HandshakeRequest, _is_lan_host, blipsync_url, connect
 from tests.conftest import TIME_UNIT
 from tests.engine.replication.conftest import EchoServer
 

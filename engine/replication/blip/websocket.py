@@ -34,7 +34,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from engine.replication import tuning
-from engine.replication.blip_socket import BlipSocket, DirectFrames
+from engine.replication.blip.socket import BlipSocket, DirectFrames
 from engine.replication.errors import (
     HandshakeError,
     HTTPStatusError,

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.replication import tuning
-from engine.replication.blip_codec import MessageType, encode_message, encode_varint
-from engine.replication.blip_connection import BlipConnection, Message, ReplyReceived, RequestReceived
+from engine.replication.blip.codec import MessageType, encode_message, encode_varint
+from engine.replication.blip.connection import BlipConnection, Message, ReplyReceived, RequestReceived
 from engine.replication.errors import MessageTooLargeError, ProtocolError
 from tests.conftest import SHARED, needs_shared
 
