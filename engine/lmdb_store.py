@@ -32,8 +32,9 @@ T = TypeVar("T")
 #: Named sub-databases. ``docs``: doc ID -> summary; ``revs``: doc ID -> revision
 #: tree; ``bodies``: doc ID NUL rev ID -> body JSON; ``seqs``: big-endian sequence
 #: -> change row; ``blobs``: digest -> blob record; ``blob_chunks``: digest +
-#: chunk index -> bytes; ``local``: local (non-replicated) documents; ``meta``:
-#: database-wide values such as the last sequence and the private UUID.
+#: chunk index -> bytes; ``local``: local (non-replicated) documents; ``remotes``:
+#: remote database number + doc ID -> the revision known to be on that remote;
+#: ``meta``: database-wide values such as the last sequence and the private UUID.
 SUB_DATABASES = (
     "docs",
     "revs",
@@ -42,6 +43,7 @@ SUB_DATABASES = (
     "blobs",
     "blob_chunks",
     "local",
+    "remotes",
     "meta",
 )
 
