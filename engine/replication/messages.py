@@ -36,8 +36,10 @@ __all__ = [
 ]
 
 
-#: ``changes`` row flags of CBMobile_3 (§3.5): 2 revoked, 4 removed from channels.
-_REMOVED_FLAGS = 2 | 4
+#: ``changes`` row flag bits (§3.5): 1 deleted, 2 access revoked, 4 removed from the user's channels.
+_DELETED = 1
+_REVOKED = 2
+_REMOVED = 4
 
 
 def bad_request(message: str) -> BlipError:
@@ -96,10 +98,20 @@ def parse_changes_rows(body: bytes) -> list[ChangeRow]:
         if not isinstance(row, list) or len(row) < 3 or not isinstance(row[1], str) or not isinstance(row[2], str):
             raise bad_request("malformed changes row")
         flags = row[3] if len(row) > 3 else 0
-        flag_bits = int(flags) if isinstance(flags, bool | int) else 0
+        bits = int(flags) if isinstance(flags, bool | int) else 0
         size = row[4] if len(row) > 4 and isinstance(row[4], int) else 0
-        out.append(ChangeRow(row[0], row[1], row[2], bool(flag_bits & 1), bool(flag_bits & _REMOVED_FLAGS), size))
+        out.append(ChangeRow(row[0], row[1], row[2], bool(bits & _DELETED), _is_removal(bits), size))
     return out
+
+
+def _is_removal(bits: int) -> bool:
+    """Whether a row's flags say the user lost the document rather than that it changed (§3.5).
+
+    Read as LiteCore's RevFinder reads them: 0, 1 and 5 (a tombstone that also
+    left the channels, as a deletion pushed to Sync Gateway comes back) are a
+    revision to fetch; any revocation, or a removal of a live document, is not.
+    """
+    return bool(bits & _REVOKED) or (bool(bits & _REMOVED) and not bits & _DELETED)
 
 
 def encode_changes_rows(rows: Sequence[ChangeRow], *, int_flags: bool) -> bytes:

@@ -44,6 +44,25 @@ def test_changes_rows_both_flag_styles() -> None:
             parse_changes_rows(bad)
 
 
+@pytest.mark.parametrize(
+    ("flags", "deleted", "removed"),
+    [
+        (0, False, False),
+        (1, True, False),  # a tombstone
+        (2, False, True),  # access revoked
+        (3, True, True),  # revoked, deleted
+        (4, False, True),  # removed from the user's channels
+        (5, True, False),  # a tombstone that also left the channels: still a revision to fetch (LiteCore)
+        (6, False, True),
+        (7, True, True),
+    ],
+)
+def test_changes_row_flags_are_bits(flags: int, deleted: bool, removed: bool) -> None:
+    """Protocol §3.5, read as LiteCore's RevFinder::findRevs reads the fourth element."""
+    (row,) = parse_changes_rows(b'[[1,"a","%s",%d]]' % (R1.encode(), flags))
+    assert (row.deleted, row.removed) == (deleted, removed)
+
+
 def test_changes_rows_encoding() -> None:
     rows = [ChangeRow(1, "a", R1), ChangeRow(2, "b", R2, deleted=True), ChangeRow(3, "c", R1, body_size=50)]
     assert encode_changes_rows(rows, int_flags=True) == (
