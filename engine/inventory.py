@@ -6,41 +6,76 @@ non-negative integer quantity and ``image`` a JPEG blob (optional). Edits go
 through :func:`set_quantity` and friends, which re-apply the edit on top of
 whatever revision is current, so an edit never undoes a change that arrived
 from a peer in the meantime.
+
+:func:`check_list_body` is the schema of the list document (see there); every
+writer here produces lists that pass it, and :func:`validate_list_revision`
+applies it to any revision of ``doc::list`` about to be stored. Item names are
+stored in Unicode normalization form NFC, so a name typed with a precomposed
+or a combining accent names the same item.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.blobs import Blob
+from engine.blobs import Blob, digest_to_key
 from engine.conflicts import ConcurrencyControl
-from engine.database import Database
-from engine.documents import Document
 from engine.errors import ConflictError, InvalidDocumentError, InventoryError
+
+if TYPE_CHECKING:  # not imported at run time, so that the database can import this module
+    from engine.database import Database
+    from engine.documents import Document
 
 __all__ = [
     "LIST_DOC_ID",
+    "MAX_EDIT",
+    "MAX_KEY_LENGTH",
     "MAX_QUANTITY",
+    "InvalidListError",
     "Item",
+    "ListReading",
     "StarterItem",
     "add_item",
+    "check_list_body",
     "list_body",
     "parse_items",
     "parse_quantity",
     "read_items",
+    "read_items_or_last_valid",
     "remove_item",
     "save_new_list",
     "set_picture",
     "set_quantity",
+    "validate_list_revision",
 ]
 
 LIST_DOC_ID = "doc::list"
 #: Largest quantity accepted (fits every peer's integer types).
 MAX_QUANTITY = 2**31 - 1
+#: Longest item name, in code points (of its NFC form).
 MAX_KEY_LENGTH = 200
+#: Largest edit stamp (fits a signed 64-bit integer); edits past it keep it.
+MAX_EDIT = 2**63 - 1
 _FAIL = ConcurrencyControl.FAIL_ON_CONFLICT
+#: Format characters (category Cf) allowed in names: zero width non-joiner and
+#: joiner, which Persian and Indic spelling and emoji sequences need.
+_JOINERS = frozenset("\u200c\u200d")
+#: Categories refused in names: controls, format characters, surrogates, line
+#: and paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_DAMAGED = "the stored list is damaged"
+_NOT_NFC = "is not in Unicode normalization form NFC"
+
+
+class InvalidListError(InventoryError, InvalidDocumentError):
+    """A body of ``doc::list`` breaks the list schema (see :func:`check_list_body`).
+
+    Also an InvalidDocumentError, so that code refusing a bad document body
+    refuses a bad list the same way.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,44 +121,204 @@ def parse_quantity(value: object) -> int:
         text = value.strip()
         if not text.isascii() or not text.isdigit():
             raise InventoryError(f"quantity must be a whole number of 0 or more, not {value[:40]!r}")
+        if len(text.lstrip("0")) > len(str(MAX_QUANTITY)):  # int() refuses over 4,300 digits
+            raise InventoryError(f"quantity must be between 0 and {MAX_QUANTITY}")
         value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InventoryError(f"quantity must be a whole number, not {type(value).__name__}")
     if not 0 <= value <= MAX_QUANTITY:
-        raise InventoryError(f"quantity must be between 0 and {MAX_QUANTITY}, not {value}")
+        shown = value if abs(value) <= 10 * MAX_QUANTITY else "a number of that size"
+        raise InventoryError(f"quantity must be between 0 and {MAX_QUANTITY}, not {shown}")
     return value
 
 
-def _check_key(key: object) -> str:
-    if not isinstance(key, str) or not key.strip():
-        raise InventoryError("item name must be a non-empty string")
+def _key_problem(key: str) -> str | None:
+    """What makes ``key`` (already in NFC) unfit to name an item, or None."""
     if len(key) > MAX_KEY_LENGTH:
-        raise InventoryError(f"item name is longer than {MAX_KEY_LENGTH} characters")
+        return f"is longer than {MAX_KEY_LENGTH} characters"
+    if key.isprintable():  # the usual case: no character of a refused category, no joiner
+        return None if key and not key.isspace() else "is empty or only whitespace"
+    for char in key:
+        if char not in _JOINERS and unicodedata.category(char) in _REFUSED_CATEGORIES:
+            return f"contains the control or format character U+{ord(char):04X}"
+    if not "".join(char for char in key if char not in _JOINERS).strip():
+        return "is empty or only whitespace"
+    return None
+
+
+def _check_key(key: object) -> str:
+    """Return the item name ``key`` in NFC.
+
+    Raises:
+        InventoryError: not a string, or not fit to name an item (see :func:`check_list_body`).
+    """
+    if not isinstance(key, str):
+        raise InventoryError(f"item name must be a string, not {_json_type(key)}")
+    key = unicodedata.normalize("NFC", key)
+    problem = _key_problem(key)
+    if problem is not None:
+        raise InventoryError(f"item name {key[:40]!r} {problem}")
     return key
 
 
-def parse_items(body: dict[str, Any]) -> list[Item]:
-    """Read the items of a list body.
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+_ABSENT: Any = object()
+
+
+def _json_type(value: object) -> str:
+    """How to name the JSON type of ``value`` in a message."""
+    if value is _ABSENT:
+        return "missing"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _whole_number(value: object, largest: int, message: str) -> int:
+    """Return ``value`` if it is a whole number from 0 to ``largest``; else raise InvalidListError(message...)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        problem = _json_type(value)
+    elif value < 0:
+        problem = "a negative number"
+    elif value > largest:
+        problem = f"a number above {largest}"  # not the number itself: it may have thousands of digits
+    else:
+        return value
+    raise InvalidListError(f"{message} from 0 to {largest}, not {problem}")
+
+
+def check_list_body(body: object) -> list[Item]:
+    """Check a body of ``doc::list`` against the list schema; return its items.
+
+    A valid list is a JSON object whose ``items`` is an array of objects
+    (other top-level properties, such as ``type``, are free), each with:
+
+    - ``key``: the item's name, unique within the list; a string in Unicode
+      normalization form NFC of at most MAX_KEY_LENGTH code points, not empty
+      nor only whitespace, without control characters (category Cc, line
+      breaks included), format characters (Cf) other than the zero width
+      non-joiner and joiner, surrogates (Cs), or line and paragraph
+      separators (Zl, Zp);
+    - ``value``: the quantity, a whole number (not a boolean) from 0 to
+      MAX_QUANTITY;
+    - ``image`` (optional): the picture, a blob dictionary with
+      ``"@type": "blob"`` (see :meth:`Blob.from_dict`); null means none;
+    - ``edit`` (optional): the edit stamp, a whole number from 0 to MAX_EDIT.
+
+    Items may carry other properties (a newer peer's); they are not read.
 
     Raises:
-        InventoryError: the body is not a valid list.
+        InvalidListError: the body breaks the schema; the message names the
+            first offending item by its index and name.
     """
-    items = body.get("items")
-    if not isinstance(items, list):
-        raise InventoryError("list document has no items array")
-    out: list[Item] = []
-    for raw in items:
-        if not isinstance(raw, dict):
-            raise InventoryError("list item is not an object")
-        image = raw.get("image")
-        try:
-            blob = Blob.from_dict(image) if isinstance(image, dict) else None
-        except InvalidDocumentError as exc:
-            raise InventoryError(f"item {raw.get('key')!r} has a bad picture: {exc}") from None
-        edit = raw.get("edit", 0)
-        stamp = edit if isinstance(edit, int) and not isinstance(edit, bool) and edit > 0 else 0
-        out.append(Item(_check_key(raw.get("key")), parse_quantity(raw.get("value")), blob, stamp))
-    return out
+    raw_items = _checked_items(body)
+    return [
+        Item(raw["key"], raw["value"], _blob(raw.get("image")), raw.get("edit", 0))  # checked: cannot fail
+        for raw in raw_items
+    ]
+
+
+def _blob(image: dict[str, Any] | None) -> Blob | None:
+    return None if image is None else Blob.from_dict(image)
+
+
+def _checked_items(body: object) -> list[dict[str, Any]]:
+    """The ``items`` of a valid list body; the checks of :func:`check_list_body`, without building items.
+
+    Raises:
+        InvalidListError: the body breaks the schema.
+    """
+    if not isinstance(body, dict):
+        raise InvalidListError(f"the list is {_json_type(body)}, not an object")
+    raw_items = body.get("items")
+    if not isinstance(raw_items, list):
+        if raw_items is None:
+            raise InvalidListError("the list has no items array")
+        raise InvalidListError(f"the list's items are {_json_type(raw_items)}, not an array")
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_items):
+        _check_item(index, raw, seen)
+    return raw_items
+
+
+def _check_item(index: int, raw: object, seen: dict[str, int]) -> None:
+    if not isinstance(raw, dict):
+        raise InvalidListError(f"item {index} is {_json_type(raw)}, not an object")
+    key = raw.get("key")
+    if not isinstance(key, str):
+        if key is None:
+            raise InvalidListError(f"item {index} has no key (name)")
+        raise InvalidListError(f"item {index}: the name is {_json_type(key)}, not a string")
+    problem = _key_problem(key) if key.isascii() or unicodedata.is_normalized("NFC", key) else _NOT_NFC
+    if problem is not None:
+        raise InvalidListError(f"item {index} ({key[:40]!r}): the name {problem}")
+    if key in seen:
+        raise InvalidListError(f"item {index} ({key[:40]!r}): item {seen[key]} has the same name")
+    seen[key] = index
+    value = raw.get("value", _ABSENT)
+    if value.__class__ is not int or not 0 <= value <= MAX_QUANTITY:  # the usual case is a plain int
+        _whole_number(value, MAX_QUANTITY, f"item {index} ({key[:40]!r}): the quantity must be a whole number")
+    image = raw.get("image")
+    if image is not None:
+        problem = _blob_problem(image)
+        if problem is not None:
+            raise InvalidListError(f"item {index} ({key[:40]!r}): {problem}")
+    edit = raw.get("edit", 0)
+    if edit.__class__ is not int or not 0 <= edit <= MAX_EDIT:
+        _whole_number(edit, MAX_EDIT, f"item {index} ({key[:40]!r}): the edit stamp must be a whole number")
+
+
+def _blob_problem(image: object) -> str | None:
+    """What is wrong with ``image`` as a picture, or None; accepts what :meth:`Blob.from_dict` accepts."""
+    if not isinstance(image, dict) or image.get("@type") != "blob":
+        kind = "an object without @type blob" if isinstance(image, dict) else _json_type(image)
+        return f"the picture must be a blob, not {kind}"
+    digest, length, content_type = image.get("digest"), image.get("length"), image.get("content_type")
+    try:
+        if (  # the usual case, without building a Blob (digest_to_key remembers digests it decoded)
+            isinstance(digest, str)
+            and digest_to_key(digest)
+            and length.__class__ is int
+            and length >= 0
+            and (content_type is None or content_type.__class__ is str)
+        ):
+            return None
+        Blob.from_dict(image)
+    except InvalidDocumentError as exc:
+        return f"bad picture: {exc}"
+    return None
+
+
+def validate_list_revision(doc_id: str, body: object, deleted: bool) -> None:
+    """Refuse a revision of ``doc::list`` whose body breaks the list schema.
+
+    Does nothing for other documents (one string comparison) and for
+    deletions; for the list, makes the checks of :func:`check_list_body`
+    without building items (about 1.5 us per item). Meant for every revision
+    of a document before it is stored: local saves, ``doc put`` and revisions
+    received from peers.
+
+    Raises:
+        InvalidListError: the list body breaks the schema (an
+            InvalidDocumentError and an InventoryError).
+    """
+    if deleted or doc_id != LIST_DOC_ID:
+        return
+    try:
+        _checked_items(body)
+    except InvalidListError as exc:
+        raise InvalidListError(f"{LIST_DOC_ID} is not a valid inventory list: {exc}") from None
+
+
+def parse_items(body: dict[str, Any]) -> list[Item]:
+    """Read the items of a list body (the same as :func:`check_list_body`).
+
+    Raises:
+        InvalidListError: the body is not a valid list.
+    """
+    return check_list_body(body)
 
 
 def list_body(items: Sequence[Item], template: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -133,12 +328,77 @@ def list_body(items: Sequence[Item], template: dict[str, Any] | None = None) -> 
     return body
 
 
+def _stored_items(body: dict[str, Any]) -> list[Item]:
+    try:
+        return check_list_body(body)
+    except InvalidListError as exc:
+        raise InvalidListError(f"{_DAMAGED}: {exc}") from None
+
+
 def read_items(db: Database) -> list[Item]:
-    """Return the items of the list (empty if there is no list)."""
+    """Return the items of the list (empty if there is no list).
+
+    Raises:
+        InvalidListError: the stored list breaks the schema ("the stored list
+            is damaged: ..."); :func:`read_items_or_last_valid` then gives the
+            items of its last valid revision.
+    """
     doc = db.get(LIST_DOC_ID)
     if doc is None or doc.deleted:
         return []
-    return parse_items(doc.body)
+    return _stored_items(doc.body)
+
+
+@dataclass(frozen=True, slots=True)
+class ListReading:
+    """What :func:`read_items_or_last_valid` found.
+
+    ``items`` are the current list's or, when it is damaged, those of its
+    newest valid earlier revision (none when no such revision is stored);
+    ``rev_id`` is the revision they come from (None when there is none).
+    ``problem`` is None when the current list is valid, otherwise a message
+    for the user: what is wrong with the list and what is shown instead.
+    """
+
+    items: list[Item]
+    rev_id: str | None = None
+    problem: str | None = None
+
+    @property
+    def damaged(self) -> bool:
+        """Whether the current list breaks the schema."""
+        return self.problem is not None
+
+
+def read_items_or_last_valid(db: Database) -> ListReading:
+    """Read the list, or the newest valid revision of it when the current one is damaged.
+
+    A damaged current revision (one that breaks :func:`check_list_body`) is
+    reported in ``problem``, and the items are those of the nearest ancestor
+    in its history whose body is still stored and valid; a deletion on the way
+    ends the search (nothing earlier belongs to the list as it is now). Never
+    raises for a damaged list.
+    """
+    doc = db.get(LIST_DOC_ID)
+    if doc is None or doc.deleted:
+        return ListReading([])
+    try:
+        return ListReading(check_list_body(doc.body), doc.rev_id)
+    except InvalidListError as exc:
+        damage = f"{_DAMAGED}: {exc}"
+    tree = db.get_tree(LIST_DOC_ID)
+    for rev_id in tree.history(doc.rev_id)[1:] if tree is not None else ():
+        older = db.get_revision(LIST_DOC_ID, rev_id)
+        if older is None:
+            continue  # its body is no longer kept; an earlier one may be
+        if older.deleted:
+            break
+        try:
+            items = check_list_body(older.body)
+        except InvalidListError:
+            continue
+        return ListReading(items, rev_id, f"{damage}; showing its last valid revision instead")
+    return ListReading([], None, f"{damage}; no earlier valid revision of it is stored")
 
 
 def _edit(db: Database, change: Callable[[list[Item], int], list[Item]]) -> Document:
@@ -148,8 +408,8 @@ def _edit(db: Database, change: Callable[[list[Item], int], list[Item]]) -> Docu
         doc = db.get(LIST_DOC_ID)
         if doc is None or doc.deleted:
             raise InventoryError("there is no inventory list yet")
-        items = parse_items(doc.body)
-        stamp = max((item.edit for item in items), default=0) + 1
+        items = _stored_items(doc.body)
+        stamp = min(max((item.edit for item in items), default=0) + 1, MAX_EDIT)
         body = list_body(change(items, stamp), doc.body)
         try:
             return db.save(LIST_DOC_ID, body, base_rev=doc.rev_id, concurrency=_FAIL)
@@ -159,18 +419,20 @@ def _edit(db: Database, change: Callable[[list[Item], int], list[Item]]) -> Docu
 
 
 def _find(items: list[Item], key: str) -> int:
+    """The index of the item named ``key`` (in NFC, as stored names are)."""
     for index, item in enumerate(items):
         if item.key == key:
             return index
-    raise InventoryError(f"no item named {key!r}")
+    raise InventoryError(f"no item named {key[:40]!r}")
 
 
 def set_quantity(db: Database, key: str, quantity: object) -> Document:
     """Set the quantity of the item named ``key``.
 
     Raises:
-        InventoryError: unknown item or invalid quantity; nothing is saved.
+        InventoryError: unknown item, invalid quantity or damaged list; nothing is saved.
     """
+    key = _check_key(key)
     value = parse_quantity(quantity)
 
     def change(items: list[Item], stamp: int) -> list[Item]:
@@ -185,14 +447,15 @@ def add_item(db: Database, key: str, quantity: object, image: Blob | None = None
     """Append a new item.
 
     Raises:
-        InventoryError: the name is taken or invalid, or the quantity is invalid.
+        InventoryError: the name is taken or invalid, the quantity is invalid
+            or the list is damaged.
     """
     key = _check_key(key)
     value = parse_quantity(quantity)
 
     def change(items: list[Item], stamp: int) -> list[Item]:
         if any(item.key == key for item in items):
-            raise InventoryError(f"an item named {key!r} already exists")
+            raise InventoryError(f"an item named {key[:40]!r} already exists")
         return [*items, Item(key, value, image, stamp)]
 
     return _edit(db, change)
@@ -200,6 +463,7 @@ def add_item(db: Database, key: str, quantity: object, image: Blob | None = None
 
 def remove_item(db: Database, key: str) -> Document:
     """Remove the item named ``key``."""
+    key = _check_key(key)
 
     def change(items: list[Item], _stamp: int) -> list[Item]:
         del items[_find(items, key)]
@@ -210,6 +474,7 @@ def remove_item(db: Database, key: str) -> Document:
 
 def set_picture(db: Database, key: str, image: Blob | None) -> Document:
     """Replace the picture of the item named ``key`` (None removes it)."""
+    key = _check_key(key)
 
     def change(items: list[Item], stamp: int) -> list[Item]:
         index = _find(items, key)
@@ -222,13 +487,26 @@ def set_picture(db: Database, key: str, image: Blob | None) -> Document:
 def save_new_list(db: Database, items: Sequence[StarterItem]) -> bool:
     """Create the list from ``items`` unless a list already exists.
 
-    Pictures are stored first; the list document is then created in one
-    transaction, so a crash never leaves a partial list, and seeding twice
-    never duplicates. Returns whether a list was created.
+    Names and quantities are checked first, then pictures are stored; the
+    list document is then created in one transaction, so a crash never leaves
+    a partial list, and seeding twice never duplicates. Returns whether a list
+    was created.
+
+    Raises:
+        InventoryError: a name or quantity is invalid, or two names are the
+            same in NFC; nothing is stored.
     """
     if db.get(LIST_DOC_ID) is not None:
         return False
-    stored = [Item(_check_key(i.key), parse_quantity(i.value), db.save_blob(i.jpeg, "image/jpeg")) for i in items]
+    checked: list[tuple[str, int, bytes]] = []
+    seen: set[str] = set()
+    for item in items:
+        key = _check_key(item.key)
+        if key in seen:
+            raise InventoryError(f"an item named {key[:40]!r} appears twice")
+        seen.add(key)
+        checked.append((key, parse_quantity(item.value), item.jpeg))
+    stored = [Item(key, value, db.save_blob(jpeg, "image/jpeg")) for key, value, jpeg in checked]
     try:
         db.save(LIST_DOC_ID, list_body(stored), base_rev=None, concurrency=_FAIL)
     except ConflictError:

@@ -1,22 +1,40 @@
 from __future__ import annotations
 
+import dataclasses
+import re
+import subprocess
+import sys
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from engine.blobs import Blob, digest_of
 from engine.database import Database
-from engine.errors import InventoryError
+from engine.documents import Document
+from engine.errors import InvalidDocumentError, InventoryError
 from engine.inventory import (
     LIST_DOC_ID,
+    MAX_EDIT,
+    MAX_KEY_LENGTH,
     MAX_QUANTITY,
+    InvalidListError,
     Item,
+    ListReading,
     StarterItem,
     add_item,
+    check_list_body,
     parse_items,
     parse_quantity,
     read_items,
+    read_items_or_last_valid,
     remove_item,
     save_new_list,
     set_picture,
     set_quantity,
+    validate_list_revision,
 )
 
 
@@ -112,3 +130,358 @@ def test_parse_items_rejects_malformed_lists() -> None:
         with pytest.raises(InventoryError):
             parse_items(body)
     assert parse_items({"items": [{"key": "a", "value": 1}]}) == [Item("a", 1)]
+
+
+# -- the list schema ---------------------------------------------------------------
+
+DIGEST = digest_of(b"picture")
+PICTURE = {"@type": "blob", "digest": DIGEST, "length": 7, "content_type": "image/jpeg"}
+
+
+def test_check_list_body_accepts_a_valid_list() -> None:
+    body = {
+        "type": "list",
+        "title": "kitchen",  # other top-level properties are free
+        "items": [
+            {"key": "Flour", "value": 0, "image": PICTURE, "edit": 3},
+            {"key": "Crème brûlée", "value": MAX_QUANTITY},
+            {"key": "\U0001f468\u200d\U0001f469\u200d\U0001f467 snacks", "value": 1},  # emoji joined by ZWJ
+            {"key": "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "value": 2},  # Persian, with a ZWNJ
+            {"key": "Tea\u00a0bags", "value": 4, "image": None, "unit": "box"},  # null picture, extra property
+            {"key": "x" * MAX_KEY_LENGTH, "value": 5, "edit": MAX_EDIT},
+        ],
+    }
+    items = check_list_body(body)
+    assert items[0] == Item("Flour", 0, Blob(DIGEST, 7, "image/jpeg"), 3)
+    assert [i.key for i in items[1:]] == [raw["key"] for raw in body["items"][1:]]  # type: ignore[index]
+    assert items[4].image is None and items[5].edit == MAX_EDIT
+    assert check_list_body({"items": []}) == []
+    validate_list_revision(LIST_DOC_ID, body, False)
+
+
+def item(**fields: object) -> dict[str, object]:
+    return {"key": "Milk", "value": 1, **fields}
+
+
+MALFORMED: list[tuple[object, str]] = [
+    # (body, a part of the message)
+    ({"items": [{"value": 1}, {"key": "Eggs", "value": "many"}]}, "item 0 has no key"),
+    ({"items": [{"key": "Flour", "value": 1}, {"key": "Eggs", "value": "many"}]}, "item 1 ('Eggs'): the quantity"),
+    ({"items": "notalist"}, "items are a string, not an array"),
+    ({"type": "list"}, "no items array"),
+    ([], "the list is an array, not an object"),
+    ("list", "the list is a string"),
+    ({"items": {"Milk": 1}}, "items are an object"),
+    ({"items": [item(), 3]}, "item 1 is a number, not an object"),
+    ({"items": [item(), None]}, "item 1 is null"),
+    ({"items": [item(key=7)]}, "item 0: the name is a number"),
+    ({"items": [item(key="")]}, "item 0 (''): the name is empty"),
+    ({"items": [item(key="   ")]}, "only whitespace"),
+    ({"items": [item(key="\u00a0\u200d")]}, "only whitespace"),
+    ({"items": [item(), item(value=2)]}, "item 1 ('Milk'): item 0 has the same name"),
+    ({"items": [item(key="e\u0301clair")]}, "not in Unicode normalization form NFC"),
+    ({"items": [item(key="\u00e9clair"), item(key="e\u0301clair")]}, "item 1 ('e\u0301clair'): the name is not in"),
+    ({"items": [item(key="Milk\nEggs")]}, "control or format character U+000A"),
+    ({"items": [item(key="Milk\r")]}, "U+000D"),
+    ({"items": [item(key="Milk\x00")]}, "U+0000"),
+    ({"items": [item(key="Milk\x85")]}, "U+0085"),
+    ({"items": [item(key="Milk\u2028")]}, "U+2028"),
+    ({"items": [item(key="Milk\u2029")]}, "U+2029"),
+    ({"items": [item(key="Mi\u200blk")]}, "U+200B"),  # zero width space
+    ({"items": [item(key="abc\u202edcb")]}, "U+202E"),  # right-to-left override
+    ({"items": [item(key="Milk\ufeff")]}, "U+FEFF"),
+    ({"items": [item(key="Mil\u00adk")]}, "U+00AD"),  # soft hyphen
+    ({"items": [item(key="Milk\U000e0041")]}, "U+E0041"),  # a tag character
+    ({"items": [item(key="Milk\ud800")]}, "U+D800"),  # a lone surrogate
+    ({"items": [item(key="x" * (MAX_KEY_LENGTH + 1))]}, f"longer than {MAX_KEY_LENGTH}"),
+    ({"items": [{"key": "Milk"}]}, "the quantity must be a whole number from 0 to 2147483647, not missing"),
+    ({"items": [item(value=-1)]}, "not a negative number"),
+    ({"items": [item(value=1.5)]}, "not a number"),
+    ({"items": [item(value=1.0)]}, "not a number"),
+    ({"items": [item(value="12")]}, "not a string"),
+    ({"items": [item(value=True)]}, "not a boolean"),
+    ({"items": [item(value=None)]}, "not null"),
+    ({"items": [item(value=MAX_QUANTITY + 1)]}, "above 2147483647"),
+    ({"items": [item(value=10**5000)]}, "above 2147483647"),  # too long to print: never printed
+    ({"items": [item(image="picture.jpg")]}, "the picture must be a blob, not a string"),
+    ({"items": [item(image={"digest": DIGEST, "length": 7})]}, "without @type blob"),
+    ({"items": [item(image={**PICTURE, "digest": "sha1-nope"})]}, "bad picture: malformed blob digest"),
+    ({"items": [item(image={**PICTURE, "digest": "md5-x"})]}, "bad picture: unsupported blob digest"),
+    ({"items": [item(image={**PICTURE, "length": -1})]}, "bad picture"),
+    ({"items": [item(image={**PICTURE, "length": "7"})]}, "bad picture"),
+    ({"items": [item(image={**PICTURE, "length": True})]}, "bad picture"),
+    ({"items": [item(image={**PICTURE, "content_type": 3})]}, "bad picture"),
+    ({"items": [item(image={"@type": "blob", "length": 7})]}, "bad picture: blob has no digest"),
+    ({"items": [item(edit="3")]}, "the edit stamp must be a whole number from 0 to"),
+    ({"items": [item(edit=-1)]}, "edit stamp"),
+    ({"items": [item(edit=True)]}, "edit stamp"),
+    ({"items": [item(edit=None)]}, "edit stamp"),
+    ({"items": [item(edit=2.0)]}, "edit stamp"),
+    ({"items": [item(edit=MAX_EDIT + 1)]}, "edit stamp"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), MALFORMED)
+def test_check_list_body_refuses_malformed_lists(body: object, message: str) -> None:
+    with pytest.raises(InvalidListError, match=re.escape(message)):
+        check_list_body(body)
+    with pytest.raises(InvalidListError, match=f"^doc::list is not a valid inventory list: .*{re.escape(message)}"):
+        validate_list_revision(LIST_DOC_ID, body, False)
+
+
+def test_invalid_list_error_is_an_inventory_and_a_document_error() -> None:
+    # code that refuses a bad body (InvalidDocumentError) refuses a bad list the same way
+    with pytest.raises(InvalidDocumentError):
+        validate_list_revision(LIST_DOC_ID, {"items": "notalist"}, False)
+    with pytest.raises(InventoryError):
+        check_list_body({"items": "notalist"})
+
+
+def test_validate_list_revision_checks_only_live_revisions_of_the_list() -> None:
+    validate_list_revision("doc::other", {"items": "notalist"}, False)
+    validate_list_revision(LIST_DOC_ID, {}, True)  # a deletion
+    validate_list_revision(LIST_DOC_ID, {"items": "notalist"}, True)
+
+
+def test_the_blob_check_agrees_with_blob_from_dict() -> None:
+    for fields in (
+        {},
+        {"digest": DIGEST},
+        {"digest": DIGEST, "length": 0},
+        {"digest": DIGEST, "length": 7, "content_type": None},
+        {"digest": DIGEST, "length": 7, "content_type": ""},
+        {"digest": DIGEST, "length": 7.0},
+        {"digest": DIGEST + "=", "length": 7},
+        {"digest": DIGEST[:-2], "length": 7},
+        {"digest": "sha1-" + "A" * 27 + "=", "length": 7},
+        {"digest": "sha1-é", "length": 7},
+        {"digest": ["sha1-x"], "length": 7},
+    ):
+        try:
+            Blob.from_dict(fields)
+        except InvalidDocumentError:
+            expected = False
+        else:
+            expected = True
+        body = {"items": [item(image={"@type": "blob", **fields})]}
+        try:
+            check_list_body(body)
+        except InvalidListError:
+            assert not expected, fields
+        else:
+            assert expected, fields
+
+
+def test_a_name_in_nfc_or_not_names_one_item(seeded: Database) -> None:
+    decomposed, composed = "e\u0301clair", "\u00e9clair"
+    add_item(seeded, decomposed, 2)
+    doc = seeded.get(LIST_DOC_ID)
+    assert doc is not None and doc.body["items"][-1]["key"] == composed  # stored in NFC
+    with pytest.raises(InventoryError, match="already exists"):
+        add_item(seeded, composed, 1)
+    set_quantity(seeded, composed, 5)
+    set_picture(seeded, decomposed, None)
+    assert read_items(seeded)[-1] == Item(composed, 5, None, read_items(seeded)[-1].edit)
+    remove_item(seeded, decomposed)
+    assert [i.key for i in read_items(seeded)] == ["Flour", "Eggs"]
+    check_list_body(seeded.get(LIST_DOC_ID).body)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Milk\n",
+        "\tMilk",
+        "Mi\x00lk",
+        "Milk\u2028",
+        "Mi\u200blk",
+        "abc\u202edcb",
+        "\u200d",
+        "",
+        "  ",
+        "x" * 201,
+        None,
+        3,
+    ],
+)
+def test_writers_refuse_bad_names(seeded: Database, name: object) -> None:
+    before = seeded.get(LIST_DOC_ID)
+    for edit in (
+        lambda: add_item(seeded, name, 1),  # type: ignore[arg-type]
+        lambda: set_quantity(seeded, name, 1),  # type: ignore[arg-type]
+        lambda: set_picture(seeded, name, None),  # type: ignore[arg-type]
+        lambda: remove_item(seeded, name),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InventoryError):
+            edit()
+    assert seeded.get(LIST_DOC_ID) == before
+
+
+def test_writers_accept_names_with_joiners(seeded: Database) -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    add_item(seeded, family, 1)
+    assert read_items(seeded)[-1].key == family
+
+
+def test_save_new_list_normalizes_names_and_refuses_duplicates_in_nfc(db: Database) -> None:
+    with pytest.raises(InventoryError, match="appears twice"):
+        save_new_list(db, [StarterItem("e\u0301clair", 1, b"a"), StarterItem("\u00e9clair", 2, b"b")])
+    with pytest.raises(InventoryError):
+        save_new_list(db, [StarterItem("Flour", 1, b"a"), StarterItem("Eggs\n", 2, b"b")])
+    assert db.get(LIST_DOC_ID) is None
+    assert not db.has_blob(digest_of(b"a"))  # names are checked before pictures are stored
+    assert save_new_list(db, [StarterItem("e\u0301clair", 1, b"a")])
+    assert [i.key for i in read_items(db)] == ["\u00e9clair"]
+
+
+def test_parse_quantity_refuses_a_number_too_long_to_convert() -> None:
+    with pytest.raises(InventoryError):
+        parse_quantity("9" * 5000)
+    with pytest.raises(InventoryError):
+        parse_quantity(10**5000)
+    assert parse_quantity("000000000000000000007") == 7
+
+
+def test_edit_stamps_stop_at_the_largest(db: Database) -> None:
+    db.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "a", "value": 1, "edit": MAX_EDIT}]})
+    set_quantity(db, "a", 2)
+    assert read_items(db) == [Item("a", 2, None, MAX_EDIT)]
+
+
+# -- reading a damaged list --------------------------------------------------------
+
+
+class Tampered:
+    """A database whose stored bodies of some revisions are replaced (None: the body is gone),
+    as lists saved before they were checked, or by another program, could be."""
+
+    def __init__(self, db: Database, bodies: dict[str, object]) -> None:
+        self.db = db
+        self.bodies = bodies
+
+    def _swap(self, doc: Document | None) -> Document | None:
+        if doc is None or doc.rev_id not in self.bodies:
+            return doc
+        body = self.bodies[doc.rev_id]
+        return None if body is None else dataclasses.replace(doc, body=body)  # type: ignore[arg-type]
+
+    def get(self, doc_id: str) -> Document | None:
+        return self._swap(self.db.get(doc_id))
+
+    def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
+        return self._swap(self.db.get_revision(doc_id, rev_id))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.db, name)
+
+
+@pytest.fixture
+def history_db(tmp_path: Path) -> Iterator[Database]:
+    """A database keeping the bodies of 20 ancestors, as user databases do."""
+    database = Database(tmp_path / "history", durable=False, keep_bodies=20)
+    yield database
+    database.close()
+
+
+def save_revisions(db: Database, *lists: tuple[str, ...]) -> list[str]:
+    revs: list[str] = []
+    for names in lists:
+        revs.append(db.save(LIST_DOC_ID, list_of(*names), base_rev=revs[-1] if revs else None).rev_id)
+    return revs
+
+
+def list_of(*names: str) -> dict[str, object]:
+    return {"type": "list", "items": [{"key": name, "value": 1} for name in names]}
+
+
+USER_BODIES = [{"items": [{"value": 1}, {"key": "Eggs", "value": "many"}]}, {"items": "notalist"}]
+
+
+@pytest.mark.parametrize("bad", USER_BODIES)
+def test_readers_and_writers_say_the_stored_list_is_damaged(seeded: Database, bad: dict[str, object]) -> None:
+    current = seeded.get(LIST_DOC_ID)
+    assert current is not None
+    damaged: Any = Tampered(seeded, {current.rev_id: bad})
+    with pytest.raises(InvalidListError, match="the stored list is damaged: "):
+        read_items(damaged)
+    for edit in (
+        lambda: set_quantity(damaged, "Eggs", 1),
+        lambda: add_item(damaged, "Milk", 1),
+        lambda: remove_item(damaged, "Eggs"),
+        lambda: set_picture(damaged, "Eggs", None),
+    ):
+        with pytest.raises(InvalidListError, match="the stored list is damaged: "):
+            edit()
+    assert seeded.get(LIST_DOC_ID) == current
+
+
+def test_read_items_or_last_valid_on_a_valid_list(seeded: Database) -> None:
+    reading = read_items_or_last_valid(seeded)
+    assert reading.items == read_items(seeded) and not reading.damaged and reading.problem is None
+    assert reading.rev_id == seeded.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
+def test_read_items_or_last_valid_without_a_list(db: Database) -> None:
+    assert read_items_or_last_valid(db) == ListReading([], None, None)
+    db.save(LIST_DOC_ID, list_of("a"))
+    db.delete(LIST_DOC_ID, base_rev=db.get(LIST_DOC_ID).rev_id)  # type: ignore[union-attr]
+    assert read_items_or_last_valid(db) == ListReading([], None, None)
+
+
+@pytest.mark.parametrize("bad", USER_BODIES)
+def test_read_items_or_last_valid_walks_back_to_the_newest_valid_revision(history_db: Database, bad: object) -> None:
+    revs = save_revisions(history_db, ("a",), ("a", "b"), ("a", "b", "c"), ("a", "b", "c", "d"))
+    # the two newest are damaged: the one before them is shown
+    damaged: Any = Tampered(history_db, {revs[3]: bad, revs[2]: {"items": [{"key": "x", "value": -1}]}})
+    reading = read_items_or_last_valid(damaged)
+    assert [i.key for i in reading.items] == ["a", "b"]
+    assert reading.rev_id == revs[1] and reading.damaged
+    assert reading.problem is not None and reading.problem.startswith("the stored list is damaged: ")
+    assert "last valid revision" in reading.problem
+    # nothing valid left: no items, and the problem says so
+    nothing: Any = Tampered(history_db, dict.fromkeys(revs, bad))
+    reading = read_items_or_last_valid(nothing)
+    assert reading.items == [] and reading.rev_id is None
+    assert reading.problem is not None and "no earlier valid revision" in reading.problem
+
+
+def test_read_items_or_last_valid_skips_revisions_whose_bodies_are_gone(history_db: Database) -> None:
+    revs = save_revisions(history_db, ("a",), ("a", "b"), ("a", "b", "c"), ("a", "b", "c", "d"))
+    reading = read_items_or_last_valid(Tampered(history_db, {revs[3]: {"items": 1}, revs[2]: None}))  # type: ignore[arg-type]
+    assert [i.key for i in reading.items] == ["a", "b"] and reading.rev_id == revs[1]
+    all_gone: Any = Tampered(history_db, {revs[3]: {"items": 1}, revs[2]: None, revs[1]: None, revs[0]: None})
+    reading = read_items_or_last_valid(all_gone)
+    assert reading.items == [] and reading.damaged
+
+
+def test_read_items_or_last_valid_with_the_default_bodies_kept(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db", durable=False, keep_bodies=1)
+    try:
+        revs = save_revisions(db, ("a",), ("a", "b"), ("a", "b", "c"))
+        assert db.get_revision(LIST_DOC_ID, revs[0]) is None  # dropped
+        reading = read_items_or_last_valid(Tampered(db, {revs[2]: {"items": 1}}))  # type: ignore[arg-type]
+        assert [i.key for i in reading.items] == ["a", "b"]
+    finally:
+        db.close()
+
+
+def test_read_items_or_last_valid_stops_at_a_deletion(history_db: Database) -> None:
+    first = history_db.save(LIST_DOC_ID, list_of("old"))
+    gone = history_db.delete(LIST_DOC_ID, base_rev=first.rev_id)
+    again = history_db.save(LIST_DOC_ID, list_of("new"), base_rev=gone.rev_id)
+    reading = read_items_or_last_valid(Tampered(history_db, {again.rev_id: {"items": 1}}))  # type: ignore[arg-type]
+    assert reading.items == [] and reading.damaged
+
+
+def test_printable_names_hold_no_refused_character() -> None:
+    # the name check skips its per-character loop for str.isprintable() names
+    refused = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    assert not [
+        c for c in map(chr, range(sys.maxunicode + 1)) if c.isprintable() and unicodedata.category(c) in refused
+    ]
+
+
+def test_the_inventory_module_does_not_import_the_database() -> None:
+    # so that the database can check list revisions with validate_list_revision
+    code = "import engine.inventory, sys; assert 'engine.database' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
