@@ -19,6 +19,17 @@ MAX_PROPERTIES_SIZE = 100 * 1024
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 #: Most partially received incoming messages at once.
 MAX_PENDING_INCOMING = 1024
+#: Bytes one connection may buffer for incoming messages whose last frame has
+#: not arrived, over all of them; beyond, it closes with 1009. Peers interleave
+#: messages (§2.5), so several pictures of a few MB, a puller's blob fetches
+#: (MAX_FETCHED_BYTES, 32 MiB) and revisions can be half-received at once; equal
+#: to MAX_MESSAGE_SIZE so that one message of the largest size still arrives.
+#: Without it, MAX_PENDING_INCOMING messages of MAX_MESSAGE_SIZE (64 GiB) fit.
+MAX_UNFINISHED_BYTES = MAX_MESSAGE_SIZE
+#: The same over every connection a server process accepts, so that many
+#: clients cannot add up to more: a dozen devices pushing pictures at once need
+#: far less, and two messages of the largest size still fit side by side.
+MAX_SERVER_UNFINISHED_BYTES = 2 * MAX_MESSAGE_SIZE
 #: Deflate settings of LiteCore (§2.7): level 6, window 15, memLevel 9.
 DEFLATE_LEVEL = 6
 DEFLATE_MEM_LEVEL = 9

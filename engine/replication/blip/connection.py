@@ -11,6 +11,12 @@ direction (§2.6, §2.7), numbers requests (§2.4), cuts messages into frames
 and reassembles interleaved incoming frames (§2.5), and does flow control
 with ACK frames (§2.8). Anything malformed raises :class:`ProtocolError`;
 after that the connection must be closed.
+
+Memory: the bytes of messages still being received (first frames in, last
+one not yet) count against a budget per connection and, optionally, an
+:class:`IncomingBudget` shared with other connections; a frame that would
+exceed either raises :class:`MessageTooLargeError` (close code 1009).
+:meth:`BlipConnection.close` drops those buffers and gives the bytes back.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from engine.replication.blip.codec import (
 )
 from engine.replication.errors import BlipError, MessageTooLargeError, ProtocolError
 
-__all__ = ["BlipConnection", "Event", "Message", "ReplyReceived", "RequestReceived"]
+__all__ = ["BlipConnection", "Event", "IncomingBudget", "Message", "ReplyReceived", "RequestReceived"]
 
 _COMPRESSED = int(FrameFlags.COMPRESSED)
 _URGENT = int(FrameFlags.URGENT)
@@ -128,6 +134,27 @@ class _Incoming:
         self.acked = 0
 
 
+class IncomingBudget:
+    """Bytes of unfinished incoming messages that several connections hold together.
+
+    Each :class:`BlipConnection` given the same budget adds the bytes it
+    buffers for messages whose last frame has not arrived yet, and takes them
+    off when the message completes or the connection closes. Plain counting,
+    for connections served by one event loop.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def available(self) -> int:
+        """Bytes that may still be buffered."""
+        return self.limit - self.used
+
+
 class BlipConnection:
     """One side of a BLIP connection. See the module docstring."""
 
@@ -138,11 +165,17 @@ class BlipConnection:
         max_properties_size: int = tuning.MAX_PROPERTIES_SIZE,
         max_pending_incoming: int = tuning.MAX_PENDING_INCOMING,
         max_frame_size: int = tuning.MAX_FRAME_SIZE,
+        max_unfinished_bytes: int = tuning.MAX_UNFINISHED_BYTES,
+        shared_budget: IncomingBudget | None = None,
     ) -> None:
         self.max_message_size = max_message_size
         self.max_properties_size = max_properties_size
         self.max_pending_incoming = max_pending_incoming
         self.max_frame_size = max_frame_size
+        self.max_unfinished_bytes = max_unfinished_bytes
+        self.shared_budget = shared_budget
+        self._unfinished_bytes = 0
+        self._closed = False
         self._next_request = 1
         self._last_incoming_request = 0
         self._incoming: dict[tuple[bool, int], _Incoming] = {}
@@ -267,8 +300,13 @@ class BlipConnection:
         """Process one incoming frame (one binary WebSocket message).
 
         Raises:
-            ProtocolError: the frame breaks the protocol; close the connection.
+            ProtocolError: the frame breaks the protocol, or the connection is
+                closed; close the connection.
+            MessageTooLargeError: the frame exceeds a size limit (a
+                ``ProtocolError`` closing with 1009).
         """
+        if self._closed:
+            raise ProtocolError("frame received after the connection was closed")
         # the usual cases first: a message number of one or two varint bytes, one flags byte
         if len(frame) >= 3 and frame[0] < 0x80 and frame[1] < 0x80:
             number, flags, pos = frame[0], frame[1], 2
@@ -286,42 +324,92 @@ class BlipConnection:
             raise ProtocolError("frame too short for its checksum")
         payload = frame[pos:-4]
         is_request = ftype == _REQ
-        msg = self._incoming.get((is_request, number))
-        budget = self.max_message_size - (len(msg.buffer) if msg is not None else 0)
-        data = self._inflate(payload, budget) if flags & _COMPRESSED else payload
+        key = (is_request, number)
+        msg = self._incoming.get(key)
+        held = len(msg.buffer) if msg is not None else 0
+        room = self.max_message_size - held
+        if flags & _MORE:  # kept until the last frame comes (§2.5): within the unfinished-bytes budgets
+            room = min(room, self._unfinished_room())
+        data = self._inflate(payload, room) if flags & _COMPRESSED else payload
+        if len(data) > room:
+            raise self._too_large(held, len(data))
         # protocol §2.6: one running CRC-32 per direction over the uncompressed bytes
         self._crc_in = zlib.crc32(data, self._crc_in)
         if self._crc_in != int.from_bytes(frame[-4:], "big"):
             raise ProtocolError("frame checksum mismatch")
-        if len(data) > budget:
-            raise MessageTooLargeError(f"incoming message exceeds {self.max_message_size} bytes")
         if msg is None:
             msg = self._start_incoming(is_request, number, ftype, flags)
             if not flags & _MORE:  # a whole message in one frame: no reassembly
-                del self._incoming[(is_request, number)]
+                del self._incoming[key]
                 self._complete(msg, is_request, data)
                 return
-        msg.buffer += data
-        msg.received += len(frame) - pos
-        if flags & _MORE:
-            if msg.received - msg.acked >= tuning.INCOMING_ACK_THRESHOLD:  # protocol §2.8
+        self._append(msg, is_request, data, bool(flags & _MORE), len(frame) - pos)
+
+    def _append(self, msg: _Incoming, is_request: bool, data: bytes, more: bool, wire_bytes: int) -> None:
+        """Add a frame's data to a message: buffer it (and ACK, §2.8), or complete the message."""
+        if more:
+            msg.buffer += data
+            self._hold(len(data))
+            msg.received += wire_bytes
+            if msg.received - msg.acked >= tuning.INCOMING_ACK_THRESHOLD:
                 msg.acked = msg.received
                 ack_type = _ACK_REQ if is_request else _ACK_RES
                 self._acks.append(
-                    encode_varint(number) + bytes((ack_type | _URGENT | _NO_REPLY,)) + encode_varint(msg.received)
+                    encode_varint(msg.number) + bytes((ack_type | _URGENT | _NO_REPLY,)) + encode_varint(msg.received)
                 )
             return
-        del self._incoming[(is_request, number)]
+        del self._incoming[(is_request, msg.number)]
+        self._hold(-len(msg.buffer))
+        msg.buffer += data
         self._complete(msg, is_request, bytes(msg.buffer))
 
-    def _inflate(self, payload: bytes, budget: int) -> bytes:
+    def _inflate(self, payload: bytes, room: int) -> bytes:
+        """Inflate one frame's payload (§2.7), stopping one byte past ``room``."""
         try:
-            data = self._inflater.decompress(payload + _SYNC_TRAILER, max(budget, 0) + 1)
+            return self._inflater.decompress(payload + _SYNC_TRAILER, max(room, 0) + 1)
         except zlib.error as exc:
             raise ProtocolError(f"bad deflate data: {exc}") from None
-        if self._inflater.unconsumed_tail or len(data) > budget:
-            raise MessageTooLargeError(f"incoming message exceeds {self.max_message_size} bytes")
-        return data
+
+    def _unfinished_room(self) -> int:
+        """Bytes that unfinished incoming messages may still add."""
+        room = self.max_unfinished_bytes - self._unfinished_bytes
+        if self.shared_budget is not None:
+            room = min(room, self.shared_budget.available)
+        return room
+
+    def _too_large(self, held: int, size: int) -> MessageTooLargeError:
+        """The error for ``size`` more bytes that do not fit (``held`` already buffered for the message)."""
+        if held + size > self.max_message_size:
+            return MessageTooLargeError(f"incoming message exceeds {self.max_message_size} bytes")
+        if self._unfinished_bytes + size > self.max_unfinished_bytes:
+            return MessageTooLargeError(
+                f"unfinished incoming messages exceed {self.max_unfinished_bytes} bytes on this connection"
+            )
+        limit = self.shared_budget.limit if self.shared_budget is not None else 0
+        return MessageTooLargeError(f"unfinished incoming messages exceed {limit} bytes over all connections")
+
+    def _hold(self, size: int) -> None:
+        """Count ``size`` more (or, negative, fewer) bytes of unfinished incoming messages."""
+        self._unfinished_bytes += size
+        if self.shared_budget is not None:
+            self.shared_budget.used += size
+
+    @property
+    def unfinished_bytes(self) -> int:
+        """Bytes buffered for incoming messages whose last frame has not arrived."""
+        return self._unfinished_bytes
+
+    def close(self) -> None:
+        """Drop the messages still being received and give their bytes back to the shared budget.
+
+        Call it once the connection has ended or failed; it may be called again.
+        Frames received afterwards raise :class:`ProtocolError`.
+        """
+        self._closed = True
+        for msg in self._incoming.values():
+            msg.buffer.clear()  # in place: frees the memory even if a traceback still refers to it
+        self._incoming.clear()
+        self._hold(-self._unfinished_bytes)
 
     def _start_incoming(self, is_request: bool, number: int, ftype: int, flags: int) -> _Incoming:
         if is_request:

@@ -23,7 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event, State
 
 from engine.replication import tuning
-from engine.replication.blip.connection import BlipConnection, Message, ReplyReceived
+from engine.replication.blip.connection import BlipConnection, IncomingBudget, Message, ReplyReceived
 from engine.replication.errors import BlipError, ConnectionClosedError, ProtocolError, close_code_for
 
 __all__ = ["BlipSocket", "DirectFrames", "Handler", "Reply"]
@@ -70,7 +70,13 @@ Handler = Callable[[Message], Reply | Awaitable[Reply | None] | None]
 
 
 class BlipSocket:
-    """A BLIP connection over an open WebSocket. Call :meth:`start` once."""
+    """A BLIP connection over an open WebSocket. Call :meth:`start` once.
+
+    ``max_unfinished_bytes`` caps the bytes of incoming messages still being
+    received on this connection, and ``incoming_budget`` (shared by the
+    connections of a server) caps them over several connections; exceeding
+    either closes the connection with 1009. They are freed when it closes.
+    """
 
     def __init__(
         self,
@@ -79,12 +85,16 @@ class BlipSocket:
         subprotocol: str,
         name: str = "",
         max_message_size: int = tuning.MAX_MESSAGE_SIZE,
+        max_unfinished_bytes: int = tuning.MAX_UNFINISHED_BYTES,
+        incoming_budget: IncomingBudget | None = None,
     ) -> None:
         self.ws = ws
         self.subprotocol = subprotocol
         self.name = name or str(ws.remote_address)
         self.context: dict[str, Any] = {}
-        self._conn = BlipConnection(max_message_size=max_message_size)
+        self._conn = BlipConnection(
+            max_message_size=max_message_size, max_unfinished_bytes=max_unfinished_bytes, shared_budget=incoming_budget
+        )
         self._handlers: dict[str, Handler] = {}
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._wake = asyncio.Event()
@@ -195,6 +205,7 @@ class BlipSocket:
         self._finish()
 
     def _finish(self) -> None:
+        self._conn.close()  # drops half-received messages, gives their bytes back to a shared budget
         for task in (self._writer, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
@@ -209,6 +220,8 @@ class BlipSocket:
 
     def _receive(self, data: bytes | str) -> None:
         """Feed one WebSocket message to the core and dispatch what completes."""
+        if self.closed:
+            return
         if isinstance(data, str):
             raise ProtocolError("text WebSocket message")
         self._conn.receive_frame(data)
@@ -226,7 +239,8 @@ class BlipSocket:
         try:
             self._receive(data)
         except ProtocolError as exc:
-            self._failure = exc
+            self._failure = exc.with_traceback(None)  # kept: its frames would keep their buffers alive
+            self._conn.close()  # free what it buffered now, not after the closing handshake
             self._closing = asyncio.create_task(self._close_for(exc))
 
     async def _close_for(self, exc: ProtocolError) -> None:
@@ -244,6 +258,7 @@ class BlipSocket:
             async for data in self.ws:
                 self._receive(data)
         except ProtocolError as exc:
+            self._conn.close()
             await self._close_for(exc)
         except WebSocketClosed:
             pass

@@ -9,7 +9,9 @@ subprotocol, a wrong one, or answers with an HTTP error.
 Server: :class:`BlipServer` routes ``/<db>/_blipsync`` (``<db>`` not starting
 with ``_``), picks the first subprotocol in the client's list that we speak,
 runs an authentication hook on the opening handshake, and gives each client
-its own :class:`BlipSocket`.
+its own :class:`BlipSocket`. The bytes of incoming messages still being
+received are capped per connection and, through one :class:`IncomingBudget`
+shared by every server of the process, over all their connections.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from engine.replication import tuning
+from engine.replication.blip.connection import IncomingBudget
 from engine.replication.blip.socket import BlipSocket, DirectFrames
 from engine.replication.errors import (
     HandshakeError,
@@ -43,6 +46,7 @@ from engine.replication.errors import (
 )
 
 __all__ = [
+    "SERVER_INCOMING_BUDGET",
     "USER_AGENT",
     "Authenticator",
     "BlipServer",
@@ -55,6 +59,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "inventory-sync/0.1"
 _ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")
+#: Unfinished incoming messages over every connection of every BlipServer in this process.
+SERVER_INCOMING_BUDGET = IncomingBudget(tuning.MAX_SERVER_UNFINISHED_BYTES)
 
 
 def blipsync_url(url: str) -> str:
@@ -114,10 +120,12 @@ async def connect(
     subprotocols: Sequence[str] = tuning.SUBPROTOCOLS,
     open_timeout: float = tuning.OPEN_TIMEOUT,
     ping_interval: float | None = tuning.PING_INTERVAL,
+    max_unfinished_bytes: int = tuning.MAX_UNFINISHED_BYTES,
 ) -> BlipSocket:
     """Open a BLIP connection to a database URL; return it unstarted.
 
     Register handlers on the returned socket, then call its ``start()``.
+    ``max_unfinished_bytes`` caps the incoming messages it holds half-received.
 
     Raises:
         HTTPStatusError: the server answered with an HTTP error (401, 403...).
@@ -164,7 +172,12 @@ async def connect(
     if ws.subprotocol is None:
         await ws.close(1002, "no subprotocol")
         raise IncompatibleProtocolError("incompatible replication protocol: the peer chose no BLIP subprotocol")
-    return BlipSocket(ws, subprotocol=str(ws.subprotocol), name=f"{host}:{urlsplit(endpoint).port}")
+    return BlipSocket(
+        ws,
+        subprotocol=str(ws.subprotocol),
+        name=f"{host}:{urlsplit(endpoint).port}",
+        max_unfinished_bytes=max_unfinished_bytes,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +199,13 @@ ConnectionHandler = Callable[[BlipSocket], Awaitable[None]]
 
 @dataclass
 class BlipServer:
-    """A WebSocket server that accepts BLIP connections for named databases."""
+    """A WebSocket server that accepts BLIP connections for named databases.
+
+    Each connection may buffer ``max_unfinished_bytes`` of incoming messages
+    still being received, and all of them together ``incoming_budget`` (by
+    default shared with the other servers of the process); a connection that
+    would exceed either is closed with 1009.
+    """
 
     accepts_database: Callable[[str], bool]
     on_connection: ConnectionHandler
@@ -194,6 +213,8 @@ class BlipServer:
     ssl: ssl_module.SSLContext | None = None
     subprotocols: Sequence[str] = tuning.SUBPROTOCOLS
     ping_interval: float | None = tuning.PING_INTERVAL
+    max_unfinished_bytes: int = tuning.MAX_UNFINISHED_BYTES
+    incoming_budget: IncomingBudget = field(default_factory=lambda: SERVER_INCOMING_BUDGET)
     _server: Server | None = field(default=None, init=False)
     _handshakes: dict[ServerConnection, tuple[str, Any]] = field(default_factory=dict, init=False)
 
@@ -265,7 +286,13 @@ class BlipServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         database, principal = self._handshakes.pop(ws, ("", None))
-        socket = BlipSocket(ws, subprotocol=str(ws.subprotocol), name=f"{ws.remote_address[0]}:{ws.remote_address[1]}")
+        socket = BlipSocket(
+            ws,
+            subprotocol=str(ws.subprotocol),
+            name=f"{ws.remote_address[0]}:{ws.remote_address[1]}",
+            max_unfinished_bytes=self.max_unfinished_bytes,
+            incoming_budget=self.incoming_budget,
+        )
         socket.context.update(database=database, principal=principal)
         try:
             await self.on_connection(socket)

@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 import zlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 
 from engine.replication import tuning
 from engine.replication.blip.codec import MessageType, encode_message, encode_varint
-from engine.replication.blip.connection import BlipConnection, Message, ReplyReceived, RequestReceived
+from engine.replication.blip.connection import (
+    BlipConnection,
+    IncomingBudget,
+    Message,
+    ReplyReceived,
+    RequestReceived,
+)
 from engine.replication.errors import MessageTooLargeError, ProtocolError
 from tests.conftest import SHARED, needs_shared
 
@@ -356,6 +363,72 @@ def test_pending_incoming_limit() -> None:
     with pytest.raises(MessageTooLargeError):
         for frame in drain(sender):
             receiver.receive_frame(frame)
+
+
+MIB = 1 << 20
+
+
+def unfinished_flood(requests: int, frames: int, sender: ReferenceSender | None = None) -> Iterator[bytes]:
+    """``requests`` interleaved requests of ``frames`` compressed frames of 1 MiB of zeros each, all
+    with MoreComing: about 1 KB on the wire per MiB buffered, and no message ever finishes."""
+    sender = sender or ReferenceSender()
+    for k in range(frames):
+        for number in range(1, requests + 1):
+            prefix = encode_message({"Profile": "flood"}) if k == 0 else b""
+            yield sender.frame(number, prefix + bytes(MIB), more=True, compress=True)
+
+
+def test_unfinished_messages_are_capped_per_connection() -> None:
+    """20 requests of 60 MiB, never finished: the connection stops at its budget (1009), not at 1.2 GB."""
+    receiver = BlipConnection()
+    wire = 0
+    with pytest.raises(MessageTooLargeError, match="on this connection") as info:
+        for frame in unfinished_flood(20, 60):
+            wire += len(frame)
+            receiver.receive_frame(frame)
+            assert receiver.unfinished_bytes <= tuning.MAX_UNFINISHED_BYTES
+    assert info.value.close_code == 1009
+    assert wire < 200_000  # a few dozen KB of traffic...
+    assert receiver.unfinished_bytes > tuning.MAX_UNFINISHED_BYTES - 2 * MIB  # ...held it all, then no more
+    receiver.close()
+    assert receiver.unfinished_bytes == 0 and not receiver._incoming
+    with pytest.raises(ProtocolError):
+        receiver.receive_frame(bytes.fromhex(V7))
+
+
+def test_unfinished_bytes_come_back_when_messages_complete() -> None:
+    budget = IncomingBudget(3 * MIB)
+    sender, receiver = BlipConnection(), BlipConnection(max_unfinished_bytes=2 * MIB, shared_budget=budget)
+    body = random.Random(1).randbytes(MIB + MIB // 2)  # two of them at once would exceed both budgets
+    for _ in range(3):
+        sender.send_request({"Profile": "big"}, body, no_reply=True)
+        while frames := sender.frames_to_send():
+            for frame in frames:
+                receiver.receive_frame(frame)
+                assert receiver.unfinished_bytes <= 2 * MIB and budget.used == receiver.unfinished_bytes
+            for ack in receiver.frames_to_send():
+                sender.receive_frame(ack)
+    assert [e.message.body for e in receiver.events_received()] == [body] * 3
+    assert receiver.unfinished_bytes == 0 and budget.used == 0
+
+
+def test_unfinished_messages_are_capped_over_connections_sharing_a_budget() -> None:
+    budget = IncomingBudget(4 * MIB)
+    first, second = (BlipConnection(max_unfinished_bytes=3 * MIB, shared_budget=budget) for _ in range(2))
+    for frame in unfinished_flood(1, 2):
+        first.receive_frame(frame)
+    flood = unfinished_flood(1, 2)
+    second.receive_frame(next(flood))
+    props = len(encode_message({"Profile": "flood"}))
+    assert (first.unfinished_bytes, second.unfinished_bytes) == (2 * MIB + props, MIB + props)
+    assert budget.used == 3 * MIB + 2 * props
+    with pytest.raises(MessageTooLargeError, match="over all connections"):
+        second.receive_frame(next(flood))  # within its own 3 MiB, beyond the shared 4 MiB
+    second.close()
+    assert budget.used == first.unfinished_bytes
+    first.close()
+    first.close()
+    assert budget.used == 0
 
 
 # -- malformed input ---------------------------------------------------------------

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tracemalloc
+import zlib
 from collections.abc import Awaitable, Callable
 
 import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from engine.replication import tuning
-from engine.replication.blip.connection import Message
+from engine.replication.blip.codec import encode_message, encode_varint
+from engine.replication.blip.connection import IncomingBudget, Message
 from engine.replication.blip.socket import BlipSocket, Reply
+from engine.replication.blip.websocket import blipsync_url
 from engine.replication.errors import BlipError, ConnectionClosedError
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import EchoServer
@@ -71,8 +78,11 @@ async def test_errors_and_the_connection_lives_on(echo_server: MakeServer) -> No
 
 @pytest.mark.asyncio
 async def test_a_thousand_concurrent_requests_both_directions(echo_server: MakeServer) -> None:
-    server = await echo_server(serve_echo)
-    client = await server.client(serve_echo)
+    # all interleaved, these requests are about 100 MB half-received at once on each side: more
+    # than replication ever keeps in flight (tuning.MAX_UNFINISHED_BYTES), so allow them here
+    allowance = 256 << 20
+    server = await echo_server(serve_echo, max_unfinished_bytes=allowance, incoming_budget=IncomingBudget(allowance))
+    client = await server.client(serve_echo, max_unfinished_bytes=allowance)
     await wait_until(lambda: bool(server.sockets))
     server_side = server.sockets[0]
     rnd = random.Random(7)
@@ -178,3 +188,64 @@ async def test_garbage_frame_closes_only_that_connection(echo_server: MakeServer
     assert bad.close_code == 1002
     assert (await good.request("echo", None, b"ok")).body == b"ok"  # type: ignore[union-attr]
     await good.close()
+
+
+# -- memory held by unfinished incoming messages ----------------------------------------
+
+MIB = 1 << 20
+
+
+class RawBlipClient:
+    """A bare WebSocket client that writes hand-made BLIP frames (running CRC, one deflate stream, §2.6-2.7)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.crc = 0
+        self.deflater = zlib.compressobj(6, zlib.DEFLATED, -15, 9)
+
+    @classmethod
+    async def connect(cls, server: EchoServer) -> RawBlipClient:
+        return cls(await ws_connect(blipsync_url(server.url), subprotocols=[Subprotocol("BLIP_3+CBMobile_3")]))
+
+    async def send_zeros(self, number: int, *, first: bool, more: bool) -> None:
+        """One compressed NoReply frame of request ``number`` carrying 1 MiB of zeros (about 1 KB on the wire)."""
+        chunk = (encode_message({"Profile": "flood"}) if first else b"") + bytes(MIB)
+        payload = (self.deflater.compress(chunk) + self.deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        self.crc = zlib.crc32(chunk, self.crc)
+        flags = 0x28 | (0x40 if more else 0)
+        await self.ws.send(encode_varint(number) + bytes((flags,)) + payload + self.crc.to_bytes(4, "big"))
+
+
+@pytest.mark.asyncio
+async def test_unfinished_messages_are_capped_over_all_connections(echo_server: MakeServer) -> None:
+    """Two clients each stay within their own allowance but not within the server's total: the
+    one that goes over is closed with 1009, its buffers are freed, and the server goes on."""
+    slack = 4096  # room for the properties at the start of each message
+    budget = IncomingBudget(6 * MIB + slack)
+    server = await echo_server(serve_echo, incoming_budget=budget, max_unfinished_bytes=4 * MIB + slack)
+    tracemalloc.start()
+    try:
+        first = await RawBlipClient.connect(server)
+        for k in range(3):
+            await first.send_zeros(1, first=k == 0, more=True)
+        await wait_until(lambda: budget.used > 3 * MIB)
+        second = await RawBlipClient.connect(server)
+        for k in range(3):
+            await second.send_zeros(1, first=k == 0, more=True)
+        await wait_until(lambda: budget.used > 6 * MIB)
+        holding = tracemalloc.get_traced_memory()[0]
+        await second.send_zeros(1, first=False, more=True)  # 4 MiB: its own allowance, but 7 MiB in all
+        await asyncio.wait_for(second.ws.wait_closed(), 5 * TIME_UNIT)
+        assert second.ws.close_code == 1009
+        assert budget.used < 3 * MIB + slack  # the first client's message only
+        assert holding - tracemalloc.get_traced_memory()[0] > 2 * MIB  # the closed one's buffers are gone
+    finally:
+        tracemalloc.stop()
+    newcomer = await server.client()
+    body = random.Random(3).randbytes(MIB)
+    assert (await newcomer.request("echo", None, body)).body == body  # type: ignore[union-attr]
+    await first.send_zeros(1, first=False, more=False)  # the first client finishes its message
+    await wait_until(lambda: budget.used == 0)
+    assert all(sock._conn.unfinished_bytes == 0 for sock in server.sockets)
+    await first.ws.close()
+    await newcomer.close()
