@@ -10,17 +10,27 @@ value went back to an earlier one on the way. The result does not depend on
 which side is local (the rule is symmetric), so whichever peer resolves a
 conflict, the merged list is the same. Without a common ancestor the items of
 both sides are kept.
+
+Every version is first checked with the list schema
+(:func:`~engine.inventory.check_list_body`), so that a malformed version
+never costs valid items: a malformed side counts as having made no change
+(the valid side wins whole); a malformed base counts as unknown (the items
+of both sides are kept); when both sides are malformed, Couchbase Lite's
+rule (:func:`~engine.conflicts.default_resolver`) picks one.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from engine.conflicts import Conflict, Resolution, default_resolver
-from engine.inventory import LIST_DOC_ID
+from engine.inventory import LIST_DOC_ID, InvalidListError, validate_list_revision
 from engine.revid import compare_key
 
-__all__ = ["ItemMergeResolver", "merge_lists"]
+__all__ = ["ItemMergeResolver", "is_valid_list", "merge_lists"]
+
+log = logging.getLogger(__name__)
 
 _MISSING: Any = object()
 
@@ -65,8 +75,36 @@ def _by_key(items: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def is_valid_list(body: object) -> bool:
+    """Whether ``body`` passes the list schema (:func:`~engine.inventory.check_list_body`)."""
+    return _problem(body) is None
+
+
+def _problem(body: object) -> str | None:
+    try:
+        validate_list_revision(LIST_DOC_ID, body, False)
+    except InvalidListError as exc:
+        return str(exc)
+    return None
+
+
 def merge_lists(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str, Any]) -> dict[str, Any]:
-    """Merge two list bodies against ``base`` (None when unknown); ``high`` wins ties."""
+    """Merge two list bodies against ``base`` (None when unknown); ``high`` wins ties.
+
+    A side that breaks the list schema counts as unchanged: the other side is
+    returned whole. A base that breaks it counts as unknown. When both sides
+    break it, ``high`` is returned, as :func:`default_resolver` would choose.
+    The result of merging valid lists is a valid list.
+    """
+    high_valid, low_valid = is_valid_list(high), is_valid_list(low)
+    if not (high_valid and low_valid):
+        return dict(low if low_valid else high)
+    if base is not None and not is_valid_list(base):
+        base = None
+    return _merge_valid(base, high, low)
+
+
+def _merge_valid(base: dict[str, Any] | None, high: dict[str, Any], low: dict[str, Any]) -> dict[str, Any]:
     base_items = _by_key(base.get("items")) if base is not None else None
     high_items, low_items = _by_key(high.get("items")), _by_key(low.get("items"))
     merged_items = []
@@ -96,7 +134,22 @@ class ItemMergeResolver:
         if conflict.doc_id != LIST_DOC_ID:
             return default_resolver(conflict)
         local, remote = conflict.local, conflict.remote
-        if local is None or remote is None:  # a deleted list loses to an edited one
+        if local is None or remote is None:
+            # a deleted list loses to an edited one, even to a malformed one: its earlier valid
+            # revisions stay readable (read_items_or_last_valid), a deletion would end them
             return local or remote
+        local_problem, remote_problem = _problem(local.body), _problem(remote.body)
+        for side, problem in (("local", local_problem), ("remote", remote_problem)):
+            if problem is not None:
+                log.warning(
+                    "conflict on %s: the %s side is malformed and counts as unchanged: %s", LIST_DOC_ID, side, problem
+                )
+        if local_problem is not None and remote_problem is not None:
+            return default_resolver(conflict)
+        if remote_problem is not None:  # a malformed side made no change that counts: the valid side wins whole
+            return local
+        if local_problem is not None:
+            return remote
+        base = conflict.base if conflict.base is not None and is_valid_list(conflict.base) else None
         high, low = (local, remote) if compare_key(local.rev_id) > compare_key(remote.rev_id) else (remote, local)
-        return merge_lists(conflict.base, high.body, low.body)
+        return _merge_valid(base, high.body, low.body)
