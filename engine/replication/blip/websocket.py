@@ -90,7 +90,15 @@ def _is_lan_host(host: str) -> bool:
 
 
 class _BlipServerConnection(DirectFrames, ServerConnection):
-    """A server connection that hands BLIP frames straight to its BlipSocket."""
+    """A server connection that hands BLIP frames straight to its BlipSocket.
+
+    It also carries what the opening handshake found out (database, principal)
+    to the connection handler, and drops it with the connection when the
+    handshake fails after all (no common subprotocol...) and no handler runs.
+    """
+
+    database = ""
+    principal: Any = None
 
 
 class _TolerantClientConnection(DirectFrames, ClientConnection):
@@ -216,7 +224,6 @@ class BlipServer:
     max_unfinished_bytes: int = tuning.MAX_UNFINISHED_BYTES
     incoming_budget: IncomingBudget = field(default_factory=lambda: SERVER_INCOMING_BUDGET)
     _server: Server | None = field(default=None, init=False)
-    _handshakes: dict[ServerConnection, tuple[str, Any]] = field(default_factory=dict, init=False)
 
     async def start(self, host: str | None, port: int) -> None:
         """Listen on ``host`` (None: every interface) and ``port`` (0: any free port)."""
@@ -281,11 +288,12 @@ class BlipServer:
                 for key, value in exc.headers.items():
                     response.headers[key] = value
                 return response
-        self._handshakes[connection] = (database, principal)
+        if isinstance(connection, _BlipServerConnection):  # always: see start()
+            connection.database, connection.principal = database, principal
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
-        database, principal = self._handshakes.pop(ws, ("", None))
+        database, principal = (ws.database, ws.principal) if isinstance(ws, _BlipServerConnection) else ("", None)
         socket = BlipSocket(
             ws,
             subprotocol=str(ws.subprotocol),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -12,14 +13,20 @@ import pytest_asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
-from engine.replication.blip.websocket import HandshakeRequest, _is_lan_host, blipsync_url, connect
+from engine.replication.blip.websocket import (
+    HandshakeRequest,
+    _BlipServerConnection,
+    _is_lan_host,
+    blipsync_url,
+    connect,
+)
 from engine.replication.errors import (
     HandshakeError,
     HTTPStatusError,
     IncompatibleProtocolError,
     TransportError,
 )
-from tests.conftest import TIME_UNIT
+from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import EchoServer
 
 MakeServer = Callable[..., Awaitable[EchoServer]]
@@ -92,6 +99,29 @@ async def test_authentication_hook(echo_server: MakeServer) -> None:
     await asyncio.wait_for(_first(server), 5 * TIME_UNIT)
     assert server.sockets[0].context == {"database": "db", "principal": "bob"}
     assert seen[-1].database == "db"
+    await good.close()
+
+
+@pytest.mark.asyncio
+async def test_failed_negotiations_leave_nothing_behind(echo_server: MakeServer) -> None:
+    """Handshakes that pass the route and authentication, then fail (no common subprotocol),
+    keep no connection (and its buffers, about 12 KB each) alive in the server."""
+
+    def live_connections() -> int:
+        gc.collect()
+        return sum(isinstance(o, _BlipServerConnection) for o in gc.get_objects())
+
+    server = await echo_server(authenticator=lambda _request: "bob")
+    before = live_connections()
+    for _ in range(200):
+        with pytest.raises(HTTPStatusError, match="HTTP 400"):
+            await connect(server.url, subprotocols=["BLIP_3+CBMobile_4"])
+    await wait_until(lambda: not server.server._server.handler_tasks)  # type: ignore[union-attr]
+    await wait_until(lambda: live_connections() <= before)
+    good = await connect(server.url)
+    good.start()
+    await asyncio.wait_for(_first(server), 5 * TIME_UNIT)
+    assert server.sockets[0].context == {"database": "db", "principal": "bob"}
     await good.close()
 
 
