@@ -8,6 +8,16 @@ the transaction function runs again from the start. Callers therefore pass
 *functions* to :meth:`Store.write`, never hold a write transaction open
 themselves, and must keep those functions free of side effects outside the
 transaction.
+
+When another process grows the file beyond this process's map, LMDB refuses
+to begin transactions (``MDB_MAP_RESIZED``) until this process adopts the new
+size, which it may only do while none of its transactions is open. A gate
+counts the open transactions, and records how many each thread holds: a
+thread about to resize first gives up its own slot and waits only for the
+other threads' transactions, and a thread that already holds one goes through
+the gate even while a resize waits (the resize is waiting for it). A thread
+that still holds an older snapshot when the map has to change gets a
+:class:`~engine.errors.StorageError` instead of waiting for itself.
 """
 
 from __future__ import annotations
@@ -114,13 +124,15 @@ class Txn:
 class Store:
     """One LMDB environment with the project's named sub-databases."""
 
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, map_size: int | None = None) -> None:
         """Open (creating if needed) the environment in directory ``path``.
 
         Args:
             path: directory holding ``data.mdb`` and ``lock.mdb``.
             durable: fsync every commit (the default). Only benchmarks and
                 throw-away databases should turn it off.
+            map_size: first size of the memory map (default
+                :data:`INITIAL_MAP_SIZE`); raised to fit an existing file.
 
         Raises:
             StorageError: the files cannot be opened (corrupt, unreadable,
@@ -128,15 +140,21 @@ class Store:
         """
         self.path = path
         self._gate = threading.Condition()
+        #: open transactions of this process (read and write)
         self._readers = 0
+        #: how many of them the current thread holds (``depth``)
+        self._held = threading.local()
         self._resizing = False
+        #: counts the resizes, so threads that all saw MDB_MAP_RESIZED adopt the new size once
+        self._generation = 0
         self._write_lock = threading.Lock()
         #: the thread running a write transaction, if any
         self._writer: int | None = None
         try:
             path.mkdir(parents=True, exist_ok=True)
             existing = path / "data.mdb"
-            map_size = INITIAL_MAP_SIZE
+            if map_size is None:
+                map_size = INITIAL_MAP_SIZE
             if existing.exists():
                 map_size = max(map_size, _round_up_pow2(existing.stat().st_size * 2))
             self._env = lmdb.open(
@@ -169,21 +187,19 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Txn]:
         """Open a read-only snapshot for the duration of the ``with`` block."""
-        self._enter_reader()
         try:
-            try:
-                txn = self._env.begin(write=False, buffers=False)
-            except lmdb.MapResizedError:
-                self._adopt_foreign_resize()
-                txn = self._env.begin(write=False, buffers=False)
-            try:
-                yield Txn(txn, self._dbs, self._env)
-            finally:
-                txn.abort()
+            txn = self._begin(write=False)
+        except lmdb.Error as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+        try:
+            yield Txn(txn, self._dbs, self._env)
         except lmdb.Error as exc:
             raise StorageError(f"database read failed: {exc}") from exc
         finally:
-            self._leave_reader()
+            try:
+                txn.abort()
+            finally:
+                self._leave_reader()
 
     def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a write transaction and commit it durably.
@@ -191,9 +207,17 @@ class Store:
         If the map fills, the transaction is aborted, the map grows and ``fn``
         runs again, so ``fn`` must only touch the transaction. An exception
         from ``fn`` aborts the transaction and propagates: nothing is written.
+
+        Raises:
+            StorageError: the commit failed, or this thread is already inside
+                a write or holds a read snapshot (either could deadlock).
         """
         if self._writer == threading.get_ident():
             raise StorageError("a write was started inside another write (by a conflict resolver?); it would deadlock")
+        if self._depth():
+            # A writer that must grow the map waits for every open snapshot,
+            # this one included, while this thread would wait for the writer.
+            raise StorageError("a write was started inside a read; it could deadlock when the map grows")
         with self._write_lock:
             self._writer = threading.get_ident()
             try:
@@ -203,9 +227,11 @@ class Store:
 
     def _write_locked(self, fn: Callable[[Txn], T]) -> T:
         while True:
-            self._enter_reader()
             try:
-                txn = self._env.begin(write=True)
+                txn = self._begin(write=True)
+            except lmdb.Error as exc:
+                raise StorageError(f"database write failed: {exc}") from exc
+            try:
                 try:
                     result = fn(Txn(txn, self._dbs, self._env))
                     txn.commit()
@@ -214,53 +240,101 @@ class Store:
                     txn.abort()
                     raise
             except lmdb.MapFullError:
-                grow = True
-            except lmdb.MapResizedError:
-                grow = False
+                pass
             except lmdb.Error as exc:
                 raise StorageError(f"database write failed: {exc}") from exc
             finally:
                 self._leave_reader()
-            if grow:
-                self._grow()
-            else:
-                self._adopt_foreign_resize()
+            self._grow()
 
     # -- map growth ---------------------------------------------------------
 
-    def _enter_reader(self) -> None:
+    def _begin(self, *, write: bool) -> lmdb.Transaction:
+        """Take a slot in the gate and begin a transaction, adopting a map grown by another process.
+
+        On success the caller owns the slot and must call :meth:`_leave_reader`.
+        """
+        while True:
+            generation = self._enter_reader()
+            try:
+                return self._env.begin(write=write, buffers=False)
+            except lmdb.MapResizedError:
+                self._leave_reader()
+            except BaseException:
+                self._leave_reader()
+                raise
+            self._adopt_foreign_resize(generation)
+
+    def _depth(self) -> int:
+        """How many transactions the current thread holds open."""
+        depth: int = getattr(self._held, "depth", 0)
+        return depth
+
+    def _enter_reader(self) -> int:
+        """Take a slot; return the resize generation seen on entry."""
+        depth = self._depth()
         with self._gate:
-            while self._resizing:
+            # A thread that already holds a slot must not wait: the resize
+            # waits for that slot.
+            while self._resizing and not depth:
                 self._gate.wait()
             self._readers += 1
+            generation = self._generation
+        self._held.depth = depth + 1
+        return generation
 
     def _leave_reader(self) -> None:
+        self._held.depth = self._depth() - 1
         with self._gate:
             self._readers -= 1
             if self._readers == 0:
                 self._gate.notify_all()
 
-    def _resize(self, size: int) -> None:
+    def _resize(self, new_size: Callable[[], int], *, unless_since: int | None = None) -> None:
+        """Resize the map to ``new_size()`` once no transaction of this process is open.
+
+        With ``unless_since``, do nothing if another thread has resized since
+        that generation. The calling thread must hold no slot.
+        """
+        if self._depth():
+            raise StorageError(
+                f"the database map at {self.path} must change size (another process grew it?) while this "
+                "thread holds an older snapshot; finish that read first"
+            )
         with self._gate:
+            while self._resizing:
+                self._gate.wait()
+            if unless_since is not None and self._generation != unless_since:
+                return
             self._resizing = True
             try:
                 while self._readers:
                     self._gate.wait()
-                self._env.set_mapsize(size)
+                try:
+                    self._env.set_mapsize(new_size())
+                except lmdb.Error as exc:
+                    raise StorageError(f"cannot resize the database map at {self.path}: {exc}") from exc
+                self._generation += 1
             finally:
                 self._resizing = False
                 self._gate.notify_all()
 
     def _grow(self) -> None:
-        size = self.map_size * 2
-        if size > MAX_MAP_SIZE:
-            raise StorageError("database is full: the map cannot grow beyond 64 GiB")
-        log.info("growing database map of %s to %d MiB", self.path, size >> 20)
-        self._resize(size)
+        def doubled() -> int:
+            size = self.map_size * 2
+            if size > MAX_MAP_SIZE:
+                raise StorageError("database is full: the map cannot grow beyond 64 GiB")
+            log.info("growing database map of %s to %d MiB", self.path, size >> 20)
+            return size
 
-    def _adopt_foreign_resize(self) -> None:
-        log.info("adopting a map size grown by another process")
-        self._resize(0)
+        self._resize(doubled)
+
+    def _adopt_foreign_resize(self, generation: int) -> None:
+        def adopted() -> int:
+            log.info("adopting a map size grown by another process")
+            return 0  # LMDB takes the size recorded in the file
+
+        self._resize(adopted, unless_since=generation)
 
 
 def _round_up_pow2(n: int) -> int:
