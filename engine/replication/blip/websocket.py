@@ -2,7 +2,7 @@
 
 Client: :func:`connect` appends ``/_blipsync`` to a database URL, offers
 ``BLIP_3+CBMobile_3,BLIP_3+CBMobile_2``, turns permessage-deflate off, uses no
-proxy for LAN addresses, accepts the ``HTTP/1.0 101`` status line of Couchbase
+proxy for LAN addresses, accepts the ``HTTP/1.0`` status lines of Couchbase
 Lite 2.8 and 3.0 listeners (§9), and fails clearly when the server picks no
 subprotocol, a wrong one, or answers with an HTTP error.
 
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "inventory-sync/0.1"
 _ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")
+_HTTP_1_0 = b"HTTP/1.0 "
 #: Unfinished incoming messages over every connection of every BlipServer in this process.
 SERVER_INCOMING_BUDGET = IncomingBudget(tuning.MAX_SERVER_UNFINISHED_BYTES)
 
@@ -102,21 +103,24 @@ class _BlipServerConnection(DirectFrames, ServerConnection):
 
 
 class _TolerantClientConnection(DirectFrames, ClientConnection):
-    """Accepts ``HTTP/1.0 101``, which Couchbase Lite 2.8 and 3.0 listeners send (protocol §9),
-    and hands BLIP frames straight to its BlipSocket."""
+    """Accepts an ``HTTP/1.0`` status line, which Couchbase Lite 2.8 and 3.0 listeners send
+    (protocol §9), and hands BLIP frames straight to its BlipSocket."""
 
     _status_pending: bytes = b""
     _status_checked = False
 
     def data_received(self, data: bytes) -> None:
         if not self._status_checked:
+            # protocol §9: read as HTTP/1.1 whatever the status (101, or 401 and other refusals),
+            # however TCP cuts the response: decide once its first 9 bytes have arrived
             data = self._status_pending + data
-            if len(data) < 9 and b"HTTP/1.0 ".startswith(data):
+            if len(data) < len(_HTTP_1_0) and _HTTP_1_0.startswith(data):
                 self._status_pending = data
                 return
+            self._status_pending = b""
             self._status_checked = True
-            if data.startswith(b"HTTP/1.0 101"):
-                data = b"HTTP/1.1" + data[8:]
+            if data.startswith(_HTTP_1_0):
+                data = b"HTTP/1.1 " + data[len(_HTTP_1_0) :]
         super().data_received(data)
 
 

@@ -17,6 +17,7 @@ from engine.replication.blip.websocket import (
     HandshakeRequest,
     _BlipServerConnection,
     _is_lan_host,
+    _TolerantClientConnection,
     blipsync_url,
     connect,
 )
@@ -180,6 +181,108 @@ async def test_http_1_0_status_line_is_accepted(raw_server: Callable[..., Awaita
     assert sock.subprotocol == "BLIP_3+CBMobile_3"
     sock.start()
     await asyncio.wait_for(sock.wait_closed(), 5 * TIME_UNIT)
+
+
+class PiecewiseServer:
+    """A bare TCP server that writes its answer to the upgrade in two pieces, cut at ``cut``
+    bytes, and writes the second only once the client has read the first (one TCP read each)."""
+
+    def __init__(self, respond: Callable[[bytes], bytes], *, close_frame: bool) -> None:
+        self.respond = respond
+        self.close_frame = close_frame
+        self.cut = 1
+        self.reads: list[bytes] = []
+        self.read = asyncio.Event()
+
+    def record(self, data: bytes) -> None:
+        self.reads.append(bytes(data))
+        self.read.set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        response = self.respond(key)
+        self.read.clear()
+        writer.write(response[: self.cut])
+        await writer.drain()
+        await asyncio.wait_for(self.read.wait(), 5 * TIME_UNIT)
+        writer.write(response[self.cut :])
+        if self.close_frame:
+            writer.write(b"\x88\x02\x03\xe8")  # a close frame (1000)
+            await writer.drain()
+            await reader.read(64)  # the client's close frame, or EOF
+        writer.close()
+
+
+@pytest_asyncio.fixture
+async def piecewise_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Callable[..., Awaitable[tuple[str, PiecewiseServer]]]]:
+    servers: list[asyncio.Server] = []
+    piecewise: list[PiecewiseServer] = []
+    original = _TolerantClientConnection.data_received
+
+    def recording(self: _TolerantClientConnection, data: bytes) -> None:
+        if piecewise:
+            piecewise[-1].record(data)
+        original(self, data)
+
+    monkeypatch.setattr(_TolerantClientConnection, "data_received", recording)
+
+    async def make(respond: Callable[[bytes], bytes], *, close_frame: bool) -> tuple[str, PiecewiseServer]:
+        piecewise.append(PiecewiseServer(respond, close_frame=close_frame))
+        server = await asyncio.start_server(piecewise[-1].handle, "127.0.0.1", 0)
+        servers.append(server)
+        return f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/db", piecewise[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+HTTP_1_0_101 = b"HTTP/1.0 101 Switching Protocols"
+HTTP_1_0_401 = b"HTTP/1.0 401 Unauthorized"
+
+
+@pytest.mark.asyncio
+async def test_http_1_0_101_split_anywhere_in_its_status_line(
+    piecewise_server: Callable[..., Awaitable[tuple[str, PiecewiseServer]]],
+) -> None:
+    """Couchbase Lite 2.8/3.0 answer ``HTTP/1.0 101`` (protocol §9); the first TCP read may end anywhere in it."""
+    url, server = await piecewise_server(lambda key: upgrade(HTTP_1_0_101, key, b"BLIP_3+CBMobile_3"), close_frame=True)
+    for cut in range(1, 21):
+        server.cut, server.reads = cut, []
+        sock = await connect(url)
+        assert server.reads[0] == HTTP_1_0_101[:cut]
+        assert sock.subprotocol == "BLIP_3+CBMobile_3"
+        sock.start()
+        await asyncio.wait_for(sock.wait_closed(), 5 * TIME_UNIT)
+
+
+def unauthorized(_key: bytes) -> bytes:
+    """A Couchbase Lite 3.0 listener's refusal: HTTP/1.0, a challenge, a body that ends with the connection."""
+    return (
+        HTTP_1_0_401 + b'\r\nWWW-Authenticate: Basic charset="UTF-8"\r\nContent-Type: text/plain\r\n\r\nUnauthorized\n'
+    )
+
+
+@pytest.mark.asyncio
+async def test_http_1_0_401_is_an_http_status_error(
+    piecewise_server: Callable[..., Awaitable[tuple[str, PiecewiseServer]]],
+) -> None:
+    url, server = await piecewise_server(unauthorized, close_frame=False)
+    for cut in range(1, 21):
+        server.cut, server.reads = cut, []
+        with pytest.raises(HTTPStatusError) as info:
+            await connect(url)
+        assert server.reads[0] == HTTP_1_0_401[:cut]
+        assert info.value.status == 401 and str(info.value) == "unauthorized (HTTP 401)"
+        assert info.value.headers["WWW-Authenticate"] == 'Basic charset="UTF-8"'
 
 
 @pytest.mark.asyncio
