@@ -276,6 +276,9 @@ class BlipServer:
         database = unquote(match[1])
         if not self.accepts_database(database):
             return connection.respond(HTTPStatus.NOT_FOUND, "no such database\n")
+        if len(request.headers.get_all("Authorization")) > 1:  # which one would count? (protocol §1)
+            log.warning("refused a handshake from %s: duplicate Authorization header", connection.remote_address)
+            return connection.respond(HTTPStatus.BAD_REQUEST, "duplicate Authorization header\n")
         principal = None
         if self.authenticator is not None:
             ssl_object = connection.transport.get_extra_info("ssl_object")

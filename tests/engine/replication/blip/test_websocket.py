@@ -6,6 +6,7 @@ import asyncio
 import base64
 import gc
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -13,6 +14,7 @@ import pytest_asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
+from engine.replication.auth import PasswordAuthenticator
 from engine.replication.blip.websocket import (
     HandshakeRequest,
     _BlipServerConnection,
@@ -123,6 +125,42 @@ async def test_failed_negotiations_leave_nothing_behind(echo_server: MakeServer)
     good.start()
     await asyncio.wait_for(_first(server), 5 * TIME_UNIT)
     assert server.sockets[0].context == {"database": "db", "principal": "bob"}
+    await good.close()
+
+
+@pytest.mark.asyncio
+async def test_duplicate_authorization_headers_are_a_bad_request(
+    echo_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Credentials in the URL plus an explicit header: answered 400 before authentication, no traceback."""
+    calls: list[HandshakeRequest] = []
+    password = PasswordAuthenticator.from_users({"bob": "pw"})
+
+    def authenticate(request: HandshakeRequest) -> str:
+        calls.append(request)
+        return password(request)
+
+    server = await echo_server(authenticator=authenticate)
+    host, port = server.server.addresses[0]
+    credentials = base64.b64encode(b"bob:pw").decode()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        (
+            f"GET /db/_blipsync HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(bytes(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: BLIP_3+CBMobile_3\r\n"
+            f"Authorization: Basic {credentials}\r\nAuthorization: Basic {credentials}\r\n\r\n"
+        ).encode()
+    )
+    response = await asyncio.wait_for(reader.read(), 5 * TIME_UNIT)  # the server closes after answering
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert rest.endswith(b"\r\n\r\nduplicate Authorization header\n")
+    assert calls == []
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    good = await connect(server.url, headers={"Authorization": f"Basic {credentials}"})  # one header is fine
+    good.start()
     await good.close()
 
 
