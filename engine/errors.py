@@ -10,6 +10,7 @@ Every exception the engine raises on purpose derives from :class:`EngineError`::
     │   ├── BlobNotFoundError     a body refers to a blob the store does not hold
     │   └── BlobCorruptError      stored blob bytes do not match their digest
     ├── StorageError              the database cannot be opened, read or written
+    │   └── DiskFullError         no space left on the device holding the database
     ├── InventoryError            invalid quantity, unknown item, bad list document
     ├── InvalidUserNameError      a user name that cannot name a database
     └── replication.errors.ReplicationError  (see ``engine/replication/errors.py``)
@@ -25,6 +26,7 @@ __all__ = [
     "BlobError",
     "BlobNotFoundError",
     "ConflictError",
+    "DiskFullError",
     "EngineError",
     "InvalidDocumentError",
     "InvalidUserNameError",
@@ -68,6 +70,14 @@ class BlobCorruptError(BlobError):
 
 class StorageError(EngineError):
     """The database files cannot be opened, read or written."""
+
+
+class DiskFullError(StorageError):
+    """The device holding the database has no space left.
+
+    The operation that raised it wrote nothing: every commit acknowledged
+    before is intact once space is freed.
+    """
 
 
 class InventoryError(EngineError, ValueError):

@@ -18,11 +18,21 @@ other threads' transactions, and a thread that already holds one goes through
 the gate even while a resize waits (the resize is waiting for it). A thread
 that still holds an older snapshot when the map has to change gets a
 :class:`~engine.errors.StorageError` instead of waiting for itself.
+
+A full file system ends in :class:`~engine.errors.DiskFullError`, never in a
+crash: the lock file gets its disk blocks before LMDB maps it (LMDB would
+write through a map of a file that has none, and die of SIGBUS), and LMDB's
+ENOSPC, or the EIO it reports for a short write, becomes that error. A commit
+that fails this way is simply not there; LMDB aborts it and the environment
+stays usable, with every commit acknowledged before intact.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import mmap
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +41,7 @@ from typing import TypeVar
 
 import lmdb
 
-from engine.errors import StorageError
+from engine.errors import DiskFullError, StorageError
 
 __all__ = ["SUB_DATABASES", "Store", "Txn"]
 
@@ -61,6 +71,23 @@ SUB_DATABASES = (
 INITIAL_MAP_SIZE = 1 << 30
 #: Growth stops here (64 GiB); beyond it a write fails with StorageError.
 MAX_MAP_SIZE = 1 << 36
+#: The size LMDB gives a new ``lock.mdb`` on 64-bit Linux with its default 126
+#: reader slots (a 192-byte header holding the first slot, then 125 slots of 64
+#: bytes). Should LMDB want more, it enlarges the file; a larger file only gives
+#: it more reader slots.
+LOCK_FILE_SIZE = 8192
+#: An EIO from LMDB counts as a full disk when less than this is left: LMDB
+#: reports a short write ("filesystem full?") as EIO.
+NEARLY_FULL = 1 << 20
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+#: (st_dev, st_ino) of the lock file of each environment open in this process.
+#: LMDB's locks are POSIX fcntl locks, which the process loses on the first
+#: close of *any* descriptor of the file, so these files are never opened
+#: again here (not even to allocate them). Opening a store holds ``_opening``.
+_open_lock_files: set[tuple[int, int]] = set()
+_opening = threading.Lock()
 
 
 class Txn:
@@ -135,6 +162,7 @@ class Store:
                 :data:`INITIAL_MAP_SIZE`); raised to fit an existing file.
 
         Raises:
+            DiskFullError: no space left on the device to create the files.
             StorageError: the files cannot be opened (corrupt, unreadable,
                 already open in this process, or not an LMDB environment).
         """
@@ -150,13 +178,23 @@ class Store:
         self._write_lock = threading.Lock()
         #: the thread running a write transaction, if any
         self._writer: int | None = None
+        self._lock_key: tuple[int, int] | None = None
+        with _opening:
+            self._open(path, durable=durable, map_size=map_size)
+
+    def _open(self, path: Path, *, durable: bool, map_size: int | None) -> None:
+        data_file = path / "data.mdb"
+        lock_file = path / "lock.mdb"
+        new = False
         try:
             path.mkdir(parents=True, exist_ok=True)
-            existing = path / "data.mdb"
+            new = not data_file.exists()
             if map_size is None:
                 map_size = INITIAL_MAP_SIZE
-            if existing.exists():
-                map_size = max(map_size, _round_up_pow2(existing.stat().st_size * 2))
+            if not new:
+                map_size = max(map_size, _round_up_pow2(data_file.stat().st_size * 2))
+            if _file_key(lock_file) not in _open_lock_files:
+                _allocate_lock_file(lock_file)
             self._env = lmdb.open(
                 str(path),
                 map_size=map_size,
@@ -166,12 +204,24 @@ class Store:
                 readahead=False,
                 max_spare_txns=4,
             )
-            self._env.reader_check()
-            with self._env.begin(write=True) as txn:
-                self._dbs = {name: self._env.open_db(name.encode(), txn=txn) for name in SUB_DATABASES}
+            try:
+                self._env.reader_check()
+                with self._env.begin(write=True) as txn:
+                    self._dbs = {name: self._env.open_db(name.encode(), txn=txn) for name in SUB_DATABASES}
+            except BaseException:
+                self._env.close()  # else this process could not open it again
+                raise
+            self._lock_key = _file_key(lock_file)
+            if self._lock_key is not None:
+                _open_lock_files.add(self._lock_key)
         except lmdb.Error as exc:
-            raise StorageError(f"cannot open database at {path}: {exc}") from exc
+            error = self._failure(f"cannot open database at {path}", exc)
+            if new and isinstance(error, DiskFullError):
+                _discard_torn_data_file(data_file)
+            raise error from exc
         except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise DiskFullError(f"cannot open database at {path}: no space left on device") from exc
             raise StorageError(f"cannot open database at {path}: {exc.strerror or exc}") from exc
 
     @property
@@ -183,6 +233,10 @@ class Store:
         """Close the environment. Further use raises StorageError."""
         with self._write_lock, self._gate:
             self._env.close()
+            with _opening:
+                if self._lock_key is not None:
+                    _open_lock_files.discard(self._lock_key)
+                    self._lock_key = None
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
@@ -190,11 +244,11 @@ class Store:
         try:
             txn = self._begin(write=False)
         except lmdb.Error as exc:
-            raise StorageError(f"database read failed: {exc}") from exc
+            raise self._failure(f"database read from {self.path} failed", exc) from exc
         try:
             yield Txn(txn, self._dbs, self._env)
         except lmdb.Error as exc:
-            raise StorageError(f"database read failed: {exc}") from exc
+            raise self._failure(f"database read from {self.path} failed", exc) from exc
         finally:
             try:
                 txn.abort()
@@ -209,6 +263,7 @@ class Store:
         from ``fn`` aborts the transaction and propagates: nothing is written.
 
         Raises:
+            DiskFullError: no space left on the device; nothing was written.
             StorageError: the commit failed, or this thread is already inside
                 a write or holds a read snapshot (either could deadlock).
         """
@@ -230,7 +285,7 @@ class Store:
             try:
                 txn = self._begin(write=True)
             except lmdb.Error as exc:
-                raise StorageError(f"database write failed: {exc}") from exc
+                raise self._failure(f"database write to {self.path} failed", exc) from exc
             try:
                 try:
                     result = fn(Txn(txn, self._dbs, self._env))
@@ -242,10 +297,21 @@ class Store:
             except lmdb.MapFullError:
                 pass
             except lmdb.Error as exc:
-                raise StorageError(f"database write failed: {exc}") from exc
+                raise self._failure(f"database write to {self.path} failed", exc) from exc
             finally:
                 self._leave_reader()
             self._grow()
+
+    def _failure(self, what: str, exc: lmdb.Error) -> StorageError:
+        """The error to raise for ``exc``, an LMDB failure; ``what`` says what failed, naming the path."""
+        code = getattr(exc, "code", 0)
+        if code in _NO_SPACE or (code == errno.EIO and _nearly_full(self.path)):
+            return DiskFullError(f"{what}: no space left on device")
+        if isinstance(exc, lmdb.PanicError):
+            return StorageError(
+                f"{what}: the database cannot be used after a failed write ({exc}); close and reopen it"
+            )
+        return StorageError(f"{what}: {exc}")
 
     # -- map growth ---------------------------------------------------------
 
@@ -335,6 +401,74 @@ class Store:
             return 0  # LMDB takes the size recorded in the file
 
         self._resize(adopted, unless_since=generation)
+
+
+def _allocate_lock_file(lock: Path) -> None:
+    """Give LMDB's lock file its disk blocks before LMDB maps it.
+
+    LMDB sizes a new lock file with ftruncate, maps it and writes through the
+    map; on a full file system that first write kills the process with SIGBUS.
+    Allocated here, a full disk is an OSError (ENOSPC) instead. An existing
+    file keeps its size (other processes size their reader table by it); an
+    empty one gets :data:`LOCK_FILE_SIZE`. Where this cannot be done, LMDB
+    opens the file as before.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # LMDB reports it
+    try:
+        info = os.fstat(fd)
+        if info.st_size and info.st_blocks * 512 >= info.st_size:
+            return
+        try:
+            os.posix_fallocate(fd, 0, info.st_size or LOCK_FILE_SIZE)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                log.debug("cannot allocate %s: %s", lock, exc)
+                return
+            if info.st_blocks:
+                # An earlier opener wrote the header; LMDB only goes further
+                # into the file once that many readers are open at once.
+                log.warning("the disk holding %s is full; its lock file stays sparse", lock)
+                return
+            raise
+    finally:
+        os.close(fd)
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _discard_torn_data_file(data_file: Path) -> None:
+    """Remove a data file this open created but could not finish.
+
+    A file shorter than LMDB's two meta pages holds nothing and would make
+    every later open fail with MDB_INVALID.
+    """
+    try:
+        if data_file.stat().st_size < 2 * mmap.PAGESIZE:
+            data_file.unlink()
+    except OSError:
+        pass
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has (almost) no space left."""
+    if not hasattr(os, "statvfs"):
+        return False
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < NEARLY_FULL
 
 
 def _round_up_pow2(n: int) -> int:

@@ -1,14 +1,19 @@
-"""The LMDB store: map growth by this and by other processes."""
+"""The LMDB store: map growth by this and by other processes, and a full disk."""
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -229,3 +234,111 @@ def test_database_serves_while_another_process_outgrows_its_map(
 
     assert guard.run(serve) == (True, 2, 2)
     database.close()
+
+
+# -- the lock file ----------------------------------------------------------------
+
+
+def _posix_locks_on(path: Path) -> list[str]:
+    inode = path.stat().st_ino
+    with open("/proc/locks") as locks:
+        return [line for line in locks if f":{inode} " in line and f" {os.getpid()} " in line]
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
+def test_a_second_open_in_this_process_keeps_the_first_ones_locks(store: Store) -> None:
+    # LMDB's fcntl locks go with the first close of any descriptor of lock.mdb
+    # in this process: the lock file must not be opened again while in use
+    held = _posix_locks_on(store.path / "lock.mdb")
+    assert held
+    with pytest.raises(StorageError, match="already open"):
+        Store(store.path)
+    assert _posix_locks_on(store.path / "lock.mdb") == held
+    store.close()
+    again = Store(store.path)  # closed, it may be opened again
+    try:
+        assert _posix_locks_on(again.path / "lock.mdb")
+    finally:
+        again.close()
+
+
+# -- a full disk ----------------------------------------------------------------
+#
+# The scenarios (tests/engine/disk_full_scenario.py) run in a process of their
+# own with a private mount namespace, on a 2 MiB tmpfs nothing else sees.
+
+
+def _mount_tmpfs_command(mount_point: Path, *command: str) -> list[str]:
+    script = 'mount -t tmpfs -o size=2m tmpfs "$1" && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(mount_point), *command]
+
+
+@pytest.fixture(scope="module")
+def tiny_tmpfs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip unless this process may mount a tmpfs in a private mount namespace (root on Linux)."""
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        pytest.skip("needs Linux and unshare(1) to mount a small tmpfs")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs in a private mount namespace")
+    probe = subprocess.run(
+        _mount_tmpfs_command(tmp_path_factory.mktemp("probe"), "true"),
+        capture_output=True,
+        text=True,
+        timeout=30 * TIME_UNIT,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a private mount namespace here: {probe.stderr.strip()}")
+
+
+def run_on_full_disk(tmp_path: Path, scenario: str) -> dict[str, Any]:
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    command = [sys.executable, "-m", "tests.engine.disk_full_scenario", str(mount_point), scenario]
+    proc = subprocess.run(
+        _mount_tmpfs_command(mount_point, *command),
+        cwd=_PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60 * TIME_UNIT,
+        check=False,
+    )
+    status = signal.Signals(-proc.returncode).name if proc.returncode < 0 else proc.returncode
+    assert proc.returncode == 0, f"the {scenario} scenario ended with {status}: {proc.stderr[-2000:]}"
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def assert_disk_full(error: dict[str, Any], path: str) -> None:
+    assert error["disk_full"], error
+    assert "no space left on device" in error["message"]
+    assert path in error["message"]
+
+
+@pytest.mark.usefixtures("tiny_tmpfs")
+def test_creating_a_database_on_a_full_disk_is_a_clear_error(tmp_path: Path) -> None:
+    outcomes = run_on_full_disk(tmp_path, "create")["outcomes"]
+    # free space from none to 16 pages: the lock file, the meta pages, the
+    # first commits, and finally the first save each fail in turn
+    assert not outcomes[0]["created"] and outcomes[-1]["created"]
+    for outcome in outcomes:
+        if not outcome["created"]:
+            assert_disk_full(outcome["error"], outcome["path"])
+        # with space again, the database opens and works (no torn file left behind)
+        expected = ["first", "second"] if outcome["created"] else ["second"]
+        assert outcome.get("after_freeing") == expected, outcome
+
+
+@pytest.mark.usefixtures("tiny_tmpfs")
+def test_a_commit_on_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    result = run_on_full_disk(tmp_path, "commits")
+    assert result["errors"] and result["failed"][0] == "big"
+    for error in result["errors"]:
+        assert_disk_full(error, result["path"])
+    # LMDB reports the short write of the big value as EIO, not ENOSPC
+    assert result["errors"][0]["cause_code"] == errno.EIO
+    assert result["acknowledged"] > 20  # some saves after "big" were acknowledged on the full disk
+    assert result["failed_absent"] and result["ids_after_failure"]
+    assert result["missing_after_reopen"] == []
+    assert result["failed_absent_after_reopen"] and result["ids_after_reopen"]
+    assert result["saved_after_reopen"]
