@@ -159,6 +159,8 @@ class ActivePuller:
         self._sequences[sequence] = True
         if not status & AT_THIS_REMOTE:
             self.store.set_remote_ancestor(self.repl.url, doc_id, rev_id)
+            if self.repl.pusher is not None:
+                self.repl.pusher.remote_ancestor_changed(doc_id, rev_id)
         return 0
 
     # -- revisions (Puller::handleRev / handleNoRev, IncomingRev) --------------------------------

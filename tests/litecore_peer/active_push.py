@@ -7,10 +7,11 @@ parent = the remembered remote ancestor or ``""``), urgent and compressed, at mo
 flight (1 once caught up); caught up is an empty urgent NoReply ``proposeChanges``. A document
 with a revision on its way holds its next change until that one is done (``_pushingDocs``). A 0
 sends the ``rev`` with ``noconflicts`` and history back to the remote ancestor (at most 10 in
-flight), a 304 marks the remote ancestor, a 409 is a conflict — retried only when a
-``{"status":409,"rev":...}`` names an ancestor of the proposed revision (LiteCore 3.1's
-shouldRetryConflictWithNewerAncestor); with a puller running its sequence stays unfinished,
-as LiteCore leaves it for a later attempt. A pushed revision becomes the remote ancestor.
+flight), a 304 marks the remote ancestor, a 409 is a conflict — retried when a
+``{"status":409,"rev":...}`` (LiteCore 3.1) or the puller (a ``changes`` row naming a revision
+this side has, RevFinder::findRevs -> Pusher::_docRemoteAncestorChanged) reveals an ancestor of
+the proposed revision that the peer has; with a puller running a refused sequence stays
+unfinished, as LiteCore leaves it for a later attempt. A pushed revision becomes the remote ancestor.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class ActivePusher:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Documents with a revision on its way, and the next change waiting behind it.
         self._pushing: dict[str, Change | None] = {}
+        #: Refused (409) proposals to retry if the puller learns the peer's revision.
+        self._might_retry: dict[str, Change] = {}
 
     @property
     def busy(self) -> bool:
@@ -193,19 +196,39 @@ class ActivePusher:
             self.store.set_remote_ancestor(self.repl.url, row.doc_id, row.rev_id)
             self._done(row)
         elif status == 409:
-            if (
-                isinstance(server_rev, str)
-                and server_rev != parent
-                and server_rev in self.store.ancestry(row.doc_id, row.rev_id)
-            ):
-                self._spawn(self._propose([(row, server_rev)]))
-                return
-            self.repl.conflicts.add(row.doc_id)
-            # With a puller, LiteCore leaves the sequence unfinished for a later retry.
-            self._done(row, completed=not self.repl.pull)
+            self._conflict(row, parent, server_rev if isinstance(server_rev, str) else None)
         else:
             self.repl.errors.append(f"proposed rev {row.doc_id} {row.rev_id} rejected with status {status}")
             self._done(row)
+
+    def _conflict(self, row: Change, parent: str | None, server_rev: str | None) -> None:
+        """Pusher::shouldRetryConflictWithNewerAncestor."""
+        ancestry = self.store.ancestry(row.doc_id, row.rev_id)
+        if server_rev is not None and server_rev != parent and server_rev in ancestry:
+            self._spawn(self._propose([(row, server_rev)]))  # 3.1: the peer said what it has
+            return
+        if self.repl.pull:
+            known = self.store.remote_ancestor(self.repl.url, row.doc_id)
+            if known is not None and known != parent and known in ancestry:
+                self._spawn(self._propose([(row, known)]))  # the puller learnt it meanwhile
+                return
+            self._might_retry[row.doc_id] = row
+        self.repl.conflicts.add(row.doc_id)
+        # With a puller, LiteCore leaves the sequence unfinished for a later attempt.
+        self._done(row, completed=not self.repl.pull)
+
+    def remote_ancestor_changed(self, doc_id: str, rev_id: str) -> None:
+        """Pusher::_docRemoteAncestorChanged: retry a refused push the peer's revision now explains."""
+        row = self._might_retry.pop(doc_id, None)
+        if row is None or doc_id in self._pushing:
+            return
+        current = self.store.get(doc_id)
+        if current is None or current[0] != row.rev_id or rev_id not in self.store.ancestry(doc_id, row.rev_id):
+            return
+        self.repl.conflicts.discard(doc_id)
+        self.pending.add(row.sequence)
+        self._pushing[doc_id] = None
+        self._spawn(self._propose([(row, rev_id)]))
 
     async def _send_rev(self, row: Change, parent: str | None) -> None:
         rev = OutgoingRev(

@@ -82,6 +82,8 @@ class Upgraded:
     subprotocol: str
     username: str | None
     status_line: str = ""
+    #: Client side: the server asked for credentials with a 401 challenge first.
+    challenged: bool = False
 
 
 def _respond(writer: asyncio.StreamWriter, status: int, headers: Mapping[str, str] = {}) -> None:
@@ -228,7 +230,8 @@ async def client_handshake(
             writer.close()
             violations.append(f"bad 101 response: {problem}")
             raise HandshakeError(problem, 101)
-        return reader, writer, Upgraded(headers["sec-websocket-protocol"], username, status_line)
+        chosen = headers["sec-websocket-protocol"]
+        return reader, writer, Upgraded(chosen, username, status_line, challenged=authorization is not None)
     raise HandshakeError("401 after sending credentials", 401)
 
 

@@ -173,6 +173,8 @@ class IncomingRevs:
                 origin=self.origin,
             )
         except StoreConflictError:
+            # protocol.md §3.7 (and the brief) speak of a 409; LiteCore's Inserter fails with the C4
+            # error LiteCore/8 and Worker::c4ToBLIPError passes that domain through unchanged.
             return RevResult(doc_id, rev_id, ("LiteCore", _LITECORE_CONFLICT, "conflict"))
         except ValueError as exc:
             self.conn.violation(f"rev {doc_id} {rev_id}: {exc}")

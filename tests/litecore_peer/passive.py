@@ -225,6 +225,7 @@ class PassiveSession:
             statuses.append(status)
         while statuses and statuses[-1] == 0:
             statuses.pop()
+        # RevFinder sends maxHistory=20 (protocol.md §3.5 says 50; the code and §9 say 20).
         props = [("maxHistory", "20"), ("blobs", "true")]
         if not self._announced_deltas:
             props.append(("deltas", "true"))

@@ -2,7 +2,8 @@
 
 After ``subChanges`` it sends ``changes`` batches of at most ``batch`` rows ``[seq, docID, revID,
 deleted?, bodySize?]`` (``deleted`` written only when true or when a body size follows, as a JSON
-boolean), urgent and compressed, with at most 5 lists unanswered (1 once caught up,
+boolean: ``enc << change->deleted()`` in Pusher::sendChanges, where protocol.md §3.5 describes
+Sync Gateway's integer flags), urgent and compressed, with at most 5 lists unanswered (1 once caught up,
 Pusher::_maybeGetMoreChanges), then an empty ``[]`` NoReply ``changes`` when caught up. With
 ``activeOnly`` tombstones are skipped, but only in the initial dump (ChangesFeed). Continuous:
 every later change goes through ``changes`` too; changes this connection's own client pushed are

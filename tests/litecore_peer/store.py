@@ -248,8 +248,10 @@ class PeerStore:
         known = next((i for i, r in enumerate(chain) if doc is not None and r in doc.revs), len(chain))
         parent = chain[known] if known < len(chain) else None
         if not allow_conflict and doc is not None:
-            # RevTree::findCommonAncestor: the parent must be a leaf; a new root only for a
-            # tombstoned document (RevFinder's rule, protocol §3.6/§4.5).
+            # RevTree::findCommonAncestor: the parent must be a leaf. For a new root LiteCore's
+            # RevTree refuses any non-empty tree, but RevFinder accepts the proposal when the
+            # document is a tombstone (protocol §3.6/§4.5); the double follows protocol.md here,
+            # as other LiteCore layers could not be checked.
             leaves = doc.revs.keys() - doc.children()
             if (parent is not None and parent not in leaves) or (parent is None and not doc.current.deleted):
                 raise StoreConflictError(f"{doc_id!r} {rev_id} conflicts with {doc.current.rev_id}")
@@ -308,6 +310,9 @@ class PeerStore:
 
     def resolve_conflict(self, doc_id: str, remote_rev_id: str) -> str | None:
         """Resolve a pulled conflict with Couchbase Lite's default rule (protocol §4.6).
+
+        (protocol.md cites couchbase-lite-C 3.1.10/3.2.0; the older ConflictResolver.cc in the
+        public index simply keeps the local revision. The double follows protocol.md.)
 
         Deleted wins, then the higher generation, then the higher revision ID. The remote branch
         always continues: a local win becomes a new revision, child of the remote one, with the

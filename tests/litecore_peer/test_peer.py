@@ -41,7 +41,7 @@ async def test_one_shot_push(listener: StrictListener) -> None:
     assert listener.statuses == [401, 101]  # challenge first, as the 3.0 client does
     assert listener.sessions[0].conn.close_received == (1000, "")
     assert replicator.upgraded is not None and replicator.upgraded.status_line.startswith("HTTP/1.0 101")
-    assert replicator.upgraded.subprotocol == "BLIP_3+CBMobile_3"
+    assert replicator.upgraded.subprotocol == "BLIP_3+CBMobile_3" and replicator.upgraded.challenged
     # The checkpoint went to the listener and is remembered locally.
     assert listener.store.peer_checkpoints[replicator.checkpoint_id][0] == "1-cc"
     assert local.checkpoints[replicator.checkpoint_id]["local"] == local.last_sequence
@@ -111,6 +111,18 @@ async def test_a_forgotten_parent_gets_a_bare_409(listener: StrictListener) -> N
     amnesiac.put("doc", {"v": 2})
     replicator = await replicate(amnesiac, listener, pull=False)
     assert replicator.conflicts == {"doc"} and replicator.pushed == 0
+
+
+async def test_a_document_from_a_third_peer_is_pushed_once_the_puller_names_it(listener: StrictListener) -> None:
+    local = PeerStore("local")
+    third = "1-" + "3a" * 20
+    for store in (local, listener.store):
+        store.insert_revision("doc", third, [], {"from": "third"})
+    local.put("doc", {"from": "local"})
+    replicator = await replicate(local, listener)
+    # The 409 to an empty parent is retried once the changes row shows the listener has `third`.
+    assert replicator.conflicts == set() and replicator.pushed == 1
+    assert listener.store.get("doc") == local.get("doc")
 
 
 async def test_concurrent_edits_converge(listener: StrictListener) -> None:
