@@ -48,7 +48,15 @@ _LITECORE_REMOTE_ERROR = 26
 
 
 class StrictListener:
-    """A LiteCore 3.0 listener on 127.0.0.1 serving one in-memory database."""
+    """A LiteCore 3.0 listener on 127.0.0.1 (port 0) serving one in-memory database.
+
+    Args:
+        store: the database served.
+        users: Basic-auth user names and passwords (default ``{"bob": "pw"}``; ``{}`` = no auth).
+        database: the database name in the URL (``ws://127.0.0.1:PORT/<database>``).
+        conflict_includes_rev: answer a proposed conflict as LiteCore 3.1 does,
+            ``{"status":409,"rev":...}``, instead of the 3.0 peer's bare ``409``.
+    """
 
     def __init__(
         self,

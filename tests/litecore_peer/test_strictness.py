@@ -111,6 +111,21 @@ async def test_normal_refusals_are_not_violations(listener: StrictListener) -> N
     await conn.close()
 
 
+async def test_a_2x_client_gets_cb_mobile_2_and_get_collections_gets_404(listener: StrictListener) -> None:
+    violations: list[str] = []
+    reader, writer, upgraded = await client_handshake(
+        listener.url, "bob", "pw", violations=violations, protocols=("BLIP_3+CBMobile_2",)
+    )
+    assert upgraded.subprotocol == "BLIP_3+CBMobile_2"
+    conn = BlipConnection(reader, writer, client=True, violations=violations)
+    conn.start()
+    # A 3.0 listener has no getCollections handler; 3.1 clients then fall back to getCheckpoint.
+    assert (await conn.request("getCollections", [], b"{}")).error == ("BLIP", 404, "no handler for message")
+    assert (await conn.request("getCheckpoint", [("client", "cp-x")])).error[:2] == ("HTTP", 404)
+    await conn.close()
+    assert listener.violations == [] and violations == []
+
+
 @pytest.mark.parametrize("includes_rev", [False, True])
 async def test_proposed_conflict_answer(includes_rev: bool) -> None:
     store = PeerStore("listener")
