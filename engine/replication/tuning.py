@@ -52,6 +52,13 @@ WRITE_BATCH_FRAMES = 256
 #: Stop writing and wait for TCP to drain above this many buffered bytes.
 WRITE_BUFFER_HIGH = 256 * 1024
 
+# -- delta sync (protocol §5) ------------------------------------------------------------
+
+#: Steps one delta may spend searching for string edits (about 10 ms of CPU on the
+#: event loop); beyond, a changed string is sent as one replacement between its common
+#: prefix and suffix, found in linear time. An unbounded diff took seconds on 20 KB.
+MAX_DELTA_SEARCH_STEPS = 20_000
+
 # -- replication (protocol §3) --------------------------------------------------------
 
 #: Live changes up to this many at once are sent as unsolicited ``rev`` messages,
