@@ -99,6 +99,18 @@ class BlipConnection:
         urgent: bool = False,
     ) -> Message:
         """Send a request and wait for its reply (an error reply is returned, not raised)."""
+        return await self.send_request(profile, properties, body, compressed=compressed, urgent=urgent)
+
+    def send_request(
+        self,
+        profile: str,
+        properties: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        compressed: bool = False,
+        urgent: bool = False,
+    ) -> Awaitable[Message]:
+        """Queue a request now (it keeps its place in the send order); await the result for its reply."""
         if not self.is_open:
             raise ConnectionClosedError(f"{self.name}: connection closed")
         outgoing = self._blip.send_request(
@@ -108,11 +120,15 @@ class BlipConnection:
         self._pending[id(outgoing)] = outgoing
         self._replies[id(outgoing)] = future
         self._wake.set()
-        try:
-            return await future
-        finally:
-            self._pending.pop(id(outgoing), None)
-            self._replies.pop(id(outgoing), None)
+
+        async def reply() -> Message:
+            try:
+                return await future
+            finally:
+                self._pending.pop(id(outgoing), None)
+                self._replies.pop(id(outgoing), None)
+
+        return reply()
 
     def send_no_reply(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.litecore_peer.blip import Message
@@ -122,13 +122,17 @@ class PassiveFeed:
                 entry.append(row.body_size)
             body.append(entry)
         self._lists_in_flight += 1
-        task = asyncio.ensure_future(self._changes_round(rows, json.dumps(body, separators=(",", ":")).encode()))
+        # queued now, ahead of a caught-up [] that follows (Pusher::gotChanges queues them in this order)
+        reply = self.conn.send_request(
+            "changes", [], json.dumps(body, separators=(",", ":")).encode(), compressed=True, urgent=True
+        )
+        task = asyncio.ensure_future(self._changes_round(rows, reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _changes_round(self, rows: list[Change], body: bytes) -> None:
+    async def _changes_round(self, rows: list[Change], pending: Awaitable[Message]) -> None:
         try:
-            reply = await self.conn.request("changes", [], body, compressed=True, urgent=True)
+            reply = await pending
         except ConnectionClosedError:
             return
         finally:
