@@ -5,7 +5,9 @@ compression), mutates it (bit flips, cuts, insertions, dropped, duplicated
 or swapped frames, random garbage frames) and feeds it to a fresh
 :class:`BlipConnection`. Every case must end in :class:`ProtocolError` or a
 clean result, within a time limit, and the process must stay within a
-memory limit.
+memory limit; the bytes of unfinished messages must match their buffers,
+stay within the connection's and the shared limit, and all come back on
+``close()``.
 
     .venv/bin/python bench/fuzz_blip.py --seconds 600
 """
@@ -24,10 +26,11 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.replication.blip.connection import BlipConnection
+from engine.replication.blip.connection import BlipConnection, IncomingBudget
 from engine.replication.errors import ProtocolError
 
 MAX_MESSAGE = 200_000
+MAX_UNFINISHED = 150_000
 CASE_SECONDS = 2
 
 
@@ -70,16 +73,31 @@ def mutate(rnd: random.Random, frames: list[bytes]) -> list[bytes]:
     return frames
 
 
-def run_case(frames: list[bytes]) -> str:
-    conn = BlipConnection(max_message_size=MAX_MESSAGE)
+def run_case(frames: list[bytes], rnd: random.Random) -> str:
+    limit = rnd.choice([20_000, MAX_UNFINISHED])
+    budget = IncomingBudget(rnd.choice([limit // 2, limit, 10 * limit]))  # the shared limit or its own first
+    conn = BlipConnection(max_message_size=MAX_MESSAGE, max_unfinished_bytes=limit, shared_budget=budget)
     try:
         for frame in frames:
             conn.receive_frame(frame)
             conn.frames_to_send()
+            check_unfinished(conn, budget)
+        outcome = "clean"
     except ProtocolError as exc:
-        return type(exc).__name__
+        outcome = type(exc).__name__ + (" (unfinished)" if "unfinished" in str(exc) else "")
+    check_unfinished(conn, budget)
     conn.events_received()
-    return "clean"
+    conn.close()
+    if conn.unfinished_bytes or budget.used:
+        raise AssertionError(f"close() left {conn.unfinished_bytes} bytes, budget {budget.used}")
+    return outcome
+
+
+def check_unfinished(conn: BlipConnection, budget: IncomingBudget) -> None:
+    """The unfinished-bytes accounting matches the buffers and stays within both limits."""
+    buffered = sum(len(m.buffer) for m in conn._incoming.values())
+    if not conn.unfinished_bytes == budget.used == buffered <= min(conn.max_unfinished_bytes, budget.limit):
+        raise AssertionError(f"unfinished {conn.unfinished_bytes}, budget {budget.used}, buffered {buffered}")
 
 
 def timeout(_signum: int, _frame: FrameType | None) -> None:
@@ -103,7 +121,7 @@ def main() -> None:
             frames = mutate(rnd, frames)
         signal.alarm(CASE_SECONDS)
         try:
-            outcomes[run_case(frames)] += 1
+            outcomes[run_case(frames, rnd)] += 1
         except Exception:
             print(f"FAILED: case {cases} with seed {args.seed} raised", file=sys.stderr)
             raise
