@@ -182,6 +182,7 @@ class Database(SyncOperations):
                 txn.delete("bodies", key)
             txn.delete("revs", raw_id)
             txn.delete("docs", raw_id)
+            self._forget_document(txn, raw_id)
             return None, Changes((), ChangeSource.LOCAL, self._last_seq(txn), purged=(doc_id,))
 
         self._commit(fn)

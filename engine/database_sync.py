@@ -11,7 +11,8 @@ from typing import Any, NamedTuple, Protocol
 from engine.blobs import Blob, digest_to_key
 from engine.blobstore import BlobStore
 from engine.changes import Changes, ChangeSource
-from engine.db_core import DELETED_FLAG, DatabaseCore, body_key, decode_summary, unique_ids
+from engine.db_core import DELETED_FLAG, body_key, decode_summary, unique_ids
+from engine.db_remotes import RemoteTracking
 from engine.documents import Document, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoundError
 from engine.json_codec import loads
@@ -112,7 +113,7 @@ class _Keep:
 KEEP: Any = _Keep()
 
 
-class SyncOperations(DatabaseCore):
+class SyncOperations(RemoteTracking):
     """What replication does to a database, beyond local saves."""
 
     def insert_revisions(
@@ -120,6 +121,7 @@ class SyncOperations(DatabaseCore):
         revs: Sequence[RevisionInsert],
         *,
         remote: str | None = None,
+        remote_id: int | None = None,
         resolve: Callable[[ConflictView, InsertResult], object] | None = None,
     ) -> list[InsertResult]:
         """Insert revisions received from a peer, each with its history, in one transaction.
@@ -136,6 +138,10 @@ class SyncOperations(DatabaseCore):
         raises EngineError leaves that document in conflict and is logged;
         whatever it had written is undone. It must not write to the database
         by other means.
+
+        With ``remote_id``, every revision stored (or already there) is
+        remembered as the one remote ``remote_id`` holds, in the same commit
+        (see :mod:`engine.db_remotes`).
         """
         prepared: list[tuple[RevisionInsert, bytes, bytes, list[Blob]] | InsertResult] = []
         for rev in revs:
@@ -163,6 +169,8 @@ class SyncOperations(DatabaseCore):
                 if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
                     seq += 1
                     changed.append(rev.doc_id)
+                if remote_id is not None and result.error is None:
+                    self._mark_remote(txn, remote_id, raw_id, rev.rev_id)
                 if resolve is not None and self._needs_resolving(result):
                     resolved_seq = self._resolve_inserted(txn, resolve, result, seq)
                     if resolved_seq != seq:
