@@ -38,6 +38,7 @@ from engine.replication.messages import (
 )
 from engine.replication.rev_receiver import Inserter, RevReceiver
 from engine.replication.rev_sender import RevOutcome, RevSender
+from engine.revtree import InsertStatus
 
 __all__ = ["ChangesFeeder", "PassiveSession"]
 
@@ -93,13 +94,11 @@ class ChangesFeeder:
                 wanted = [
                     ChangeRow(r.sequence, r.doc_id, r.rev_id, r.deleted, body_size=r.body_size)
                     for r in rows
-                    if not (self.active_only and r.deleted and not self._was_caught_up)
+                    if not session.pushed_here(r.doc_id, r.rev_id)  # first: it forgets what the feed passes
+                    and not (self.active_only and r.deleted and not self._was_caught_up)
                     and (self.doc_ids is None or r.doc_id in self.doc_ids)
-                    and session.client_revs.get(r.doc_id) != r.rev_id  # never echo what the client has
                 ]
-                if wanted and self._was_caught_up and len(wanted) <= tuning.MAX_UNSOLICITED_REVS:
-                    await self._send_unsolicited(wanted)
-                elif wanted:
+                if wanted:  # live changes too: every rev answers a requested row (§3.7, §9)
                     await self._send_batch(wanted)
                 continue
             if not self.caught_up:
@@ -114,16 +113,6 @@ class ChangesFeeder:
             if self.caught_up:
                 self.caught_up = False
                 session.touch()
-
-    async def _send_unsolicited(self, rows: list[ChangeRow]) -> None:
-        """Live changes go straight out as ``rev`` messages, without the ``changes`` round trip.
-
-        The protocol allows unsolicited revisions for small changes in
-        continuous mode (§3.7); receivers insert them like requested ones.
-        """
-        known = self.session.client_revs
-        items = [(r.doc_id, r.rev_id, (known[r.doc_id],) if r.doc_id in known else (), r.sequence) for r in rows]
-        await self.session.sender.send_many(items, no_reply_when_plain=True)
 
     async def _send_batch(self, rows: list[ChangeRow]) -> None:
         await self._slots.acquire()
@@ -210,9 +199,9 @@ class PassiveSession:
             max_history=lambda: self.max_history,
         )
         remote = f"client:{socket.name}"
-        #: the revision of each document this client is known to have (it pushed it, or we sent it),
-        #: so that the feed never echoes a revision back and live revisions carry a short history
-        self.client_revs: dict[str, str] = {}
+        #: revisions this client pushed that the feed has not passed yet: the feed does not
+        #: offer them back (LiteCore's passive feed skips the changes its own connection made)
+        self._pushed: dict[str, str] = {}
         self.inserter = Inserter(
             db, runner, remote=remote, resolver=None, on_idle=self.touch, on_inserted=self._received_from_client
         )
@@ -264,16 +253,20 @@ class PassiveSession:
                 self.on_activity(self)
 
     def _received_from_client(self, rev: IncomingRevision, result: InsertResult) -> None:
-        if result.error is None:
-            self.client_revs[rev.doc_id] = rev.rev_id
+        feeder = self.feeder
+        if (
+            result.status in (InsertStatus.ADDED, InsertStatus.FILLED)
+            and feeder is not None
+            and (feeder.continuous or not feeder.caught_up)
+        ):
+            self._pushed[rev.doc_id] = rev.rev_id
+
+    def pushed_here(self, doc_id: str, rev_id: str) -> bool:
+        """Whether the client pushed this revision on this connection (then the feed skips it, once)."""
+        return self._pushed.pop(doc_id, None) == rev_id if self._pushed else False
 
     def _rev_sent(self, outcome: RevOutcome) -> None:
-        if outcome.error is None:
-            if self.feeder is not None and self.feeder.continuous:
-                # only a live feed sends a document again; a one-shot pull of 50,000
-                # documents would otherwise keep 50,000 entries (about 10 MB) to no use
-                self.client_revs[outcome.doc_id] = outcome.rev_id
-        else:
+        if outcome.error is not None:
             log.debug("%s did not take %s %s: %s", self.socket.name, outcome.doc_id, outcome.rev_id, outcome.error)
         if self.sender.in_flight == 0:
             self.touch()
