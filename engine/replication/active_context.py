@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine.database import Database
 from engine.errors import EngineError
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.db_runner import DbRunner
+from engine.replication.remote_revisions import RemoteRevisions
 from engine.replication.replicator_types import ReplicatorConfiguration
 
 __all__ = ["ActiveContext"]
@@ -28,7 +29,7 @@ class ActiveContext:
     touch: Callable[[], None]
     #: called when a worker meets an error that ends the connection (e.g. 403 on a push)
     fail: Callable[[BaseException], None]
-    #: the revision of each document the peer is known to have (learned this session)
-    remote_revs: dict[str, str] = field(default_factory=dict)
+    #: the revision of each document the peer is known to hold (stored in the database)
+    remote: RemoteRevisions
     completed: int = 0
     total: int = 0

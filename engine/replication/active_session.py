@@ -22,6 +22,7 @@ from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ConnectionClosedError
 from engine.replication.puller import Puller
 from engine.replication.pusher import Pusher
+from engine.replication.remote_revisions import RemoteRevisions
 from engine.replication.replicator_types import ReplicatorConfiguration
 
 __all__ = ["ActiveSession", "replication_checkpoint_id"]
@@ -30,9 +31,22 @@ log = logging.getLogger(__name__)
 
 
 def replication_checkpoint_id(config: ReplicatorConfiguration) -> str:
-    """The checkpoint ID of a configuration: local database, remote URL and document filter (§6)."""
+    """The checkpoint ID of a configuration (§6): local database, remote, direction and filters.
+
+    Changing the direction, the document IDs or a filter function starts a new
+    checkpoint: a checkpoint reached with another filter would skip documents
+    that filter had left out. Filter functions are told apart by module and
+    qualified name.
+    """
     doc_ids = sorted(config.doc_ids) if config.doc_ids is not None else None
-    return checkpoint_id(config.database.uuid, config.url, [doc_ids])
+    filters = [config.type.value, doc_ids, _function_name(config.push_filter), _function_name(config.pull_filter)]
+    return checkpoint_id(config.database.uuid, config.remote_identity, filters)
+
+
+def _function_name(function: object) -> str | None:
+    if function is None:
+        return None
+    return f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', type(function).__qualname__)}"
 
 
 class ActiveSession:
@@ -43,6 +57,7 @@ class ActiveSession:
         socket: BlipSocket,
         config: ReplicatorConfiguration,
         runner: DbRunner,
+        remote: RemoteRevisions,
         *,
         report: Callable[[bool, str, str, bool, EngineError | None], None],
         on_progress: Callable[[bool, int, int], None],
@@ -52,7 +67,7 @@ class ActiveSession:
         self.config = config
         self.reset_checkpoint = reset_checkpoint
         self.on_progress = on_progress
-        self.ctx = ActiveContext(socket, config.database, runner, config, report, self._touch, self._fail)
+        self.ctx = ActiveContext(socket, config.database, runner, config, report, self._touch, self._fail, remote)
         self._failure: BaseException | None = None
         self.pusher: Pusher | None = None
         self.puller: Puller | None = Puller(self.ctx) if config.type.pulls else None
@@ -70,8 +85,13 @@ class ActiveSession:
 
     def _settle(self) -> None:
         self._settle_scheduled = False
-        pusher_idle = self.pusher is None or self.pusher.idle
-        puller_idle = self.puller is None or self.puller.idle
+        pusher, puller = self.pusher, self.puller
+        puller_idle = puller is None or puller.idle
+        # proposals waiting for the peer's revision (pusher.waiting) wait for the puller; once it
+        # is idle they can only move when the peer changes, which a one-shot run does not wait for
+        pusher_idle = pusher is None or pusher.idle or (pusher.only_waiting and puller_idle)
+        if pusher is not None and pusher.waiting and pusher_idle and self._started and not self.config.continuous:
+            pusher.give_up_waiting()
         self.idle = self._started and pusher_idle and puller_idle
         self.on_progress(self.idle, self.ctx.completed, self.ctx.total)
         if self.idle and not self.config.continuous:
@@ -104,6 +124,8 @@ class ActiveSession:
         tasks: list[asyncio.Task[None]] = []
         remove = ctx.db.add_change_listener(self._database_changed)
         try:
+            if self.reset_checkpoint:  # what the peer was known to hold goes with the checkpoint
+                await ctx.runner.run(ctx.db.forget_remote, ctx.remote.remote_id)
             start = await self.checkpointer.load(reset=self.reset_checkpoint)
             if self.config.type.pushes:
                 self.pusher = Pusher(ctx, start.local)
@@ -115,7 +137,7 @@ class ActiveSession:
             self._touch()
             tasks.append(asyncio.create_task(self._save_periodically(), name="checkpoints"))
             await self._wait(tasks)
-            await self.checkpointer.save(self.checkpoint())
+            await self.save_checkpoint()
             await self.socket.close(1000)
         finally:
             remove()
@@ -123,7 +145,10 @@ class ActiveSession:
                 task.cancel()
             if self.pusher is not None:
                 self.pusher.cancel()
+                if self.pusher.waiting:  # the connection ends: they are conflicts for now (as LiteCore reports them)
+                    self.pusher.give_up_waiting()
             with contextlib.suppress(Exception):
+                await ctx.remote.flush()
                 if not self.socket.closed:
                     await self.checkpointer.save(self.checkpoint())
 
@@ -150,10 +175,16 @@ class ActiveSession:
             closed.cancel()
             done.cancel()
 
+    async def save_checkpoint(self) -> None:
+        """Save the checkpoint reached, after what the peer is known to hold (which it covers)."""
+        checkpoint = self.checkpoint()
+        await self.ctx.remote.flush()
+        await self.checkpointer.save(checkpoint)
+
     async def _save_periodically(self) -> None:
         while True:
             await asyncio.sleep(tuning.CHECKPOINT_INTERVAL)
-            await self.checkpointer.save(self.checkpoint())
+            await self.save_checkpoint()
 
     def _database_changed(self, changes: Changes) -> None:
         pusher = self.pusher

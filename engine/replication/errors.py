@@ -4,6 +4,7 @@
 
     EngineError                                (engine/errors.py)
     └── ReplicationError
+        ├── ConfigurationError     a replicator or listener set up so that it cannot work (a bad URL...)
         ├── ProtocolError          the peer broke BLIP framing rules; the connection must close
         │   └── MessageTooLargeError  a message or properties block exceeds a configured limit
         ├── BlipError              the peer answered a request with an ERR reply
@@ -25,6 +26,7 @@ from engine.errors import EngineError
 
 __all__ = [
     "BlipError",
+    "ConfigurationError",
     "ConnectionClosedError",
     "HTTPStatusError",
     "HandshakeError",
@@ -39,6 +41,10 @@ __all__ = [
 
 class ReplicationError(EngineError):
     """Root of replication errors."""
+
+
+class ConfigurationError(ReplicationError, ValueError):
+    """A configuration that cannot work: a URL the replicator cannot use, a port out of range..."""
 
 
 class ProtocolError(ReplicationError):

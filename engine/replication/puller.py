@@ -42,14 +42,13 @@ class Puller:
         self._caught_up_pending = False
         self._batches = 0
         self._requested: dict[tuple[str, str], Any] = {}
-        #: the pusher reads what the peer has (to never echo it back); without one, nobody does
-        self._note_remote_revs = ctx.config.type.pushes
         self._room = asyncio.Event()
         self._room.set()
         self.inserter = Inserter(
             ctx.db,
             ctx.runner,
             remote=ctx.config.url,
+            remote_id=ctx.remote.remote_id,
             resolver=ctx.config.conflict_resolver,
             on_inserted=self._inserted,
             on_idle=ctx.touch,
@@ -61,7 +60,6 @@ class Puller:
             self.inserter,
             no_conflicts=False,
             accept=self._accept if ctx.config.pull_filter is not None else None,
-            on_received=self._received,
         )
 
     @property
@@ -118,9 +116,10 @@ class Puller:
             doc_ids = self.ctx.config.doc_ids
             offered = [r for r in rows if not r.removed and (doc_ids is None or r.doc_id in doc_ids)]
             diff = await self.ctx.runner.run(self.ctx.db.revs_diff, [(r.doc_id, r.rev_id) for r in offered])
-            await self._resolve_left_behind(
-                [(r.doc_id, r.rev_id) for r, d in zip(offered, diff, strict=True) if d is None]
-            )
+            have = [(r.doc_id, r.rev_id) for r, d in zip(offered, diff, strict=True) if d is None]
+            for doc_id, rev_id in have:  # the peer holds a revision we have too (RevFinder::findRevs)
+                self.ctx.remote.note(doc_id, rev_id)
+            await self._resolve_left_behind(have)
             wanted = dict(zip(((r.doc_id, r.rev_id) for r in offered), diff, strict=True))
             entries: list[list[str] | None] = []
             for row in rows:
@@ -154,26 +153,18 @@ class Puller:
                 await self.inserter.resolve(doc_id, rev_id)
 
     def handle_norev(self, message: Message) -> None:
-        """The peer cannot send a revision it offered (§3.8): that change is done."""
+        """The peer cannot send a revision it offered (§3.8): that change is done.
+
+        410 (superseded) is no failure: the newer revision comes in a later ``changes``.
+        """
         key = (message.properties.get("id", ""), message.properties.get("rev", ""))
         if key in self._requested:
             status = message.properties.get("error", "404")
-            error = BlipError("HTTP", int(status) if status.isdigit() else 404, message.properties.get("reason", ""))
-            self.ctx.report(False, key[0], key[1], False, error)
+            code = int(status) if status.isdigit() else 404
+            if code != 410:
+                error = BlipError("HTTP", code, message.properties.get("reason", ""))
+                self.ctx.report(False, key[0], key[1], False, error)
             self._done(key)
-
-    def _received(self, rev: IncomingRevision) -> None:
-        """An unsolicited revision (a live change sent without ``changes``, §3.7) is tracked like a requested one."""
-        key = (rev.doc_id, rev.rev_id)
-        if key in self._requested or rev.sequence is None:
-            return
-        try:
-            sequence = json.loads(rev.sequence)
-        except ValueError:
-            return
-        self._requested[key] = sequence
-        self.sequences.add(sequence)
-        self.ctx.total += 1
 
     def _accept(self, rev: IncomingRevision, body: dict[str, Any]) -> bool:
         pull_filter = self.ctx.config.pull_filter
@@ -184,8 +175,8 @@ class Puller:
         return False
 
     def _inserted(self, rev: IncomingRevision, result: InsertResult) -> None:
-        if result.error is None and self._note_remote_revs:
-            self.ctx.remote_revs[rev.doc_id] = rev.rev_id
+        if result.error is None:  # stored with its remote mark, in the same commit
+            self.ctx.remote.stored(rev.doc_id, rev.rev_id)
         self.ctx.report(False, rev.doc_id, rev.rev_id, rev.deleted, result.error)
         self._done((rev.doc_id, rev.rev_id))
 

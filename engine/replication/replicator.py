@@ -32,6 +32,7 @@ from engine.replication.errors import (
     TransportError,
 )
 from engine.replication.external_changes import follow_external_changes
+from engine.replication.remote_revisions import RemoteRevisions
 from engine.replication.replicator_types import (
     ActivityLevel,
     DocumentReplication,
@@ -164,15 +165,12 @@ class Replicator:
         session = self._session
         if session is not None and session.pusher is not None:
             since = session.pusher.checkpoint
-            known = session.ctx.remote_revs
         else:
             saved = Checkpointer.read_local(db, replication_checkpoint_id(config))
-            since, known = (saved.local if saved else 0), {}
-        return [
-            row
-            for row in db.changes_since(since)
-            if known.get(row.doc_id) != row.rev_id and (config.doc_ids is None or row.doc_id in config.doc_ids)
-        ]
+            since = saved.local if saved else 0
+        rows = [r for r in db.changes_since(since) if config.doc_ids is None or r.doc_id in config.doc_ids]
+        known = db.remote_revisions(db.remote_id(config.remote_identity), [r.doc_id for r in rows])
+        return [row for row, theirs in zip(rows, known, strict=True) if theirs != row.rev_id]
 
     def pending_document_ids(self) -> set[str]:
         """IDs of local documents with changes not yet pushed."""
@@ -214,11 +212,13 @@ class Replicator:
         follower = asyncio.create_task(follow_external_changes(self.config.database, runner), name="external changes")
         attempt, error = 0, None
         try:
+            db = self.config.database
+            remote = RemoteRevisions(db, runner, await runner.run(db.remote_id, self.config.remote_identity))
             while True:
                 attempt += 1
                 self._set_status(ActivityLevel.CONNECTING, error=error)
                 try:
-                    await self._connect_and_replicate(runner, reset_checkpoint)
+                    await self._connect_and_replicate(runner, remote, reset_checkpoint)
                     error = None
                     break  # a one-shot replication completed
                 except (ReplicationError, OSError, TimeoutError, EngineError) as exc:
@@ -232,14 +232,18 @@ class Replicator:
                     log.info("replication with %s offline (%s); retrying in %.1f s", self.config.url, error, wait)
                     self._set_status(ActivityLevel.OFFLINE, error=error)
                     await asyncio.sleep(wait)
-            self._set_status(ActivityLevel.STOPPED, error=error)
+        except Exception as exc:  # a defect of ours: stop with it rather than hang at busy
+            log.exception("replication with %s failed", self.config.url)
+            error = ReplicationError(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             follower.cancel()
             self._session = None
             runner.close()
+            if not _cancelling():
+                self._set_status(ActivityLevel.STOPPED, error=error)
             self._stopped.set()
 
-    async def _connect_and_replicate(self, runner: DbRunner, reset_checkpoint: bool) -> None:
+    async def _connect_and_replicate(self, runner: DbRunner, remote: RemoteRevisions, reset_checkpoint: bool) -> None:
         """One connection: returns when a one-shot replication completed, raises when it ended otherwise."""
         config = self.config
         headers = dict(config.headers)
@@ -248,7 +252,13 @@ class Replicator:
         self._session = None
         socket = await connect(config.url, headers=headers, ssl=config.tls, ping_interval=config.heartbeat)
         session = ActiveSession(
-            socket, config, runner, report=self._report, on_progress=self._progress, reset_checkpoint=reset_checkpoint
+            socket,
+            config,
+            runner,
+            remote,
+            report=self._report,
+            on_progress=self._progress,
+            reset_checkpoint=reset_checkpoint,
         )
         self._session = session
         try:
@@ -259,6 +269,12 @@ class Replicator:
         finally:
             if not socket.closed:
                 await socket.close(1011 if not session.idle else 1000)
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (``stop()`` then sets the final status itself)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _as_replication_error(exc: BaseException) -> ReplicationError:

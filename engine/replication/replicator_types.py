@@ -6,6 +6,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from urllib.parse import SplitResult, urlsplit
 
 from engine.conflicts import ConflictResolver, default_resolver
 from engine.database import Database
@@ -13,7 +14,7 @@ from engine.documents import Document
 from engine.errors import EngineError
 from engine.replication import tuning
 from engine.replication.auth import BasicAuthenticator
-from engine.replication.errors import ReplicationError
+from engine.replication.errors import ConfigurationError, ReplicationError
 
 __all__ = [
     "ActivityLevel",
@@ -23,6 +24,7 @@ __all__ = [
     "ReplicatorConfiguration",
     "ReplicatorStatus",
     "ReplicatorType",
+    "check_url",
 ]
 
 #: A push or pull filter: ``(document, deleted)`` -> whether to replicate it.
@@ -98,7 +100,12 @@ class ReplicatorConfiguration:
 
     ``max_attempts`` 0 means the default: 10 for a one-shot replication,
     unlimited for a continuous one. ``heartbeat`` is the WebSocket ping
-    interval in seconds.
+    interval in seconds. ``remote_name`` identifies the remote database for
+    checkpoints and for the revisions known to be there (default: the URL);
+    give a stable name when the same peer may be reached at several URLs.
+
+    Raises:
+        ConfigurationError: the URL cannot be used (see :func:`check_url`).
     """
 
     database: Database
@@ -117,6 +124,15 @@ class ReplicatorConfiguration:
     conflict_resolver: ConflictResolver = default_resolver
     enable_deltas: bool = True
     threaded_database: bool = False
+    remote_name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_url(self.url, tls=self.tls is not None)
+
+    @property
+    def remote_identity(self) -> str:
+        """The name of the remote database: ``remote_name``, else the URL."""
+        return self.remote_name or self.url
 
     @property
     def attempts_allowed(self) -> float:
@@ -124,3 +140,40 @@ class ReplicatorConfiguration:
         if self.max_attempts > 0:
             return self.max_attempts
         return float("inf") if self.continuous else tuning.ONE_SHOT_MAX_ATTEMPTS
+
+
+def check_url(url: str, *, tls: bool) -> None:
+    """Check that a replicator can use ``url`` before anything connects.
+
+    Raises:
+        ConfigurationError: not ``ws://`` or ``wss://``, no host, a port that
+            is not a number from 1 to 65535, a malformed IPv6 address,
+            credentials inside the URL (they belong in the authenticator:
+            both would be sent), no database name, or a scheme that does not
+            match the TLS setting (``wss://`` needs one, ``ws://`` none).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as exc:  # a malformed IPv6 address, or a port out of range or not a number
+        raise ConfigurationError(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise ConfigurationError(f"invalid URL {url!r}: use ws:// or wss://")
+    if not host:
+        raise ConfigurationError(f"invalid URL {url!r}: no host")
+    if port == 0:
+        raise ConfigurationError(f"invalid URL {url!r}: port 0 cannot be connected to")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(f"invalid URL {_without_credentials(parts)!r}: give credentials separately, not in it")
+    if not parts.path.strip("/"):
+        raise ConfigurationError(f"invalid URL {url!r}: it names no database (ws://host:port/<db>)")
+    if parts.scheme == "wss" and not tls:
+        raise ConfigurationError(f"{url}: wss:// needs TLS settings (or use ws:// for a listener without TLS)")
+    if parts.scheme == "ws" and tls:
+        raise ConfigurationError(f"{url}: TLS settings given for a ws:// URL (use wss://)")
+
+
+def _without_credentials(parts: SplitResult) -> str:
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"

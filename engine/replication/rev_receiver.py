@@ -56,6 +56,7 @@ class Inserter:
         runner: DbRunner,
         *,
         remote: str,
+        remote_id: int | None = None,
         resolver: ConflictResolver | None,
         on_inserted: InsertCallback | None = None,
         on_idle: Callable[[], None] | None = None,
@@ -63,6 +64,8 @@ class Inserter:
         self.db = db
         self.runner = runner
         self.remote = remote
+        #: the number of the remote database whose revisions these are (a replicator's peer)
+        self.remote_id = remote_id
         self.resolver = resolver
         self.on_inserted = on_inserted
         self.on_idle = on_idle
@@ -105,7 +108,11 @@ class Inserter:
             batch, self._queue = self._queue[: tuning.INSERT_BATCH], self._queue[tuning.INSERT_BATCH :]
             try:
                 results = await self.runner.run(
-                    self.db.insert_revisions, [b[1] for b in batch], remote=self.remote, resolve=resolve
+                    self.db.insert_revisions,
+                    [b[1] for b in batch],
+                    remote=self.remote,
+                    remote_id=self.remote_id,
+                    resolve=resolve,
                 )
             except EngineError as exc:
                 log.error("storing %d received revisions failed: %s", len(batch), exc)
@@ -151,7 +158,6 @@ class RevReceiver:
         *,
         no_conflicts: bool,
         read_only: bool = False,
-        on_received: Callable[[IncomingRevision], None] | None = None,
         accept: Callable[[IncomingRevision, dict[str, Any]], bool] | None = None,
     ) -> None:
         self.socket = socket
@@ -160,7 +166,6 @@ class RevReceiver:
         self.inserter = inserter
         self.no_conflicts = no_conflicts
         self.read_only = read_only
-        self.on_received = on_received
         self.accept = accept
         self.fetcher = AttachmentFetcher(db, runner, socket)
         self.revs_received = 0
@@ -182,8 +187,6 @@ class RevReceiver:
         rev = parse_rev(message.properties, message.body)
         self.revs_received += 1
         self.bytes_received += len(message.body)
-        if self.on_received is not None:
-            self.on_received(rev)
         if rev.delta_src is None:
             body = parse_json(rev.body, "rev") if rev.body else {}
             if not isinstance(body, dict):

@@ -9,6 +9,7 @@ delta is smaller, resends the full body when the peer cannot apply a delta
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ class RevSender:
                 # these revisions while we prepare the rest
                 await asyncio.sleep(0)
             if rev is None:  # superseded meanwhile: the peer gets the newer revision from the feed
-                self.on_outcome(RevOutcome(doc_id, rev_id, sequence, error=BlipError("HTTP", 410, "revision is gone")))
+                self._send_norev(doc_id, rev_id, sequence)
                 continue
             while (
                 self.in_flight >= tuning.MAX_REVS_IN_FLIGHT or self._in_flight_bytes >= tuning.MAX_REV_BYTES_IN_FLIGHT
@@ -119,6 +120,17 @@ class RevSender:
                 use_delta=rev.base_rev_id is not None,
                 no_reply=no_reply_when_plain and not may_refer_to_blobs(rev.body),
             )
+
+    def _send_norev(self, doc_id: str, rev_id: str, sequence: Any) -> None:
+        """Tell the peer a revision it asked for cannot be sent (protocol §3.8), as LiteCore's pusher does:
+        every requested ``rev`` is answered by a ``rev`` or a ``norev``, or the peer waits for it forever."""
+        error = BlipError("HTTP", 410, "revision is gone")
+        props = {"id": doc_id, "rev": rev_id, "sequence": json.dumps(sequence), "error": "410", "reason": error.message}
+        try:
+            self.socket.send_request("norev", props, no_reply=True)
+        except ConnectionClosedError as exc:
+            error = BlipError("Network", 0, str(exc))
+        self.on_outcome(RevOutcome(doc_id, rev_id, sequence, error=error))
 
     def _send(
         self, rev: SyncRevision, sequence: Any, *, no_conflicts: bool, use_delta: bool, no_reply: bool = False

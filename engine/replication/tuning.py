@@ -61,9 +61,6 @@ MAX_DELTA_SEARCH_STEPS = 20_000
 
 # -- replication (protocol §3) --------------------------------------------------------
 
-#: Live changes up to this many at once are sent as unsolicited ``rev`` messages,
-#: skipping the ``changes`` round trip (protocol §3.7); bigger bursts use ``changes``.
-MAX_UNSOLICITED_REVS = 20
 #: Rows per ``changes`` / ``proposeChanges`` message (LiteCore and Sync Gateway use 200).
 CHANGES_BATCH = 200
 #: ``changes`` / ``proposeChanges`` go urgent, as LiteCore sends them (protocol §2.5,
@@ -86,6 +83,9 @@ MAX_PENDING_REVS = 2000
 MAX_FETCHED_BYTES = 32 * 1024 * 1024
 #: Revisions inserted per database transaction on the receiving side.
 INSERT_BATCH = 500
+#: Peer revisions learned from pushes (or offered while we have them) are written to
+#: the database in batches of this many, and always before a checkpoint is saved.
+REMOTE_REVISIONS_BATCH = 1000
 #: History entries sent when no common ancestor is known; told to senders in
 #: ``changes`` replies (LiteCore sends 50; our trees keep 20).
 MAX_HISTORY = 20

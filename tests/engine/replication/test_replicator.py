@@ -10,16 +10,22 @@ import os
 import pytest
 
 from engine.database import Database, RevisionInsert
+from engine.database_sync import RevisionRequest
 from engine.documents import Document
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher, AttachmentServer
 from engine.replication.auth import BasicAuthenticator
+from engine.replication.blip.connection import Message
 from engine.replication.blip.socket import Reply
 from engine.replication.errors import BlipError, HTTPStatusError
 from engine.replication.listener import URLEndpointListener
+from engine.replication.messages import parse_proposed
+from engine.replication.passive import PassiveSession
+from engine.replication.puller import Puller
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
+from engine.revid import make_rev_id
 from tests.conftest import TIME_UNIT, save_in_other_process_async, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 
@@ -319,12 +325,11 @@ async def test_conflict_item_merge_resolver(peers: Peers) -> None:
     replicator.add_document_listener(events.append)
     replicator.start()
     assert (await replicator.wait_stopped()).error is None
-    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    # one run: the refused proposal waits for the puller, whose resolution is pushed instead
     for db in (a, b):
         assert [(i.key, i.value) for i in read_items(db)] == [("x", 10), ("y", 20)]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
-    pushed = [d for e in events if e.push for d in e.documents]
-    assert any(d.error is not None for d in pushed)  # the first push was refused as a conflict
+    assert [d for e in events for d in e.documents if d.error is not None] == []
 
 
 async def test_listener_restart_while_a_continuous_client_runs(peers: Peers) -> None:
@@ -378,39 +383,42 @@ async def test_client_that_disconnects_mid_transfer_leaves_the_listener_healthy(
 
 
 @pytest.mark.parametrize(("kind", "continuous"), [(ReplicatorType.PULL, False), (ReplicatorType.PUSH_AND_PULL, True)])
-async def test_per_document_memory_is_kept_only_where_it_is_read(
+async def test_what_the_peer_holds_is_remembered_in_the_database_not_in_memory(
     peers: Peers, kind: ReplicatorType, continuous: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """What the peer has of each document is remembered for a pusher (no echo) and a live feed only.
-
-    A one-shot pull of 50,000 documents kept two such entries per document,
-    about 10 MB on each side, that nothing read.
-    """
+    """The revision the peer holds of each document lives in the database (LiteCore's remote
+    ancestors); in memory only a bounded write-behind buffer, and on the listener only the
+    revisions a client pushed that its feed has not passed yet."""
     a, b = peers.database("a"), peers.database("b")
     fill(a, "a", 300)
+    fill(b, "b", 300)
     listener = await peers.listener(a)
     replicator = peers.replicator(b, listener, type=kind, continuous=continuous)
-    remembered = {"client": 0, "listener": 0}
+    held = {"buffer": 0, "listener": 0}
     looked = []
 
     def measure(_: DocumentReplication) -> None:  # while both sessions are alive
         session = replicator._session
         if session is not None and listener._sessions:
             looked.append(True)
-            remembered["client"] = max(remembered["client"], len(session.ctx.remote_revs))
+            held["buffer"] = max(held["buffer"], len(session.ctx.remote._pending))
             for passive in listener._sessions:
-                remembered["listener"] = max(remembered["listener"], len(passive.client_revs))
+                held["listener"] = max(held["listener"], len(passive._pushed))
 
     replicator.add_document_listener(measure)
     caplog.set_level(logging.DEBUG, logger="engine.replication.passive")
     replicator.start()
-    await wait_until(lambda: len(b.doc_ids()) == 300)
+    await wait_until(lambda: len(b.doc_ids()) == 600)
+    if kind.pushes:
+        await wait_until(lambda: len(a.doc_ids()) == 600)
     await wait_until(lambda: replicator.status.activity in (ActivityLevel.IDLE, ActivityLevel.STOPPED))
-    expected = 0 if kind is ReplicatorType.PULL else 300
     assert looked
-    assert remembered == {"client": expected, "listener": expected}
-    assert not [r for r in caplog.records if "did not take" in r.getMessage()]  # every revision was taken
+    assert held["buffer"] <= tuning.REMOTE_REVISIONS_BATCH and held["listener"] <= 300
     await replicator.stop()
+    on_peer = b.remote_revisions(b.remote_id(replicator.config.url), b.doc_ids())
+    expected = [a.get(doc_id).rev_id if a.get(doc_id) else None for doc_id in b.doc_ids()]  # type: ignore[union-attr]
+    assert on_peer == expected  # pulled ones, and (pushing) pushed ones, all stored
+    assert not [r for r in caplog.records if "did not take" in r.getMessage()]  # every revision was taken
 
 
 async def test_wrong_password_stops_with_401(peers: Peers) -> None:
@@ -598,3 +606,125 @@ async def test_database_work_on_a_worker_thread(peers: Peers) -> None:
     a.save("late", {})
     await wait_until(lambda: b.get("late") is not None)
     await replicator.stop()
+
+
+# -- what the peer holds, proposals, and the protocol's loose ends ------------------------
+
+
+def even(doc: Document, _deleted: bool) -> bool:
+    return bool(doc.body.get("n", 0) % 2 == 0)
+
+
+def odd(doc: Document, _deleted: bool) -> bool:
+    return not even(doc, _deleted)
+
+
+def record_proposals(monkeypatch: pytest.MonkeyPatch) -> list[list[object]]:
+    """Every row our listener is proposed, as ``[doc ID, rev ID, parent]``."""
+    seen: list[list[object]] = []
+    original = PassiveSession.propose_changes
+
+    async def recording(self: PassiveSession, message: Message) -> object:
+        seen.extend([row[0], row[1], row[2]] for row in parse_proposed(message.body))
+        return await original(self, message)
+
+    monkeypatch.setattr(PassiveSession, "propose_changes", recording)
+    return seen
+
+
+async def test_after_a_restart_edits_are_proposed_on_the_peers_revision(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§3.6, §9: a Couchbase Lite peer refuses any other parent with a bare 409."""
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 3)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener)  # pulled: b knows what a holds
+    proposed = record_proposals(monkeypatch)
+    pulled = [b.get(doc_id).rev_id for doc_id in ("a1", "a2")]  # type: ignore[union-attr]
+    b.save("a1", {"n": 100})
+    b.delete("a2")
+    await peers.replicate(b, listener)  # a new replicator: nothing remembered in memory
+    assert [(row[0], row[2]) for row in proposed] == list(zip(["a1", "a2"], pulled, strict=True))
+    assert a.get("a1").body == {"n": 100} and a.get("a2").deleted  # type: ignore[union-attr]
+
+
+async def test_a_refused_proposal_is_retried_on_the_peers_revision(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents both sides got elsewhere: the first proposal names no parent, the 409 names the
+    peer's revision (conflictIncludesRev), and the proposal is made again on it (never a bare rev)."""
+    a, b = peers.database("a"), peers.database("b")
+    first = RevisionInsert("shared", make_rev_id(None, False, b'{"n":1}'), [], {"n": 1})
+    for db in (a, b):
+        db.insert_revisions([first])
+    b.save("shared", {"n": 2})
+    listener = await peers.listener(a)
+    proposed = record_proposals(monkeypatch)
+    replicator = await peers.replicate(b, listener, type=ReplicatorType.PUSH)
+    assert [row[2] for row in proposed] == [None, first.rev_id]
+    assert a.get("shared").body == {"n": 2} and replicator.pushed == 1  # type: ignore[union-attr]
+
+
+async def test_a_requested_revision_that_is_gone_is_answered_with_norev(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§3.8: without the norev a one-shot pull waited at busy forever for it."""
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 4)
+    listener = await peers.listener(a)
+    original = a.revisions_for_sync
+
+    def losing_a2(requests: list[RevisionRequest], **options: object) -> list[object]:
+        found = original(requests, **options)  # type: ignore[arg-type]
+        return [None if request.doc_id == "a2" else rev for request, rev in zip(requests, found, strict=True)]
+
+    monkeypatch.setattr(a, "revisions_for_sync", losing_a2)
+    replicator = peers.replicator(b, listener, type=ReplicatorType.PULL)
+    replicator.start()
+    status = await asyncio.wait_for(replicator.wait_stopped(), 20 * TIME_UNIT)
+    assert status.error is None and sorted(b.doc_ids()) == ["a0", "a1", "a3"] and replicator.pulled == 3
+
+
+async def test_an_unexpected_failure_stops_the_replicator_with_it(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    listener = await peers.listener(a)
+
+    async def broken(*_args: object, **_options: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Puller, "start", broken)
+    replicator = peers.replicator(b, listener, continuous=True)
+    replicator.start()
+    status = await asyncio.wait_for(replicator.wait_stopped(), 20 * TIME_UNIT)
+    assert status.activity is ActivityLevel.STOPPED
+    assert status.error is not None and "internal error: RuntimeError: boom" in str(status.error)
+
+
+async def test_changing_the_filter_or_direction_starts_a_new_checkpoint(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 6)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, type=ReplicatorType.PULL, pull_filter=even)
+    assert sorted(b.doc_ids()) == ["a0", "a2", "a4"]
+    await peers.replicate(b, listener, type=ReplicatorType.PULL, pull_filter=odd)
+    assert len(b.doc_ids()) == 6  # the odd ones were not skipped by the other filter's checkpoint
+    fill(b, "b", 2)
+    await peers.replicate(b, listener, type=ReplicatorType.PUSH)
+    assert {"b0", "b1"} <= set(a.doc_ids())
+
+
+async def test_reset_forgets_what_the_peer_was_known_to_hold(peers: Peers) -> None:
+    a, b = peers.database("a"), peers.database("b")
+    fill(a, "a", 3)
+    listener = await peers.listener(a)
+    replicator = await peers.replicate(b, listener)
+    remote = b.remote_id(replicator.config.remote_identity)
+    assert b.remote_revisions(remote, ["a0"]) != [None]
+    b.purge("a0")
+    again = peers.replicator(b, listener)
+    again.start(reset_checkpoint=True)
+    assert (await again.wait_stopped()).error is None
+    assert b.remote_revisions(remote, ["a0", "a1"]) == [a.get("a0").rev_id, a.get("a1").rev_id]  # type: ignore[union-attr]
