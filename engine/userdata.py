@@ -26,6 +26,7 @@ __all__ = [
     "MAX_USER_NAME",
     "default_data_dir",
     "encode_user_name",
+    "open_database",
     "open_user_database",
     "user_database_path",
 ]
@@ -64,15 +65,24 @@ def user_database_path(user: str, data_dir: Path | None = None) -> Path:
     return base / "users" / encode_user_name(user)
 
 
-def open_user_database(user: str, data_dir: Path | None = None, *, seed: bool = True) -> Database:
-    """Open (creating if needed) ``user``'s database; seed the starter list on first open.
+def open_database(path: Path) -> Database:
+    """Open (creating if needed) the database in ``path`` as the app runs it.
 
-    Bodies of every revision within the pruning depth are kept, so that a
-    conflict on the list can always be merged against its common ancestor.
+    Commits are durable, and the bodies of every revision within the pruning
+    depth are kept, so that a conflict on the list can always be merged
+    against its common ancestor.
+    """
+    return Database(path, keep_bodies=DEFAULT_MAX_DEPTH)
+
+
+def open_user_database(user: str, data_dir: Path | None = None, *, seed: bool = True) -> Database:
+    """Open (creating if needed) ``user``'s database (see :func:`open_database`).
+
+    The starter list is seeded on first open.
     """
     path = user_database_path(user, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(path, keep_bodies=DEFAULT_MAX_DEPTH)
+    db = open_database(path)
     if seed and db.get(LIST_DOC_ID) is None:
         try:
             save_new_list(db, load_starter_inventory())

@@ -16,6 +16,7 @@ from engine.replication.blip.websocket import BlipServer, connect
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ActivityLevel, ReplicatorConfiguration, ReplicatorStatus
+from engine.userdata import open_database
 from tests.conftest import TIME_UNIT
 
 Setup = Callable[[BlipSocket], None]
@@ -79,7 +80,8 @@ class Peers:
         self.replicators: list[Replicator] = []
 
     def database(self, name: str, **options: Any) -> Database:
-        db = Database(self.root / name, durable=False, **options)
+        """A database as the app opens it (durable commits, the bodies a list merge needs), unless ``options`` say otherwise."""
+        db = open_database(self.root / name) if not options else Database(self.root / name, **options)
         self.databases.append(db)
         return db
 

@@ -314,7 +314,7 @@ async def test_a_peer_settled_on_a_branch_we_closed_earlier_converges(peers: Pee
 
 
 async def test_conflict_item_merge_resolver(peers: Peers) -> None:
-    a, b = peers.database("a", keep_bodies=20), peers.database("b", keep_bodies=20)
+    a, b = peers.database("a"), peers.database("b")
     a.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "x", "value": 1}, {"key": "y", "value": 1}]})
     listener = await peers.listener(a)
     await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
