@@ -19,7 +19,13 @@ from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
 from engine.replication.listener import ConnectionEvent, ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
-from engine.replication.replicator_types import ReplicatorConfiguration, ReplicatorStatus, ReplicatorType
+from engine.replication.replicator_types import (
+    DocumentReplication,
+    ReplicatedDocument,
+    ReplicatorConfiguration,
+    ReplicatorStatus,
+    ReplicatorType,
+)
 from engine.seeding import load_allow_list
 
 __all__ = ["register"]
@@ -151,7 +157,15 @@ async def _sync(replicator: Replicator, out: Output) -> int:
                 "",
             )
 
+    # the last outcome of each document in each direction: a failure a later retry mended is no failure
+    outcomes: dict[tuple[bool, str], ReplicatedDocument] = {}
+
+    def note(event: DocumentReplication) -> None:
+        for document in event.documents:
+            outcomes[(event.push, document.id)] = document
+
     replicator.add_change_listener(show)
+    replicator.add_document_listener(note)
     replicator.start()
     stopped = asyncio.create_task(replicator.wait_stopped())
     interrupted = asyncio.create_task(stop.wait())
@@ -164,8 +178,17 @@ async def _sync(replicator: Replicator, out: Output) -> int:
     if status.error is not None and not interrupted.done():
         out.error(str(status.error))
         return 1
-    out.record(
-        {"event": "done", "pushed": replicator.pushed, "pulled": replicator.pulled},
-        f"done: pushed {replicator.pushed}, pulled {replicator.pulled} documents",
-    )
+    failed = [(push, doc) for (push, _), doc in outcomes.items() if doc.error is not None]
+    for push, doc in failed:
+        direction = "push" if push else "pull"
+        data = {"event": "document_failed", "direction": direction, "id": doc.id, "rev": doc.rev_id}
+        out.record({**data, "error": str(doc.error)}, f"not synced ({direction}): {doc.id}: {doc.error}")
+    counts = {"pushed": replicator.pushed, "pulled": replicator.pulled}
+    if failed:
+        out.record(
+            {"event": "incomplete", **counts, "failed": len(failed)},
+            f"incomplete: pushed {replicator.pushed}, pulled {replicator.pulled} documents; {len(failed)} not synced",
+        )
+        return 1
+    out.record({"event": "done", **counts}, f"done: pushed {replicator.pushed}, pulled {replicator.pulled} documents")
     return 0

@@ -164,7 +164,7 @@ class Puller:
             if code != 410:
                 error = BlipError("HTTP", code, message.properties.get("reason", ""))
                 self.ctx.report(False, key[0], key[1], False, error)
-            self._done(key)
+            self._done(key, synced=code == 410)
 
     def _accept(self, rev: IncomingRevision, body: dict[str, Any]) -> bool:
         pull_filter = self.ctx.config.pull_filter
@@ -178,13 +178,16 @@ class Puller:
         if result.error is None:  # stored with its remote mark, in the same commit
             self.ctx.remote.stored(rev.doc_id, rev.rev_id)
         self.ctx.report(False, rev.doc_id, rev.rev_id, rev.deleted, result.error)
-        self._done((rev.doc_id, rev.rev_id))
+        self._done((rev.doc_id, rev.rev_id), synced=result.error is None)
 
-    def _done(self, key: tuple[str, str]) -> None:
+    def _done(self, key: tuple[str, str], *, synced: bool = True) -> None:
+        """Done with a requested revision. One that was not stored keeps its sequence pending:
+        the checkpoint stops before it, and the next replication asks for it again."""
         sequence = self._requested.pop(key, None)
         if sequence is None:
             return
-        self.sequences.complete(sequence)
+        if synced:
+            self.sequences.complete(sequence)
         self.ctx.completed += 1
         if len(self._requested) < tuning.MAX_PENDING_REVS:
             self._room.set()

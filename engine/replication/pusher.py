@@ -194,7 +194,7 @@ class Pusher:
         else:
             error = BlipError("HTTP", status, "rejected by the peer")
             self.ctx.report(True, row.doc_id, row.rev_id, row.deleted, error)
-            self._finish(row.sequence)
+            self._finish(row.sequence, synced=False)
 
     async def _refused(self, proposal: _Proposal, theirs: str | None) -> None:
         """A 409: retry on the peer's revision when it is an ancestor of ours (LiteCore's
@@ -210,7 +210,7 @@ class Pusher:
             return
         if not self.ctx.config.type.pulls:
             self.ctx.report(True, row.doc_id, row.rev_id, row.deleted, _conflict("the peer has another revision"))
-            self._finish(row.sequence)
+            self._finish(row.sequence, synced=False)
             return
         known = (await self.ctx.remote.get([row.doc_id]))[0]
         if known and known not in (parent, row.rev_id) and tree.is_ancestor(known, row.rev_id):
@@ -235,7 +235,7 @@ class Pusher:
                 await self._propose([_Proposal(row, theirs)], again=True)
             else:
                 self.ctx.report(True, row.doc_id, row.rev_id, row.deleted, _conflict("the peer has another revision"))
-                self._finish(row.sequence)
+                self._finish(row.sequence, synced=False)
         finally:
             self._retrying -= 1
             self.ctx.touch()
@@ -254,12 +254,16 @@ class Pusher:
             return  # not stored; the next connection pushes it again from the checkpoint
         if outcome.error is None:
             ctx.remote.note(outcome.doc_id, outcome.rev_id)
-        if outcome.error is None or outcome.error.code != 410:  # 410: superseded, the newer one follows
+        superseded = outcome.error is not None and outcome.error.code == 410  # the newer one follows
+        if not superseded:
             ctx.report(True, outcome.doc_id, outcome.rev_id, outcome.deleted, outcome.error)
-        self._finish(outcome.sequence)
+        self._finish(outcome.sequence, synced=outcome.error is None or superseded)
 
-    def _finish(self, sequence: Any) -> None:
-        self.sequences.complete(sequence)
+    def _finish(self, sequence: Any, *, synced: bool = True) -> None:
+        """Done with a change. One that did not reach the peer (refused, a conflict) keeps its
+        sequence pending: the checkpoint stops before it, and the next replication tries again."""
+        if synced:
+            self.sequences.complete(sequence)
         self.ctx.completed += 1
         self.ctx.touch()
 

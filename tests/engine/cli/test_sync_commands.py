@@ -87,6 +87,31 @@ def test_sync_then_stop_the_server(tmp_path: Path, server: tuple[subprocess.Pope
     }
 
 
+def test_a_sync_that_leaves_a_document_behind_says_which_and_exits_1(
+    tmp_path: Path, server: tuple[subprocess.Popen[str], str]
+) -> None:
+    _, url = server
+    credentials = ("--username", "bob", "--password", "password")
+    assert sync(tmp_path, "sync", url, *credentials).returncode == 0
+    subprocess.run(  # the shop changes the item meanwhile, from another terminal
+        [*CLI, "--data-dir", str(tmp_path / "server"), "--user", "shop", "set", "Flour", "5"], check=True
+    )  # fmt: skip
+    assert sync(tmp_path, "set", "Flour", "6").returncode == 0
+    pushed = sync(tmp_path, "--json", "sync", url, *credentials, "--push")  # a push alone cannot settle a conflict
+    assert pushed.returncode == 1
+    lines = [json.loads(line) for line in pushed.stdout.splitlines() if '"status"' not in line]
+    assert [(e["event"], e.get("direction"), e.get("id")) for e in lines] == [
+        ("document_failed", "push", "doc::list"),
+        ("incomplete", None, None),
+    ]
+    assert "conflict" in lines[0]["error"] and lines[1]["failed"] == 1
+    text = sync(tmp_path, "sync", url, *credentials, "--push")
+    assert text.returncode == 1 and "done" not in text.stdout
+    assert text.stdout.splitlines()[0].startswith("not synced (push): doc::list: ")
+    healed = sync(tmp_path, "sync", url, *credentials)  # pulling too: merged, then pushed
+    assert healed.returncode == 0 and healed.stdout.startswith("done:"), healed.stdout + healed.stderr
+
+
 def test_wrong_password_is_one_clear_line(tmp_path: Path, server: tuple[subprocess.Popen[str], str]) -> None:
     _, url = server
     failed = sync(tmp_path, "sync", url, "--username", "bob", "--password", "nope")
