@@ -204,12 +204,6 @@ class BlobStore:
         _verify(digest, key, info["length"], len(data), hashlib.sha1(data, usedforsecurity=False).digest())
         return data
 
-    def length(self, digest: str) -> int | None:
-        """Return the stored length of a blob, or None."""
-        with self._store.read() as txn:
-            record = txn.get("blobs", digest_to_key(digest))
-        return None if record is None else int(json.loads(record)["length"])
-
     def read_chunk(self, key: bytes, index: int) -> bytes:
         """Return one stored chunk (raising BlobCorruptError when missing)."""
         with self._store.read() as txn:

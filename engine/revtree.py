@@ -155,10 +155,6 @@ class RevTree:
         """Return whether ``ancestor`` is ``rev_id`` or one of its ancestors."""
         return ancestor in self.history(rev_id)
 
-    def max_sequence(self) -> int:
-        """Return the highest sequence of any node (0 for an empty tree)."""
-        return max((n.sequence for n in self.nodes.values()), default=0)
-
     # -- changes -------------------------------------------------------------
 
     def add_child(
@@ -241,11 +237,6 @@ class RevTree:
             else:
                 self.nodes[parent_id] = RevNode(parent_id, None, False, False, sequence)
         return status
-
-    def remove_leaf(self, rev_id: str) -> None:
-        """Remove a leaf revision (used to undo a local branch)."""
-        del self.nodes[rev_id]
-        self._leaves = None
 
     def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES) -> list[str]:
         """Forget bodies no longer needed; return the revisions whose body to delete.

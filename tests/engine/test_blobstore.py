@@ -15,7 +15,6 @@ def test_save_and_read_round_trip(db: Database) -> None:
     assert blob.digest == "sha1-Kq5sNclPz7QV2+lfQIuc6R7oRu0=" and blob.length == 11
     assert db.read_blob(blob.digest) == b"hello world"
     assert db.has_blob(blob.digest)
-    assert db.blobs.length(blob.digest) == 11
 
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 5 * 1024 * 1024 + 7])

@@ -217,15 +217,13 @@ def test_leaves_stay_right_through_every_kind_of_change(
         tree.insert_with_history(rev, history, deleted=deleted, sequence=seq)
         assert [n.rev_id for n in tree.leaves()] == _fresh_leaves(tree)
         leaf = rnd.choice(tree.leaves())
-        action = rnd.randrange(4)
+        action = rnd.randrange(3)
         if action == 0:  # a local child, possibly a closing tombstone
             child = rid(leaf.generation + 1, f"child{seq}")
             tree.add_child(leaf.rev_id, child, deleted=rnd.random() < 0.5, sequence=seq, closed=rnd.random() < 0.3)
             if rnd.random() < 0.5 and leaf.parent is not None:
                 tree.reopen(leaf.rev_id)
-        elif action == 1 and len(tree.leaves()) > 1:
-            tree.remove_leaf(leaf.rev_id)
-        elif action == 2:
+        elif action == 1:
             tree.prune(rnd.randint(1, 4))
         else:
             tree.drop_bodies(rnd.randint(0, 2))
