@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tempfile
 import time
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from typing import IO
 
 from engine.blobs import Blob, digest_to_key, key_to_digest
 from engine.errors import BlobCorruptError, BlobNotFoundError
+from engine.json_codec import dumps, loads
 from engine.lmdb_store import Store, Txn
 
 __all__ = ["CHUNK_SIZE", "BlobReader", "BlobStore", "BlobWriter"]
@@ -161,7 +161,7 @@ class BlobStore:
             txn.put("blob_chunks", _chunk_key(key, index), chunk)
             index += 1
         record = {"length": length, "chunks": index, "time": int(time.time())}
-        txn.put("blobs", key, json.dumps(record).encode())
+        txn.put("blobs", key, dumps(record))
 
     def has(self, digest: str) -> bool:
         """Return whether content with ``digest`` is stored."""
@@ -178,7 +178,7 @@ class BlobStore:
             record = txn.get("blobs", digest_to_key(digest))
         if record is None:
             raise BlobNotFoundError(f"no blob with digest {digest}")
-        info = json.loads(record)
+        info = loads(record)
         return BlobReader(self, digest, info["length"], info["chunks"])
 
     def read(self, digest: str) -> bytes:
@@ -193,7 +193,7 @@ class BlobStore:
             record = txn.get("blobs", key)
             if record is None:
                 raise BlobNotFoundError(f"no blob with digest {digest}")
-            info = json.loads(record)
+            info = loads(record)
             chunks = []
             for index in range(info["chunks"]):
                 chunk = txn.get("blob_chunks", _chunk_key(key, index))
@@ -222,8 +222,8 @@ class BlobStore:
         """Delete blobs not in ``referenced`` installed before ``older_than``; return the count."""
         doomed = []
         for key, record in txn.items_from("blobs"):
-            if key not in referenced and json.loads(record)["time"] <= older_than:
-                doomed.append((key, json.loads(record)["chunks"]))
+            if key not in referenced and loads(record)["time"] <= older_than:
+                doomed.append((key, loads(record)["chunks"]))
         for key, chunks in doomed:
             for index in range(chunks):
                 txn.delete("blob_chunks", _chunk_key(key, index))

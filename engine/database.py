@@ -12,7 +12,6 @@ saves, batches, purge, compaction, local documents, blobs).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -25,6 +24,7 @@ from engine.database_sync import InsertResult, RevisionInsert, SyncOperations
 from engine.db_core import SEQ_DB, UNSET, body_key, decode_summary, seq_key, unique_ids
 from engine.documents import Document, canonical_json, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError
+from engine.json_codec import loads
 from engine.lmdb_store import Txn
 from engine.revid import make_rev_id
 from engine.revtree import RevNode, RevTree
@@ -210,7 +210,7 @@ class Database(SyncOperations):
             referenced: set[bytes] = set()
             for _, data in txn.items_from("bodies"):
                 if may_refer_to_blobs(data):
-                    referenced.update(digest_to_key(ref["digest"]) for ref in iter_blob_refs(json.loads(data)))
+                    referenced.update(digest_to_key(ref["digest"]) for ref in iter_blob_refs(loads(data)))
             blobs = BlobStore.collect_garbage(txn, referenced, time.time() - blob_grace_seconds)
             return CompactionResult(bodies, pruned, blobs)
 
@@ -222,7 +222,7 @@ class Database(SyncOperations):
             data = txn.get("local", check_doc_id(doc_id))
         if data is None:
             return None
-        stored = json.loads(data)
+        stored = loads(data)
         return LocalDocument(doc_id, stored["rev"], stored["body"])
 
     def put_local(self, doc_id: str, body: dict[str, Any], *, rev: str | None = UNSET) -> str:
@@ -242,7 +242,7 @@ class Database(SyncOperations):
 
         def fn(txn: Txn) -> str:
             data = txn.get("local", raw_id)
-            current = None if data is None else json.loads(data)["rev"]
+            current = None if data is None else loads(data)["rev"]
             if rev is not UNSET and rev != current and not (rev == "" and current is None):
                 raise ConflictError(f"local document {doc_id!r} is at revision {current}", current_rev_id=current)
             new_rev = f"{int(current.split('-')[0]) + 1 if current else 1}-cc"

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical", "loads"]
+__all__ = ["canonical", "dumps", "loads", "pretty"]
 
 #: Integers of 19 digits or more may not fit in 64 bits (2**63 has 19). Looked
 #: for as a run of zeros once every digit is a zero: a regular expression takes
@@ -45,13 +45,18 @@ _std_canonical = json.JSONEncoder(
 ).encode
 
 
-def loads(data: bytes) -> Any:
-    """Decode UTF-8 JSON text.
+_std_compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON text (bytes are UTF-8).
 
     Raises:
         ValueError: not JSON (invalid UTF-8, ``NaN``, nesting deeper than
             orjson's 1,024 levels included).
     """
+    if isinstance(data, str):
+        data = data.encode(errors="surrogatepass")
     if _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
         return orjson.loads(data)
     try:
@@ -76,3 +81,21 @@ def canonical(value: Any, *, floats: bool = True) -> bytes:
         except orjson.JSONEncodeError:
             pass  # a big integer, a lone surrogate, a non-string key: the standard library decides
     return _std_canonical(value).encode()
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON in UTF-8, as sent on the wire and stored in records (key order kept).
+
+    Raises:
+        ValueError: ``value`` holds a non-finite float.
+        TypeError: ``value`` holds something that is not JSON.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _std_compact(value).encode()  # a big integer or a lone surrogate: the standard library decides
+
+
+def pretty(value: Any) -> str:
+    """JSON indented for people to read (the command line's ``doc get``)."""
+    return json.dumps(value, ensure_ascii=False, indent=2)

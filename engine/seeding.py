@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.errors import InventoryError
 from engine.inventory import StarterItem, parse_quantity
+from engine.json_codec import loads
 
 __all__ = [
     "FALLBACK_PICTURE",
@@ -84,8 +84,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     stripped = text.strip()
     if stripped.startswith("["):
         try:
-            values = json.loads(stripped)
-        except json.JSONDecodeError as exc:
+            values = loads(stripped)
+        except ValueError as exc:
             raise InventoryError(f"{path}: malformed JSON: {exc}") from None
         yield from ((1, value) for value in values)
         return
@@ -93,9 +93,9 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InventoryError(f"{path} line {number}: malformed JSON: {exc.msg}") from None
+            yield number, loads(line)
+        except ValueError as exc:
+            raise InventoryError(f"{path} line {number}: malformed JSON: {exc}") from None
 
 
 def _find_picture(folder: Path, stem: str) -> Path | None:
@@ -157,7 +157,7 @@ def _starter_file(name: str) -> bytes:
 
 def load_starter_inventory() -> list[StarterItem]:
     """Return the app's own starter items with their JPEG pictures."""
-    manifest = json.loads(_starter_file("inventory.json"))
+    manifest = loads(_starter_file("inventory.json"))
     return [StarterItem(i["key"], parse_quantity(i["value"]), _starter_file(i["image"])) for i in manifest["items"]]
 
 

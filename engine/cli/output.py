@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
+
+from engine.json_codec import dumps
 
 __all__ = ["Output"]
 
@@ -17,7 +18,7 @@ class Output:
 
     def record(self, data: dict[str, Any], text: str) -> None:
         """Print one record: ``data`` as a JSON line, or ``text`` for people."""
-        line = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if self.json_lines else text
+        line = dumps(data).decode() if self.json_lines else text
         print(line, flush=True)
 
     def raw(self, data: bytes) -> None:

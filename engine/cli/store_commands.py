@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from engine.database import Database
 from engine.documents import decode_body
 from engine.errors import EngineError, InvalidDocumentError, NotFoundError
 from engine.inventory import parse_quantity, read_items, save_new_list, set_quantity
+from engine.json_codec import pretty
 from engine.seeding import load_sample_list, load_starter_inventory
 from engine.userdata import open_user_database
 
@@ -128,7 +128,7 @@ def cmd_doc_get(args: argparse.Namespace, out: Output) -> int:
     if doc.conflicted:
         record["_conflicted"] = True
     record.update(doc.body)
-    out.record(record, json.dumps(record, ensure_ascii=False, indent=2))
+    out.record(record, pretty(record))
     return 0
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from engine.json_codec import canonical
 
 __all__ = ["Checkpoint", "RemoteSequences", "checkpoint_id", "reconcile"]
 
@@ -49,8 +50,8 @@ class Checkpoint:
 
 def checkpoint_id(local_uuid: bytes, remote: str, filters: Sequence[Any] = ()) -> str:
     """A stable checkpoint ID per (local database, remote, filter settings), shaped like LiteCore's."""
-    material = json.dumps([local_uuid.hex(), remote, *filters], separators=(",", ":"), sort_keys=True)
-    return "cp-" + base64.b64encode(hashlib.sha1(material.encode(), usedforsecurity=False).digest()).decode()
+    material = canonical([local_uuid.hex(), remote, *filters])
+    return "cp-" + base64.b64encode(hashlib.sha1(material, usedforsecurity=False).digest()).decode()
 
 
 def reconcile(local: Checkpoint | None, remote: Checkpoint | None) -> Checkpoint:
@@ -121,4 +122,4 @@ def _key(seq: Any) -> Any:
     """A dictionary key for a sequence: itself when hashable and unambiguous, else its JSON."""
     if isinstance(seq, str) or (isinstance(seq, int) and not isinstance(seq, bool)):
         return seq
-    return json.dumps(seq, sort_keys=True)
+    return canonical(seq).decode()

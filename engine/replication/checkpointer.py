@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from engine.database import Database
+from engine.json_codec import dumps, loads
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.checkpoint import Checkpoint, reconcile
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import BlipError
-from engine.replication.messages import encode_json
 
 __all__ = ["LOCAL_CHECKPOINT_PREFIX", "Checkpointer"]
 
@@ -48,7 +47,7 @@ class Checkpointer:
         assert reply is not None
         self._remote_rev = reply.properties.get("rev") or None
         try:
-            return Checkpoint.from_json(json.loads(reply.body))
+            return Checkpoint.from_json(loads(reply.body))
         except ValueError:
             return None
 
@@ -69,7 +68,7 @@ class Checkpointer:
         for attempt in range(2):
             props = {"client": self.checkpoint_id, "rev": self._remote_rev or ""}
             try:
-                reply = await self.socket.request("setCheckpoint", props, encode_json(body))
+                reply = await self.socket.request("setCheckpoint", props, dumps(body))
             except BlipError as exc:
                 if exc.code == 409 and attempt == 0:  # protocol §3.2: read the current rev and retry
                     await self._fetch_remote()

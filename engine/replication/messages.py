@@ -6,11 +6,10 @@ Everything a peer sends is validated here; a malformed message raises
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from engine.json_codec import loads
+from engine.json_codec import dumps, loads
 from engine.replication.errors import BlipError
 from engine.revid import is_valid_rev_id
 
@@ -21,7 +20,6 @@ __all__ = [
     "bad_request",
     "encode_changes_reply",
     "encode_changes_rows",
-    "encode_json",
     "encode_proposal_reply",
     "is_compressible",
     "parse_bool",
@@ -60,11 +58,6 @@ def parse_bool(value: str | None, default: bool = False) -> bool:
         return int(value) != 0
     except ValueError:
         return default
-
-
-def encode_json(value: Any) -> bytes:
-    """Compact JSON as sent on the wire."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def parse_json(data: bytes, what: str) -> Any:
@@ -124,7 +117,7 @@ def encode_changes_rows(rows: Sequence[ChangeRow], *, int_flags: bool) -> bytes:
         if row.body_size:
             entry.append(row.body_size)
         out.append(entry)
-    return encode_json(out)
+    return dumps(out)
 
 
 def encode_changes_reply(entries: Sequence[list[str] | None]) -> bytes:
@@ -132,7 +125,7 @@ def encode_changes_reply(entries: Sequence[list[str] | None]) -> bytes:
     out: list[Any] = [0 if e is None else e for e in entries]
     while out and out[-1] == 0:
         out.pop()
-    return encode_json(out)
+    return dumps(out)
 
 
 def parse_changes_reply(body: bytes, count: int) -> list[list[str] | int | None]:
@@ -178,7 +171,7 @@ def encode_proposal_reply(statuses: Sequence[tuple[int, str | None]], *, include
             out.append(status)
     while out and out[-1] == 0:
         out.pop()
-    return encode_json(out)
+    return dumps(out)
 
 
 def parse_proposal_reply(body: bytes, count: int) -> list[tuple[int, str | None]]:
@@ -249,7 +242,7 @@ def rev_properties(
     delta_src: str | None = None,
 ) -> dict[str, str]:
     """The properties of a ``rev`` message (§3.7), minus ``Profile``."""
-    props = {"id": doc_id, "rev": rev_id, "sequence": json.dumps(sequence)}
+    props = {"id": doc_id, "rev": rev_id, "sequence": dumps(sequence).decode()}
     if history:
         props["history"] = ",".join(history)
     if deleted:

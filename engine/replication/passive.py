@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from engine.changes import Changes
 from engine.database import Database, InsertResult
 from engine.errors import ConflictError, InvalidDocumentError
+from engine.json_codec import dumps, loads
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentServer
 from engine.replication.blip.connection import Message
@@ -29,7 +29,6 @@ from engine.replication.messages import (
     IncomingRevision,
     bad_request,
     encode_changes_rows,
-    encode_json,
     encode_proposal_reply,
     parse_bool,
     parse_changes_reply,
@@ -304,7 +303,7 @@ class PassiveSession:
                 continue
             stored = await self.runner.run(self.db.get_local, PEER_CHECKPOINT_PREFIX + client)
             out.append({} if stored is None else {**stored.body, "rev": stored.rev})
-        return Reply({}, encode_json(out))
+        return Reply({}, dumps(out))
 
     # -- checkpoints (§3.1-3.2, §6) -------------------------------------------------
 
@@ -316,7 +315,7 @@ class PassiveSession:
         stored = await self.runner.run(self.db.get_local, PEER_CHECKPOINT_PREFIX + client)
         if stored is None:
             raise BlipError("HTTP", 404, "missing")
-        return Reply({"rev": stored.rev}, encode_json(stored.body))
+        return Reply({"rev": stored.rev}, dumps(stored.body))
 
     async def set_checkpoint(self, message: Message) -> Reply:
         """Store the client's checkpoint if ``rev`` matches (else ``HTTP``/409)."""
@@ -348,7 +347,7 @@ class PassiveSession:
         since: Any = 0
         if props.get("since"):
             try:
-                since = json.loads(props["since"])
+                since = loads(props["since"])
             except ValueError:
                 raise bad_request("invalid since") from None
         doc_ids = None

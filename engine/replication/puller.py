@@ -6,12 +6,12 @@ Protocol §3.4-3.8.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from engine.database import InsertResult
 from engine.documents import Document
+from engine.json_codec import dumps
 from engine.replication import tuning
 from engine.replication.active_context import ActiveContext
 from engine.replication.blip.connection import Message
@@ -22,7 +22,6 @@ from engine.replication.messages import (
     ChangeRow,
     IncomingRevision,
     encode_changes_reply,
-    encode_json,
     parse_changes_rows,
 )
 from engine.replication.rev_receiver import Inserter, RevReceiver
@@ -84,12 +83,12 @@ class Puller:
         config = self.ctx.config
         props = {"batch": str(tuning.CHANGES_BATCH), "versioning": "rev-trees", "revocations": "true"}
         if since is not None:
-            props["since"] = json.dumps(since)
+            props["since"] = dumps(since).decode()
         if config.continuous:
             props["continuous"] = "true"
         if empty_database and since is None:  # nothing to delete here: skip tombstones (§3.4)
             props["activeOnly"] = "true"
-        body = encode_json({"docIDs": sorted(config.doc_ids)}) if config.doc_ids is not None else b""
+        body = dumps({"docIDs": sorted(config.doc_ids)}) if config.doc_ids is not None else b""
         await self.ctx.socket.request("subChanges", props, body)
 
     def handle_changes(self, message: Message) -> Any:

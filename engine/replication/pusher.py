@@ -17,12 +17,13 @@ import logging
 from typing import Any, NamedTuple
 
 from engine.changes import ChangeEntry, Changes
+from engine.json_codec import dumps
 from engine.replication import tuning
 from engine.replication.active_context import ActiveContext
 from engine.replication.blip.connection import Message
 from engine.replication.checkpoint import RemoteSequences
 from engine.replication.errors import BlipError, ReplicationError
-from engine.replication.messages import encode_json, parse_bool, parse_proposal_reply
+from engine.replication.messages import parse_bool, parse_proposal_reply
 from engine.replication.rev_sender import RevOutcome, RevSender
 from engine.revid import generation
 
@@ -137,7 +138,7 @@ class Pusher:
         if not again:
             self.ctx.total += len(proposals)
         self.ctx.touch()
-        body = encode_json([[p.row.doc_id, p.row.rev_id, p.parent or "", p.row.body_size] for p in proposals])
+        body = dumps([[p.row.doc_id, p.row.rev_id, p.parent or "", p.row.body_size] for p in proposals])
         try:
             future = self.ctx.socket.send_request(
                 "proposeChanges",

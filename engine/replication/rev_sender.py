@@ -9,7 +9,6 @@ delta is smaller, resends the full body when the peer cannot apply a delta
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,14 +17,14 @@ from typing import Any
 from engine.blobs import may_refer_to_blobs
 from engine.database import Database
 from engine.database_sync import RevisionRequest, SyncRevision
-from engine.json_codec import loads
+from engine.json_codec import dumps, loads
 from engine.replication import tuning
 from engine.replication.blip.connection import Message
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.db_runner import DbRunner
 from engine.replication.delta import create_delta, delta_size
 from engine.replication.errors import BlipError, ConnectionClosedError
-from engine.replication.messages import add_legacy_attachments, encode_json, rev_properties
+from engine.replication.messages import add_legacy_attachments, rev_properties
 from engine.revid import generation
 
 __all__ = ["RevOutcome", "RevSender"]
@@ -125,7 +124,13 @@ class RevSender:
         """Tell the peer a revision it asked for cannot be sent (protocol §3.8), as LiteCore's pusher does:
         every requested ``rev`` is answered by a ``rev`` or a ``norev``, or the peer waits for it forever."""
         error = BlipError("HTTP", 410, "revision is gone")
-        props = {"id": doc_id, "rev": rev_id, "sequence": json.dumps(sequence), "error": "410", "reason": error.message}
+        props = {
+            "id": doc_id,
+            "rev": rev_id,
+            "sequence": dumps(sequence).decode(),
+            "error": "410",
+            "reason": error.message,
+        }
         try:
             self.socket.send_request("norev", props, no_reply=True)
         except ConnectionClosedError as exc:
@@ -137,12 +142,12 @@ class RevSender:
     ) -> None:
         body, delta_src = rev.body, None
         if may_refer_to_blobs(body) and self.legacy_attachments():  # a peer like Sync Gateway (§4.4)
-            body = encode_json(add_legacy_attachments(loads(body), generation(rev.rev_id)))
+            body = dumps(add_legacy_attachments(loads(body), generation(rev.rev_id)))
             use_delta = False
         if use_delta and rev.base_body is not None and not rev.deleted and len(rev.body) >= tuning.MIN_DELTA_BODY:
             delta = create_delta(loads(rev.base_body), loads(rev.body))
             if delta_size(delta) < len(rev.body):
-                body, delta_src = encode_json(delta), rev.base_rev_id
+                body, delta_src = dumps(delta), rev.base_rev_id
         props = rev_properties(
             rev.doc_id,
             rev.rev_id,
