@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, NamedTuple
 
 __all__ = ["ChangeEntry", "ChangeSource", "Changes"]
 
@@ -18,15 +19,20 @@ class ChangeSource(IntEnum):
     EXTERNAL = 2
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeEntry:
-    """One row of the changes feed: the latest change of one document."""
+class ChangeEntry(NamedTuple):
+    """One row of a changes feed: the latest change of one document (ours, or a peer's, protocol §3.5).
 
-    sequence: int
+    ``sequence`` is our integer sequence, or whatever JSON value a peer uses;
+    ``removed``: the peer's user lost access to the document (a peer's row only).
+    A named tuple: millions of them pass through a large replication.
+    """
+
+    sequence: Any
     doc_id: str
     rev_id: str
-    deleted: bool
+    deleted: bool = False
     body_size: int = 0
+    removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from engine.changes import ChangeEntry
 from engine.json_codec import dumps, loads
 from engine.replication.errors import BlipError
 from engine.revid import is_valid_rev_id
 
 __all__ = [
-    "ChangeRow",
     "IncomingRevision",
     "add_legacy_attachments",
     "bad_request",
@@ -68,18 +68,7 @@ def parse_json(data: bytes, what: str) -> Any:
         raise bad_request(f"malformed {what} body") from None
 
 
-class ChangeRow(NamedTuple):
-    """One row of a ``changes`` message (§3.5)."""
-
-    sequence: Any
-    doc_id: str
-    rev_id: str
-    deleted: bool = False
-    removed: bool = False
-    body_size: int = 0
-
-
-def parse_changes_rows(body: bytes) -> list[ChangeRow]:
+def parse_changes_rows(body: bytes) -> list[ChangeEntry]:
     """Parse a ``changes`` body; ``[]`` or ``null`` means caught up."""
     rows = parse_json(body, "changes")
     if rows is None:
@@ -93,7 +82,7 @@ def parse_changes_rows(body: bytes) -> list[ChangeRow]:
         flags = row[3] if len(row) > 3 else 0
         bits = int(flags) if isinstance(flags, bool | int) else 0
         size = row[4] if len(row) > 4 and isinstance(row[4], int) else 0
-        out.append(ChangeRow(row[0], row[1], row[2], bool(bits & _DELETED), _is_removal(bits), size))
+        out.append(ChangeEntry(row[0], row[1], row[2], bool(bits & _DELETED), size, _is_removal(bits)))
     return out
 
 
@@ -107,7 +96,7 @@ def _is_removal(bits: int) -> bool:
     return bool(bits & _REVOKED) or (bool(bits & _REMOVED) and not bits & _DELETED)
 
 
-def encode_changes_rows(rows: Sequence[ChangeRow], *, int_flags: bool) -> bytes:
+def encode_changes_rows(rows: Sequence[ChangeEntry], *, int_flags: bool) -> bytes:
     """Build a ``changes`` body; deletion is ``1`` (CBMobile_3) or ``true`` (CBMobile_2)."""
     out: list[list[Any]] = []
     for row in rows:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.changes import Changes
+from engine.changes import ChangeEntry, Changes
 from engine.database import Database, InsertResult
 from engine.errors import ConflictError, InvalidDocumentError
 from engine.json_codec import dumps, loads
@@ -25,7 +25,6 @@ from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import BlipError, ReplicationError
 from engine.replication.messages import (
-    ChangeRow,
     IncomingRevision,
     bad_request,
     encode_changes_rows,
@@ -91,7 +90,7 @@ class ChangesFeeder:
             if rows:
                 last = rows[-1].sequence
                 wanted = [
-                    ChangeRow(r.sequence, r.doc_id, r.rev_id, r.deleted, body_size=r.body_size)
+                    r
                     for r in rows
                     if not session.pushed_here(r.doc_id, r.rev_id)  # first: it forgets what the feed passes
                     and not (self.active_only and r.deleted and not self._was_caught_up)
@@ -113,7 +112,7 @@ class ChangesFeeder:
                 self.caught_up = False
                 session.touch()
 
-    async def _send_batch(self, rows: list[ChangeRow]) -> None:
+    async def _send_batch(self, rows: list[ChangeEntry]) -> None:
         await self._slots.acquire()
         body = encode_changes_rows(rows, int_flags=self.session.socket.subprotocol.endswith("_3"))
         future = self.session.socket.send_request(
@@ -124,7 +123,7 @@ class ChangesFeeder:
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 
-    async def _handle_reply(self, rows: list[ChangeRow], future: asyncio.Future[Message]) -> None:
+    async def _handle_reply(self, rows: list[ChangeEntry], future: asyncio.Future[Message]) -> None:
         session = self.session
         try:
             try:

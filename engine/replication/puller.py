@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import Any
 
+from engine.changes import ChangeEntry
 from engine.database import InsertResult
 from engine.documents import Document
 from engine.json_codec import dumps
@@ -19,7 +20,6 @@ from engine.replication.blip.socket import Reply
 from engine.replication.checkpoint import RemoteSequences
 from engine.replication.errors import BlipError
 from engine.replication.messages import (
-    ChangeRow,
     IncomingRevision,
     encode_changes_reply,
     parse_changes_rows,
@@ -106,7 +106,7 @@ class Puller:
             self.caught_up = True
             self.ctx.touch()
 
-    async def _answer_changes(self, rows: list[ChangeRow]) -> Reply:
+    async def _answer_changes(self, rows: list[ChangeEntry]) -> Reply:
         """Hold the reply while too many revisions are pending (back-pressure), then list what we need."""
         try:
             while len(self._requested) >= tuning.MAX_PENDING_REVS:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.changes import ChangeEntry
 from engine.replication.errors import BlipError
 from engine.replication.messages import (
-    ChangeRow,
     add_legacy_attachments,
     encode_changes_reply,
     encode_changes_rows,
@@ -64,7 +64,7 @@ def test_changes_row_flags_are_bits(flags: int, deleted: bool, removed: bool) ->
 
 
 def test_changes_rows_encoding() -> None:
-    rows = [ChangeRow(1, "a", R1), ChangeRow(2, "b", R2, deleted=True), ChangeRow(3, "c", R1, body_size=50)]
+    rows = [ChangeEntry(1, "a", R1), ChangeEntry(2, "b", R2, deleted=True), ChangeEntry(3, "c", R1, body_size=50)]
     assert encode_changes_rows(rows, int_flags=True) == (
         b'[[1,"a","%s"],[2,"b","%s",1],[3,"c","%s",0,50]]' % (R1.encode(), R2.encode(), R1.encode())
     )
