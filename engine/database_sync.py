@@ -1,4 +1,8 @@
-"""Database operations for replication: inserting peers' revisions, resolving conflicts."""
+"""Database operations for replication: inserting peers' revisions, storing resolutions, reading for sync.
+
+The protocol's decisions over what is read here (which revisions to ask for,
+which proposals to accept) live in :mod:`engine.replication.rev_finder`.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,28 @@ import io
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from engine.blobs import Blob, digest_to_key
 from engine.blobstore import BlobStore
 from engine.changes import Changes, ChangeSource
+from engine.conflicts import KEEP, ConflictView
 from engine.db_core import DELETED_FLAG, body_key, decode_summary, unique_ids
 from engine.db_remotes import RemoteTracking
 from engine.documents import Document, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoundError
 from engine.json_codec import loads
 from engine.lmdb_store import Txn
-from engine.revid import generation, make_rev_id, parse_rev_id
+from engine.revid import make_rev_id, parse_rev_id
 from engine.revtree import InsertStatus, RevTree
 
 __all__ = [
-    "KEEP",
-    "ConflictView",
     "InsertResult",
-    "Proposal",
     "RevisionInsert",
     "RevisionRequest",
     "SyncOperations",
     "SyncRevision",
 ]
-
-#: Most known ancestors listed per row of a ``changes`` reply (LiteCore sends up to 10).
-MAX_KNOWN_ANCESTORS = 10
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +94,6 @@ class RevisionRequest(NamedTuple):
     rev_id: str
     known: Sequence[str] = ()
     delta_base: str | None = None
-
-
-class Proposal(NamedTuple):
-    """The answer to one proposed change (protocol §3.6): a status and our current revision."""
-
-    status: int
-    current_rev_id: str | None
-
-
-class _Keep:
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-#: Pass as ``merged`` to :meth:`SyncOperations.resolve_conflict` to keep the kept leaf's body as is.
-KEEP: Any = _Keep()
 
 
 class SyncOperations(RemoteTracking):
@@ -229,7 +212,7 @@ class SyncOperations(RemoteTracking):
                 rev.rev_id,
                 InsertStatus.EXISTS,
                 conflicted=tree.is_conflicted(),
-                left_behind=_is_left_behind(tree, rev.rev_id),
+                left_behind=tree.is_left_behind(rev.rev_id),
             )
         if (
             rev.no_conflicts
@@ -360,71 +343,22 @@ class SyncOperations(RemoteTracking):
             for closing in tree.reopen(child):
                 txn.delete("bodies", body_key(raw_id, closing))
 
-    def left_behind(self, rows: Sequence[tuple[str, str]]) -> list[bool]:
-        """For revisions we already have: whether each is off our current branch.
-
-        True when the revision is neither our current one nor one of its
-        ancestors: a peer's winner that we resolved against earlier, which
-        must be resolved again so that both sides end up on one branch.
-        """
-        out = []
+    def read_trees(self, doc_ids: Sequence[str]) -> list[RevTree | None]:
+        """The revision tree of each document (None: unknown), read in one snapshot."""
         with self._store.read() as txn:
-            for doc_id, rev_id in rows:
-                tree_data = txn.get("revs", doc_id.encode())
-                if tree_data is None:
-                    out.append(False)
-                    continue
-                out.append(_is_left_behind(RevTree.decode(tree_data), rev_id))
-        return out
+            return [self._tree_in(txn, check_doc_id(doc_id)) for doc_id in doc_ids]
 
-    # -- batch reads for the replication protocol ---------------------------------
-
-    def revs_diff(self, rows: Sequence[tuple[str, str]]) -> list[list[str] | None]:
-        """For each ``(doc ID, rev ID)`` offered by a peer: None if we have it, else what we know.
-
-        What we know is our leaf revisions with stored bodies and a lower
-        generation, current first (at most 10), which the sender uses as
-        history stops and delta bases; ``[]`` for an unknown document
-        (protocol §3.5).
-        """
-        out: list[list[str] | None] = []
+    def current_revisions(self, doc_ids: Sequence[str]) -> list[tuple[str, bool] | None]:
+        """``(current rev ID, deleted)`` of each document (None: unknown), read in one snapshot."""
+        out: list[tuple[str, bool] | None] = []
         with self._store.read() as txn:
-            for doc_id, rev_id in rows:
-                tree_data = txn.get("revs", doc_id.encode())
-                if tree_data is None:
-                    out.append([])
-                    continue
-                tree = RevTree.decode(tree_data)
-                node = tree.get(rev_id)
-                if node is not None and node.has_body:
+            for doc_id in doc_ids:
+                summary = txn.get("docs", check_doc_id(doc_id))
+                if summary is None:
                     out.append(None)
                     continue
-                gen = generation(rev_id)
-                known = [n.rev_id for n in tree.leaves() if n.has_body and n.generation < gen]
-                out.append(known[:MAX_KNOWN_ANCESTORS])
-        return out
-
-    def propose_changes(self, rows: Sequence[tuple[str, str, str | None]]) -> list[Proposal]:
-        """Decide each ``(doc ID, rev ID, parent rev ID)`` a peer proposes to push (protocol §3.6).
-
-        304 when our current revision is that revision; 0 (send it) when our
-        current revision is the parent, or there is no parent and we have no
-        document or a deleted one; 409 (conflict) otherwise.
-        """
-        out: list[Proposal] = []
-        with self._store.read() as txn:
-            for doc_id, rev_id, parent in rows:
-                summary = txn.get("docs", doc_id.encode())
-                if summary is None:
-                    out.append(Proposal(0 if not parent else 409, None))
-                    continue
                 _, flags, current = decode_summary(summary)
-                if current == rev_id:
-                    out.append(Proposal(304, current))
-                elif current == parent or (not parent and flags & DELETED_FLAG):
-                    out.append(Proposal(0, current))
-                else:
-                    out.append(Proposal(409, current))
+                out.append((current, bool(flags & DELETED_FLAG)))
         return out
 
     def revision_for_sync(
@@ -478,22 +412,6 @@ class SyncOperations(RemoteTracking):
         history = ancestors[: stop + 1] if stop is not None else ancestors[:max_history]
         base_body = txn.get("bodies", body_key(raw_id, delta_base)) if delta_base else None
         return SyncRevision(doc_id, rev_id, body, node.deleted, history, node.sequence, delta_base, base_body)
-
-
-def _is_left_behind(tree: RevTree, rev_id: str) -> bool:
-    return rev_id in tree and rev_id not in tree.history(tree.winner().rev_id)
-
-
-class ConflictView(Protocol):
-    """What resolving a conflict needs from a database: a Database, or one transaction of it."""
-
-    def get_tree(self, doc_id: str) -> RevTree | None: ...
-
-    def get_revision(self, doc_id: str, rev_id: str) -> Document | None: ...
-
-    def resolve_conflict(
-        self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP
-    ) -> Document: ...
 
 
 class _TxnConflictView:

@@ -155,6 +155,14 @@ class RevTree:
         """Return whether ``ancestor`` is ``rev_id`` or one of its ancestors."""
         return ancestor in self.history(rev_id)
 
+    def is_left_behind(self, rev_id: str) -> bool:
+        """Whether ``rev_id`` is in the tree but neither the winner nor one of its ancestors.
+
+        Such a revision, offered by a peer, is one we resolved against earlier:
+        it is resolved again, so that both sides end up on one branch.
+        """
+        return rev_id in self.nodes and rev_id not in self.history(self.winner().rev_id)
+
     # -- changes -------------------------------------------------------------
 
     def add_child(

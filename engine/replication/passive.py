@@ -34,6 +34,7 @@ from engine.replication.messages import (
     parse_json,
     parse_proposed,
 )
+from engine.replication.rev_finder import find_proposed
 from engine.replication.rev_receiver import Inserter, RevReceiver
 from engine.replication.rev_sender import RevOutcome, RevSender
 from engine.revtree import InsertStatus
@@ -390,7 +391,8 @@ class PassiveSession:
         rows = parse_proposed(message.body)
         if not rows:
             return None
-        proposals = await self.runner.run(self.db.propose_changes, [(d, r, p) for d, r, p, _ in rows])
+        currents = await self.runner.run(self.db.current_revisions, [row[0] for row in rows])
+        proposals = find_proposed(currents, [(d, r, p) for d, r, p, _ in rows])
         include_rev = parse_bool(message.properties.get("conflictIncludesRev"))
         body = encode_proposal_reply(proposals, include_rev=include_rev)
         self.touch()

@@ -24,6 +24,7 @@ from engine.replication.messages import (
     encode_changes_reply,
     parse_changes_rows,
 )
+from engine.replication.rev_finder import find_left_behind, find_revs
 from engine.replication.rev_receiver import Inserter, RevReceiver
 
 __all__ = ["Puller"]
@@ -114,11 +115,14 @@ class Puller:
                 await self._room.wait()
             doc_ids = self.ctx.config.doc_ids
             offered = [r for r in rows if not r.removed and (doc_ids is None or r.doc_id in doc_ids)]
-            diff = await self.ctx.runner.run(self.ctx.db.revs_diff, [(r.doc_id, r.rev_id) for r in offered])
-            have = [(r.doc_id, r.rev_id) for r, d in zip(offered, diff, strict=True) if d is None]
+            offered_ids = [(r.doc_id, r.rev_id) for r in offered]
+            trees = await self.ctx.runner.run(self.ctx.db.read_trees, [r.doc_id for r in offered])
+            diff = find_revs(trees, offered_ids)
+            have = [row for row, d in zip(offered_ids, diff, strict=True) if d is None]
             for doc_id, rev_id in have:  # the peer holds a revision we have too (RevFinder::findRevs)
                 self.ctx.remote.note(doc_id, rev_id)
-            await self._resolve_left_behind(have)
+            behind = find_left_behind([t for t, d in zip(trees, diff, strict=True) if d is None], have)
+            await self._resolve_left_behind([row for row, b in zip(have, behind, strict=True) if b])
             wanted = dict(zip(((r.doc_id, r.rev_id) for r in offered), diff, strict=True))
             entries: list[list[str] | None] = []
             for row in rows:
@@ -138,18 +142,14 @@ class Puller:
         body = encode_changes_reply(entries)
         return Reply(props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)
 
-    async def _resolve_left_behind(self, known: list[tuple[str, str]]) -> None:
-        """Offered revisions we have but resolved against earlier are resolved again (see ``left_behind``).
+    async def _resolve_left_behind(self, behind: list[tuple[str, str]]) -> None:
+        """Offered revisions we have but resolved against earlier are resolved again (``RevTree.is_left_behind``).
 
         Without this, a peer that settled on such a revision and we would
         never agree: it refuses our branch (409) and offers one we think we have.
         """
-        if not known:
-            return
-        behind = await self.ctx.runner.run(self.ctx.db.left_behind, known)
-        for (doc_id, rev_id), is_behind in zip(known, behind, strict=True):
-            if is_behind:
-                await self.inserter.resolve(doc_id, rev_id)
+        for doc_id, rev_id in behind:
+            await self.inserter.resolve(doc_id, rev_id)
 
     def handle_norev(self, message: Message) -> None:
         """The peer cannot send a revision it offered (§3.8): that change is done.

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.blobs import Blob, iter_blob_refs, may_refer_to_blobs
-from engine.conflicts import ConflictResolver
+from engine.conflicts import ConflictResolver, ConflictView, resolve_document
 from engine.database import Database, InsertResult, RevisionInsert
-from engine.database_sync import ConflictView
 from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher
@@ -26,7 +25,6 @@ from engine.replication.db_runner import DbRunner
 from engine.replication.delta import DeltaError, apply_delta
 from engine.replication.errors import BlipError
 from engine.replication.messages import IncomingRevision, parse_json, parse_rev, strip_special_properties
-from engine.resolution import resolve_document
 
 __all__ = ["Inserter", "RevReceiver"]
 

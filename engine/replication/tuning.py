@@ -61,6 +61,8 @@ MAX_DELTA_SEARCH_STEPS = 20_000
 
 # -- replication (protocol §3) --------------------------------------------------------
 
+#: Most known ancestors listed per row of a ``changes`` reply (LiteCore sends up to 10, §3.5).
+MAX_KNOWN_ANCESTORS = 10
 #: Rows per ``changes`` / ``proposeChanges`` message (LiteCore and Sync Gateway use 200).
 CHANGES_BATCH = 200
 #: ``changes`` / ``proposeChanges`` go urgent, as LiteCore sends them (protocol §2.5,

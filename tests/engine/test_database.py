@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 from engine.blobs import Blob, key_to_digest
 from engine.changes import Changes, ChangeSource
-from engine.conflicts import ConcurrencyControl
+from engine.conflicts import ConcurrencyControl, ConflictView
 from engine.database import Database, InsertResult, RevisionInsert
-from engine.database_sync import ConflictView
 from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError, StorageError
 from engine.revid import make_rev_id
 from engine.revtree import InsertStatus, RevTree
@@ -280,7 +279,7 @@ def test_receiving_a_revision_we_left_behind_resolves_again(db: Database) -> Non
     result = db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})], resolve=resolve)[0]
     assert result.status is InsertStatus.EXISTS and result.left_behind and [c.rev_id for c in calls] == [remote]
     doc = db.get("a")
-    assert doc is not None and doc.body == {"v": 3} and db.left_behind([("a", remote)]) == [False]
+    assert doc is not None and doc.body == {"v": 3} and not db.get_tree("a").is_left_behind(remote)  # type: ignore[union-attr]
     assert [c.doc_ids for c in seen] == [("a",)]
     db.insert_revisions([RevisionInsert("a", remote, [base.rev_id], {"v": 2})], resolve=resolve)
     assert len(calls) == 1  # on our branch now: nothing more to resolve
@@ -352,34 +351,13 @@ def test_remote_deletion_on_another_branch_is_reported_as_divergence(db: Databas
     assert resolved.deleted
 
 
-def test_revs_diff(db: Database) -> None:
-    first = db.save("a", {"v": 1})
-    second = db.save("a", {"v": 2}, base_rev=first.rev_id)
-    assert db.revs_diff([("a", second.rev_id), ("a", first.rev_id), ("a", rid(3, "x")), ("new", rid(1, "y"))]) == [
-        None,
-        None,
-        [second.rev_id],
-        [],
-    ]
-    assert db.revs_diff([("a", rid(2, "sibling"))]) == [[]]  # nothing older than generation 2 is a leaf
-
-
-def test_propose_changes_follows_the_decision_rule(db: Database) -> None:
+def test_batch_reads_of_trees_and_current_revisions(db: Database) -> None:
     first = db.save("a", {"v": 1})
     db.save("gone", {})
-    db.delete("gone")
-    proposals = db.propose_changes(
-        [
-            ("a", first.rev_id, None),
-            ("a", rid(2, "next"), first.rev_id),
-            ("a", rid(2, "other"), rid(1, "other-parent")),
-            ("new", rid(1, "n"), None),
-            ("new2", rid(2, "n"), rid(1, "p")),
-            ("gone", rid(1, "again"), None),
-        ]
-    )
-    assert [p.status for p in proposals] == [304, 0, 409, 0, 409, 0]
-    assert proposals[2].current_rev_id == first.rev_id
+    gone = db.delete("gone")
+    trees = db.read_trees(["a", "missing"])
+    assert trees[0] is not None and trees[0].winner().rev_id == first.rev_id and trees[1] is None
+    assert db.current_revisions(["a", "gone", "missing"]) == [(first.rev_id, False), (gone.rev_id, True), None]
 
 
 def test_revision_for_sync(db: Database) -> None:

@@ -13,13 +13,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.blobs import digest_of
-from engine.conflicts import Conflict, Resolution, default_resolver
+from engine.conflicts import Conflict, ConflictView, Resolution, default_resolver, resolve_document
 from engine.database import Database, InsertResult, RevisionInsert
-from engine.database_sync import ConflictView
 from engine.documents import Document
 from engine.inventory import LIST_DOC_ID, MAX_EDIT, MAX_QUANTITY, check_list_body, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver, is_valid_list, merge_lists
-from engine.resolution import resolve_document
+from engine.replication.rev_finder import find_left_behind, find_proposed, find_revs
 
 ITEM = ItemMergeResolver()
 
@@ -315,9 +314,10 @@ def pull(active: Database, passive: Database, resolver: object) -> int:
     for doc_id in passive.doc_ids(include_deleted=True):
         current = passive.get(doc_id)
         assert current is not None
-        known = active.revs_diff([(doc_id, current.rev_id)])[0]
+        trees = active.read_trees([doc_id])
+        known = find_revs(trees, [(doc_id, current.rev_id)])[0]
         if known is None:
-            if active.left_behind([(doc_id, current.rev_id)])[0]:
+            if find_left_behind(trees, [(doc_id, current.rev_id)])[0]:
                 resolve_document(active, doc_id, current.rev_id, resolver)  # type: ignore[arg-type]
                 resolved += 1
             continue
@@ -342,7 +342,7 @@ def push(active: Database, passive: Database) -> None:
         current = active.get(doc_id)
         tree = active.get_tree(doc_id)
         assert current is not None and tree is not None
-        status, theirs = passive.propose_changes([(doc_id, current.rev_id, None)])[0]
+        status, theirs = find_proposed(passive.current_revisions([doc_id]), [(doc_id, current.rev_id, None)])[0]
         if status == 304 or (status == 409 and (theirs is None or not tree.is_ancestor(theirs, current.rev_id))):
             continue
         rev = active.revision_for_sync(doc_id, current.rev_id, known={theirs} if theirs else set())
