@@ -1,0 +1,284 @@
+"""Our listener and replicator against strict doubles of a LiteCore 3.0 peer (tests/litecore_peer).
+
+The doubles record anything a real Couchbase Lite 3.0 peer would refuse or choke on as a
+violation (and close with 4002, as LiteCore does after an assertion). Every scenario here must end
+with no violation and with the data where a real peer would have it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from engine.database import Database, RevisionInsert
+from engine.replication.listener import URLEndpointListener
+from engine.replication.replicator import Replicator
+from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
+from tests.conftest import TIME_UNIT, wait_until
+from tests.engine.replication.conftest import Peers, wait_for_activity
+from tests.litecore_peer import PeerStore, StrictListener, StrictReplicator
+
+pytestmark = pytest.mark.asyncio
+
+USER, PASSWORD = "bob", "secret"  # the users of peers.listener()
+TIMEOUT = 10 * TIME_UNIT
+THIRD_PARTY_REV = "1-" + "3a" * 20
+
+
+@pytest_asyncio.fixture
+async def strict_listener() -> AsyncIterator[StrictListener]:
+    listener = await StrictListener(PeerStore("litecore"), users={USER: PASSWORD}).start()
+    yield listener
+    await listener.stop()
+
+
+async def run_ours(peers: Peers, db: Database, url: str, **options: object) -> Replicator:
+    """One-shot replication by our replicator; stopped if it does not finish in time."""
+    replicator = peers.replicator(db, url, **options)
+    replicator.start()
+    try:
+        await asyncio.wait_for(replicator.wait_stopped(), 2 * TIMEOUT)
+    except TimeoutError:
+        await replicator.stop()
+        pytest.fail(f"our replicator did not finish: {replicator.status}")
+    return replicator
+
+
+async def run_strict(store: PeerStore, listener: URLEndpointListener, **options: bool) -> StrictReplicator:
+    """One-shot replication by the strict LiteCore replicator against our listener."""
+    replicator = StrictReplicator(store, listener.urls[0], USER, PASSWORD, **options)
+    await asyncio.wait_for(replicator.run(), TIMEOUT)
+    return replicator
+
+
+async def reach(condition: Callable[[], bool], violations: list[str], what: str) -> None:
+    """Wait for ``condition``; fail early, with the violations, if the double recorded any."""
+    try:
+        await wait_until(lambda: condition() or bool(violations), TIMEOUT)
+    except AssertionError:
+        pytest.fail(f"{what}: not reached in time; violations: {violations}")
+    assert violations == [], f"{what}: {violations}"
+    assert condition(), what
+
+
+def body_of(db: Database, doc_id: str) -> dict[str, object] | None:
+    doc = db.get(doc_id)
+    return None if doc is None or doc.deleted else doc.body
+
+
+def deleted_in(db: Database, doc_id: str) -> bool:
+    doc = db.get(doc_id)
+    return doc is not None and doc.deleted
+
+
+def store_body(store: PeerStore, doc_id: str) -> object:
+    current = store.get(doc_id)
+    return None if current is None or current[2] else current[1]
+
+
+# -- (1) a LiteCore continuous pull from our listener, with live edits -------------------------------
+
+
+async def test_continuous_pull_by_litecore_sees_every_live_edit(peers: Peers) -> None:
+    db = peers.database("ours")
+    db.save("before", {"v": 0})
+    listener = await peers.listener(db)
+    store = PeerStore("litecore")
+    replicator = StrictReplicator(store, listener.urls[0], USER, PASSWORD, push=False, continuous=True)
+    await asyncio.wait_for(replicator.start(), TIMEOUT)
+    try:
+        await reach(lambda: store_body(store, "before") == {"v": 0}, replicator.violations, "initial pull")
+        for i in range(3):
+            db.save("live", {"i": i})
+            await reach(lambda i=i: store_body(store, "live") == {"i": i}, replicator.violations, f"live edit {i}")
+        db.delete("before")
+        await reach(lambda: store.get("before") is not None and store.get("before")[2], replicator.violations, "delete")
+    finally:
+        await asyncio.wait_for(replicator.stop(), TIMEOUT)
+    assert replicator.violations == [] and replicator.errors == []
+
+
+# -- (2) our replicator restarted: it must remember what the LiteCore listener has ---------------------
+
+
+@pytest.mark.parametrize("second", [ReplicatorType.PUSH, ReplicatorType.PUSH_AND_PULL])
+async def test_restarted_replicator_pushes_edits_and_deletions(
+    peers: Peers, strict_listener: StrictListener, second: ReplicatorType
+) -> None:
+    db = peers.database("ours")
+    for i in range(3):
+        db.save(f"doc{i}", {"v": 0})
+    first = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert strict_listener.violations == [] and first.status.error is None
+    assert strict_listener.store.get("doc0") is not None
+    db.save("doc0", {"v": 1})
+    db.delete("doc1")
+    restarted = await run_ours(peers, db, strict_listener.url, type=second)
+    assert strict_listener.violations == []
+    assert restarted.status.error is None, restarted.status.error
+    store = strict_listener.store
+    assert store_body(store, "doc0") == {"v": 1}, (
+        "the edit was refused (proposed with a parent the peer does not have?)"
+    )
+    assert store.get("doc1") is not None and store.get("doc1")[2], "the deletion did not arrive"  # type: ignore[index]
+    assert store.get("doc0")[0] == db.get("doc0").rev_id  # type: ignore[index,union-attr]
+
+
+# -- (3) a document both sides got from a third peer, then edited on our side ---------------------------
+
+
+async def test_edit_of_a_document_both_got_from_a_third_peer(peers: Peers, strict_listener: StrictListener) -> None:
+    db = peers.database("ours")
+    db.insert_revisions([RevisionInsert("shared", THIRD_PARTY_REV, [], {"from": "third"})])
+    strict_listener.store.insert_revision("shared", THIRD_PARTY_REV, [], {"from": "third"})
+    db.save("shared", {"from": "ours"})
+    replicator = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert strict_listener.violations == []
+    assert replicator.status.error is None, replicator.status.error
+    assert store_body(strict_listener.store, "shared") == {"from": "ours"}
+    assert strict_listener.store.get("shared")[0] == db.get("shared").rev_id  # type: ignore[index,union-attr]
+
+
+async def test_litecore_edit_of_a_document_both_got_from_a_third_peer(peers: Peers) -> None:
+    db = peers.database("ours")
+    db.insert_revisions([RevisionInsert("shared", THIRD_PARTY_REV, [], {"from": "third"})])
+    listener = await peers.listener(db)
+    store = PeerStore("litecore")
+    store.insert_revision("shared", THIRD_PARTY_REV, [], {"from": "third"})
+    store.put("shared", {"from": "litecore"})
+    replicator = await run_strict(store, listener)
+    assert replicator.violations == [] and replicator.errors == []
+    assert replicator.conflicts == set()
+    assert body_of(db, "shared") == {"from": "litecore"}
+
+
+# -- (4) one-shot both ways: pictures, deletions, a concurrent edit -----------------------------------
+
+
+def fill_ours(db: Database) -> tuple[bytes, bytes]:
+    picture = os.urandom(40_000)
+    note = b"a note, easily compressed " * 500
+    db.save("our-photo", {"picture": db.save_blob(picture, "image/jpeg").to_dict()})
+    db.save("our-note", {"file": db.save_blob(note, "text/plain").to_dict()})
+    db.save("our-gone", {"v": 1})
+    db.delete("our-gone")
+    db.save("shared", {"v": 0})
+    return picture, note
+
+
+def fill_store(store: PeerStore) -> bytes:
+    picture = os.urandom(70_000)
+    store.put("their-photo", {"items": [{"picture": store.add_blob(picture, "image/png")}]})
+    store.put("their-gone", {"v": 1})
+    store.delete("their-gone")
+    return picture
+
+
+def assert_converged(db: Database, store: PeerStore, doc_id: str) -> None:
+    ours, theirs = db.get(doc_id), store.get(doc_id)
+    assert ours is not None and theirs is not None
+    assert (ours.rev_id, ours.deleted) == (theirs[0], theirs[2]), f"{doc_id}: {ours} vs {theirs}"
+    assert not ours.conflicted and not store.is_conflicted(doc_id)
+
+
+async def test_one_shot_both_ways_with_litecore_replicator(peers: Peers) -> None:
+    db = peers.database("ours")
+    our_picture, our_note = fill_ours(db)
+    listener = await peers.listener(db)
+    store = PeerStore("litecore")
+    their_picture = fill_store(store)
+    first = await run_strict(store, listener)
+    assert first.violations == [] and first.errors == []
+    assert store.blob(store.get("our-photo")[1]["picture"]["digest"]) == our_picture  # type: ignore[index]
+    assert store.blob(store.get("our-note")[1]["file"]["digest"]) == our_note  # type: ignore[index]
+    assert store.get("our-gone") is not None and store.get("our-gone")[2]  # type: ignore[index]
+    assert db.read_blob(body_of(db, "their-photo")["items"][0]["picture"]["digest"]) == their_picture  # type: ignore[index]
+    assert deleted_in(db, "their-gone")
+    # A concurrent edit: LiteCore, the active side, resolves it (protocol §4.6) and pushes the result.
+    db.save("shared", {"v": "ours"})
+    store.put("shared", {"v": "litecore"})
+    store.put("shared", {"v": "litecore", "again": True})
+    second = await run_strict(store, listener)
+    third = await run_strict(store, listener)
+    assert second.violations == [] and third.violations == [] and third.errors == []
+    assert_converged(db, store, "shared")
+    assert body_of(db, "shared") == {"v": "litecore", "again": True}
+    assert deleted_in(db, "their-gone")
+
+
+async def test_one_shot_both_ways_with_litecore_listener(peers: Peers, strict_listener: StrictListener) -> None:
+    db = peers.database("ours")
+    store = strict_listener.store
+    our_picture, our_note = fill_ours(db)
+    their_picture = fill_store(store)
+    first = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert strict_listener.violations == [] and first.status.error is None
+    assert store.blob(store.get("our-photo")[1]["picture"]["digest"]) == our_picture  # type: ignore[index]
+    assert store.blob(store.get("our-note")[1]["file"]["digest"]) == our_note  # type: ignore[index]
+    assert db.read_blob(body_of(db, "their-photo")["items"][0]["picture"]["digest"]) == their_picture  # type: ignore[index]
+    assert deleted_in(db, "their-gone") and store.get("our-gone")[2]  # type: ignore[index]
+    # A concurrent edit: we are the active side now, so we resolve it and push the result.
+    store.put("shared", {"v": "litecore"})
+    db.save("shared", {"v": "ours"})
+    db.save("shared", {"v": "ours", "again": True})
+    events: list[DocumentReplication] = []
+    replicator = peers.replicator(db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    replicator.add_document_listener(events.append)
+    replicator.start()
+    await asyncio.wait_for(replicator.wait_stopped(), 2 * TIMEOUT)
+    # one run: the refused proposal waits, the pulled revision is merged, the merge goes out
+    assert strict_listener.violations == [] and replicator.status.error is None
+    assert [d for e in events for d in e.documents if d.error is not None] == []
+    assert_converged(db, store, "shared")
+    assert body_of(db, "shared") == {"v": "ours", "again": True}
+
+
+# -- (5) our replicator, continuous, against a LiteCore listener ------------------------------------
+
+
+async def test_continuous_against_litecore_listener(peers: Peers, strict_listener: StrictListener) -> None:
+    db = peers.database("ours")
+    store = strict_listener.store
+    db.save("early", {"v": 0})
+    store.put("theirs", {"v": 0})
+    replicator = peers.replicator(db, strict_listener.url, continuous=True, type=ReplicatorType.PUSH_AND_PULL)
+    replicator.start()
+    violations = strict_listener.violations
+    await reach(lambda: store_body(store, "early") == {"v": 0}, violations, "initial push")
+    await reach(lambda: body_of(db, "theirs") == {"v": 0}, violations, "initial pull")
+    for i in range(1, 4):
+        db.save("early", {"v": i})
+        await reach(lambda i=i: store_body(store, "early") == {"v": i}, violations, f"our live edit {i}")
+        store.put("theirs", {"v": i})
+        await reach(lambda i=i: body_of(db, "theirs") == {"v": i}, violations, f"their live edit {i}")
+    db.delete("early")
+    await reach(lambda: store.get("early") is not None and store.get("early")[2], violations, "our deletion")  # type: ignore[index]
+    store.delete("theirs")
+    await reach(lambda: deleted_in(db, "theirs"), violations, "their deletion")
+    await wait_for_activity(replicator, ActivityLevel.IDLE, timeout=10)
+    await replicator.stop()
+    assert replicator.status.error is None and violations == []
+
+
+# -- (6) our listener serving a LiteCore push, then an edit after the LiteCore replicator restarts ------
+
+
+async def test_litecore_push_then_edit_after_restart(peers: Peers) -> None:
+    db = peers.database("ours")
+    listener = await peers.listener(db)
+    store = PeerStore("litecore")
+    for i in range(20):
+        store.put(f"doc{i}", {"v": 0})
+    first = await run_strict(store, listener, pull=False)
+    assert first.violations == [] and first.errors == [] and first.pushed == 20
+    assert body_of(db, "doc5") == {"v": 0}
+    store.put("doc5", {"v": 1})
+    store.delete("doc6")
+    restarted = await run_strict(store, listener, pull=False)
+    assert restarted.violations == [] and restarted.errors == []
+    assert restarted.conflicts == set() and restarted.pushed == 2
+    assert body_of(db, "doc5") == {"v": 1} and deleted_in(db, "doc6")
