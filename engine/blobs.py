@@ -23,6 +23,7 @@ from typing import Any
 from engine.errors import InvalidDocumentError
 
 __all__ = [
+    "MAX_BLOB_LENGTH",
     "Blob",
     "digest_of",
     "digest_to_key",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 DIGEST_PREFIX = "sha1-"
+#: Largest blob length accepted: every peer's 64-bit integers hold it.
+MAX_BLOB_LENGTH = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class Blob:
         if not isinstance(digest, str):
             raise InvalidDocumentError("blob has no digest")
         digest_to_key(digest)
-        if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+        if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= MAX_BLOB_LENGTH:
             raise InvalidDocumentError(f"blob {digest} has an invalid length")
         if content_type is not None and not isinstance(content_type, str):
             raise InvalidDocumentError(f"blob {digest} has an invalid content_type")

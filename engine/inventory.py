@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.blobs import Blob, digest_to_key
+from engine.blobs import MAX_BLOB_LENGTH, Blob, digest_to_key
 from engine.conflicts import ConcurrencyControl
 from engine.errors import ConflictError, InvalidDocumentError, InventoryError
 
@@ -281,7 +281,7 @@ def _blob_problem(image: object) -> str | None:
             isinstance(digest, str)
             and digest_to_key(digest)
             and length.__class__ is int
-            and length >= 0
+            and 0 <= length <= MAX_BLOB_LENGTH
             and (content_type is None or content_type.__class__ is str)
         ):
             return None
