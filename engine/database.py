@@ -337,6 +337,7 @@ class Batch:
         """Queue a save (see :meth:`Database.save`)."""
         raw_id = check_doc_id(doc_id)
         canonical, blobs = check_body(body)
+        self._db.validate(doc_id, body, False)
         self._ops.append(_SaveOp(doc_id, raw_id, body, canonical, blobs, False, base_rev, concurrency))
 
     def delete(
@@ -347,6 +348,7 @@ class Batch:
         concurrency: ConcurrencyControl = ConcurrencyControl.LAST_WRITE_WINS,
     ) -> None:
         """Queue a deletion (see :meth:`Database.delete`)."""
+        self._db.validate(doc_id, {}, True)
         self._ops.append(_SaveOp(doc_id, check_doc_id(doc_id), {}, b"{}", [], True, base_rev, concurrency))
 
     def __len__(self) -> int:

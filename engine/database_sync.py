@@ -131,6 +131,7 @@ class SyncOperations(RemoteTracking):
             try:
                 raw_id = check_doc_id(rev.doc_id)
                 canonical, blobs = check_body(rev.body)
+                self.validate(rev.doc_id, rev.body, rev.deleted)
                 if not rev.history and rev.rev_id.partition("-")[0] != "1":
                     log.warning("revision %s of %r arrived without history", rev.rev_id, rev.doc_id)
                 prepared.append((rev, raw_id, canonical, blobs))
@@ -269,6 +270,9 @@ class SyncOperations(RemoteTracking):
         Raises:
             ConflictError: the revisions changed meanwhile (read again and retry).
         """
+
+        if isinstance(merged, dict):
+            self.validate(doc_id, merged, False)
 
         def fn(txn: Txn) -> tuple[Document, Changes]:
             view = _TxnConflictView(self, txn, self._last_seq(txn))
@@ -432,6 +436,8 @@ class _TxnConflictView:
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
         raw_id = check_doc_id(doc_id)
         canonical = None if merged is None or merged is KEEP else check_body(merged)[0]
+        if isinstance(merged, dict):
+            self._db.validate(doc_id, merged, False)
         seq = self.seq + 1
 
         def resolve(txn: Txn) -> Document:

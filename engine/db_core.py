@@ -28,6 +28,7 @@ __all__ = [
     "UNSET",
     "ChangeListener",
     "DatabaseCore",
+    "Validator",
     "body_key",
     "decode_summary",
     "seq_key",
@@ -37,6 +38,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ChangeListener = Callable[[Changes], None]
+#: Checks a revision before it is stored: ``(doc ID, body, deleted)``; raises
+#: ValidationError to refuse it (see :class:`DatabaseCore`).
+Validator = Callable[[str, dict[str, Any], bool], None]
 T = TypeVar("T")
 
 SEQ_DB = "seqs"
@@ -69,6 +73,7 @@ class DatabaseCore:
         durable: bool = True,
         max_depth: int = DEFAULT_MAX_DEPTH,
         keep_bodies: int = DEFAULT_KEEP_BODIES,
+        validator: Validator | None = None,
     ) -> None:
         """Open or create the database in directory ``path``.
 
@@ -78,6 +83,9 @@ class DatabaseCore:
             max_depth: revisions kept below each leaf before pruning (default 20).
             keep_bodies: ancestors of each leaf whose bodies are kept for delta
                 sync (default 1: the parent).
+            validator: checks every revision before it is stored: local saves,
+                revisions received from peers, and the results of conflict
+                resolution. It raises ValidationError to refuse one.
 
         Raises:
             StorageError: the directory cannot be opened as a database.
@@ -88,6 +96,7 @@ class DatabaseCore:
         self.name = self.path.name
         self.max_depth = max_depth
         self.keep_bodies = keep_bodies
+        self.validator = validator
         self._store = Store(self.path, durable=durable)
         self.blobs = BlobStore(self._store)
         self._listeners: list[ChangeListener] = []
@@ -105,6 +114,15 @@ class DatabaseCore:
             value = os.urandom(16)
             txn.put("meta", b"uuid", value)
         return value
+
+    def validate(self, doc_id: str, body: dict[str, Any], deleted: bool) -> None:
+        """Run the validator on a revision about to be stored.
+
+        Raises:
+            ValidationError: the validator refuses it.
+        """
+        if self.validator is not None:
+            self.validator(doc_id, body, deleted)
 
     def close(self) -> None:
         """Close the database files."""

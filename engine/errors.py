@@ -4,6 +4,7 @@ Every exception the engine raises on purpose derives from :class:`EngineError`::
 
     EngineError
     ├── InvalidDocumentError      bad document ID, body, revision ID or history
+    │   └── ValidationError       a body the database's validator refuses (the list's schema)
     ├── NotFoundError             no such document, revision or local document
     ├── ConflictError             a save or insert would create an unwanted conflict
     ├── BlobError
@@ -33,6 +34,7 @@ __all__ = [
     "InventoryError",
     "NotFoundError",
     "StorageError",
+    "ValidationError",
 ]
 
 
@@ -42,6 +44,14 @@ class EngineError(Exception):
 
 class InvalidDocumentError(EngineError, ValueError):
     """A document ID, body, revision ID or revision history is not acceptable."""
+
+
+class ValidationError(InvalidDocumentError):
+    """A well-formed body that the database's validator refuses (say, a list that breaks its schema).
+
+    A peer that sends such a revision gets ``HTTP``/403, as Sync Gateway
+    answers what its validation refuses.
+    """
 
 
 class NotFoundError(EngineError, LookupError):

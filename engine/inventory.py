@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.blobs import MAX_BLOB_LENGTH, Blob, digest_to_key
 from engine.conflicts import ConcurrencyControl
-from engine.errors import ConflictError, InvalidDocumentError, InventoryError
+from engine.errors import ConflictError, InvalidDocumentError, InventoryError, ValidationError
 
 if TYPE_CHECKING:  # not imported at run time, so that the database can import this module
     from engine.database import Database
@@ -70,11 +70,11 @@ _DAMAGED = "the stored list is damaged"
 _NOT_NFC = "is not in Unicode normalization form NFC"
 
 
-class InvalidListError(InventoryError, InvalidDocumentError):
+class InvalidListError(InventoryError, ValidationError):
     """A body of ``doc::list`` breaks the list schema (see :func:`check_list_body`).
 
-    Also an InvalidDocumentError, so that code refusing a bad document body
-    refuses a bad list the same way.
+    Also a ValidationError (an InvalidDocumentError), so that the database's
+    validator refuses it like any bad body, and a peer that sends one gets 403.
     """
 
 

@@ -17,7 +17,7 @@ import platformdirs
 
 from engine.database import Database
 from engine.errors import InvalidUserNameError
-from engine.inventory import LIST_DOC_ID, save_new_list
+from engine.inventory import LIST_DOC_ID, save_new_list, validate_list_revision
 from engine.revtree import DEFAULT_MAX_DEPTH
 from engine.seeding import load_starter_inventory
 
@@ -68,11 +68,12 @@ def user_database_path(user: str, data_dir: Path | None = None) -> Path:
 def open_database(path: Path) -> Database:
     """Open (creating if needed) the database in ``path`` as the app runs it.
 
-    Commits are durable, and the bodies of every revision within the pruning
+    Commits are durable; the bodies of every revision within the pruning
     depth are kept, so that a conflict on the list can always be merged
-    against its common ancestor.
+    against its common ancestor; and every revision of the list is checked
+    against its schema, whether saved here or received from a peer.
     """
-    return Database(path, keep_bodies=DEFAULT_MAX_DEPTH)
+    return Database(path, keep_bodies=DEFAULT_MAX_DEPTH, validator=validate_list_revision)
 
 
 def open_user_database(user: str, data_dir: Path | None = None, *, seed: bool = True) -> Database:

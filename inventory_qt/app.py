@@ -12,7 +12,6 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication, QHeaderView, QMainWindow, QTableView
 
 from engine.database import Database
-from engine.inventory import read_items
 from engine.userdata import open_user_database
 from inventory_qt.models.items_model import ItemsModel
 
@@ -32,7 +31,7 @@ class MainWindow(QMainWindow):
         self.view.verticalHeader().hide()
         self.setCentralWidget(self.view)
         self.resize(420, 560)
-        self.model.set_items(read_items(db))
+        self.model.load(db)  # a damaged list shows its last valid revision, never a traceback
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,10 @@ class Output:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
 
+    def warning(self, message: str) -> None:
+        """Print one warning line on stderr (the command goes on)."""
+        print(f"inventory-sync: warning: {message}", file=sys.stderr, flush=True)
+
     def error(self, message: str) -> None:
         """Print one error line on stderr."""
         first_line = message.strip().splitlines()[0] if message.strip() else "error"

@@ -13,7 +13,7 @@ from engine.cli.output import Output
 from engine.database import Database
 from engine.documents import decode_body
 from engine.errors import EngineError, InvalidDocumentError, NotFoundError
-from engine.inventory import parse_quantity, read_items, save_new_list, set_quantity
+from engine.inventory import parse_quantity, read_items_or_last_valid, save_new_list, set_quantity
 from engine.json_codec import pretty
 from engine.seeding import load_sample_list, load_starter_inventory
 from engine.userdata import open_user_database
@@ -96,7 +96,10 @@ def cmd_seed(args: argparse.Namespace, out: Output) -> int:
 def cmd_items(args: argparse.Namespace, out: Output) -> int:
     """Print every item with its quantity and picture digest."""
     with open_database(args) as db:
-        items = read_items(db)
+        reading = read_items_or_last_valid(db)
+    if reading.problem is not None:  # a damaged list: say so, and show its last valid revision
+        out.warning(reading.problem)
+    items = reading.items
     width = max((len(i.key) for i in items), default=0)
     for item in items:
         digest = item.image.digest if item.image else None

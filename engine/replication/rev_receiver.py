@@ -16,7 +16,7 @@ from typing import Any
 from engine.blobs import Blob, iter_blob_refs, may_refer_to_blobs
 from engine.conflicts import ConflictResolver, ConflictView, resolve_document
 from engine.database import Database, InsertResult, RevisionInsert
-from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError
+from engine.errors import BlobError, ConflictError, EngineError, InvalidDocumentError, ValidationError
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher
 from engine.replication.blip.connection import Message
@@ -38,6 +38,8 @@ def _blip_error(exc: EngineError) -> BlipError:
     """How a refused revision is reported to its sender."""
     if isinstance(exc, ConflictError):
         return BlipError("HTTP", 409, "conflict")
+    if isinstance(exc, ValidationError):  # as Sync Gateway answers what its validation refuses
+        return BlipError("HTTP", 403, str(exc))
     if isinstance(exc, InvalidDocumentError):
         return BlipError("HTTP", 400, str(exc))
     if isinstance(exc, BlobError):

@@ -12,7 +12,14 @@ from engine.blobs import Blob, key_to_digest
 from engine.changes import Changes, ChangeSource
 from engine.conflicts import ConcurrencyControl, ConflictView
 from engine.database import Database, InsertResult, RevisionInsert
-from engine.errors import BlobNotFoundError, ConflictError, InvalidDocumentError, NotFoundError, StorageError
+from engine.errors import (
+    BlobNotFoundError,
+    ConflictError,
+    InvalidDocumentError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 from engine.revid import make_rev_id
 from engine.revtree import InsertStatus, RevTree
 from tests.conftest import save_in_other_process
@@ -545,3 +552,31 @@ def test_a_commit_first_announces_what_another_process_committed(tmp_path: Path)
             (("mine",), ChangeSource.LOCAL),
         ]
         assert db.poll_external_changes() is False
+
+
+# -- the validator ---------------------------------------------------------------------------------
+
+
+def refuse_bad(doc_id: str, body: dict[str, object], deleted: bool) -> None:
+    if not deleted and body.get("bad"):
+        raise ValidationError(f"{doc_id} is bad")
+
+
+def test_the_validator_sees_every_revision_before_it_is_stored(tmp_path: Path) -> None:
+    with Database(tmp_path / "db", validator=refuse_bad) as db:
+        good = db.save("a", {"v": 1})
+        with pytest.raises(ValidationError):
+            db.save("a", {"bad": True})
+        with pytest.raises(ValidationError), db.batch() as batch:
+            batch.save("b", {"v": 1})
+            batch.save("c", {"bad": True})
+        assert db.get("a") == good and db.get("b") is None and db.last_sequence == 1  # nothing of them written
+        results = db.insert_revisions(
+            [RevisionInsert("x", rid(1, "x"), [], {"bad": True}), RevisionInsert("y", rid(1, "y"), [], {"v": 2})]
+        )
+        assert isinstance(results[0].error, ValidationError) and results[1].error is None
+        assert db.get("x") is None and db.get("y") is not None
+        db.insert_revisions([RevisionInsert("a", rid(2, "theirs"), [good.rev_id], {"v": 3})])
+        with pytest.raises(ValidationError):  # a resolution is a revision like any other
+            db.resolve_conflict("a", keep=rid(2, "theirs"), close=good.rev_id, merged={"bad": True})
+        db.delete("a")  # deletions pass the validator too (it said yes)

@@ -9,6 +9,9 @@ import pytest
 
 from engine.blobs import digest_of
 from engine.cli import main
+from engine.database import Database
+from engine.inventory import LIST_DOC_ID
+from engine.userdata import user_database_path
 from tests.conftest import SEED_DATA, needs_shared
 
 
@@ -112,3 +115,21 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("bad", ['{"items":[{"value":1},{"key":"Eggs","value":"many"}]}', '{"items":"notalist"}'])
+def test_doc_put_refuses_a_list_that_breaks_its_schema(cli: Cli, bad: str) -> None:
+    before = cli.json("items")
+    code, out, err = cli("doc", "put", "doc::list", bad)
+    assert code == 1 and out == ""
+    assert err.startswith("inventory-sync: error: ") and "not a valid inventory list" in err
+    assert cli.json("items") == before
+
+
+def test_items_of_a_damaged_list_show_its_last_valid_revision(cli: Cli, tmp_path: Path) -> None:
+    cli("set", "Flour", "42")
+    with Database(user_database_path("bob", tmp_path)) as db:  # as an older version, without the schema
+        db.save(LIST_DOC_ID, {"items": "notalist"})
+    code, out, err = cli("items")
+    assert code == 0 and "warning: the stored list is damaged" in err and "last valid revision" in err
+    assert out.splitlines()[0].split()[:2] == ["Flour", "42"]

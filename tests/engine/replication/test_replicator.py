@@ -12,6 +12,7 @@ import pytest
 from engine.database import Database, RevisionInsert
 from engine.database_sync import RevisionRequest
 from engine.documents import Document
+from engine.errors import ValidationError
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
@@ -728,3 +729,50 @@ async def test_reset_forgets_what_the_peer_was_known_to_hold(peers: Peers) -> No
     again.start(reset_checkpoint=True)
     assert (await again.wait_stopped()).error is None
     assert b.remote_revisions(remote, ["a0", "a1"]) == [a.get("a0").rev_id, a.get("a1").rev_id]  # type: ignore[union-attr]
+
+
+# -- a peer's bad data -------------------------------------------------------------------------------
+
+BAD_LISTS = [{"items": [{"value": 1}, {"key": "Eggs", "value": "many"}]}, {"items": "notalist"}]
+
+
+def eighteen_items(db: Database) -> None:
+    db.save(LIST_DOC_ID, {"type": "list", "items": [{"key": f"item {i}", "value": i} for i in range(18)]})
+
+
+@pytest.mark.parametrize("bad", BAD_LISTS)
+@pytest.mark.parametrize("we_pull", [True, False])
+async def test_a_peers_malformed_list_is_refused_and_nothing_else_stops(
+    peers: Peers, bad: dict[str, object], we_pull: bool
+) -> None:
+    """Issue: a raw list with bad rows replicated, merged, and took 16 of 18 items with it on both sides."""
+    ours = peers.database("ours")  # as the app opens it: the list's schema is checked
+    foreign = peers.database("foreign", durable=False)  # a peer that never checks it
+    eighteen_items(ours)
+    listener = await peers.listener(foreign if we_pull else ours)
+    active = ours if we_pull else foreign
+    await peers.replicate(active, listener)
+    foreign.save(LIST_DOC_ID, bad)
+    foreign.save("other", {"v": 1})
+    set_quantity(ours, "item 3", 33)  # a local edit on our side too
+    events: list[DocumentReplication] = []
+    replicator = peers.replicator(active, listener)
+    replicator.add_document_listener(events.append)
+    replicator.start()
+    status = await asyncio.wait_for(replicator.wait_stopped(), 30 * TIME_UNIT)
+    assert status.error is None  # refused per document: the replication itself went on
+    items = {item.key: item.value for item in read_items(ours)}
+    assert len(items) == 18 and items["item 3"] == 33  # no valid item lost, our edit kept
+    assert ours.get("other") is not None  # the other document of the same batch arrived
+    refused = {(e.push, d.id): d.error for e in events for d in e.documents if d.error is not None}
+    if we_pull:  # refused here; and our edit cannot go on top of the peer's bad revision either
+        assert set(refused) == {(False, LIST_DOC_ID), (True, LIST_DOC_ID)}
+        assert isinstance(refused[(False, LIST_DOC_ID)], ValidationError)
+    else:  # our listener answered the push with 403, as Sync Gateway's validation does
+        assert set(refused) == {(True, LIST_DOC_ID)}
+        error = refused[(True, LIST_DOC_ID)]
+        assert isinstance(error, BlipError) and (error.domain, error.code) == ("HTTP", 403)
+    # once the peer mends its list, it flows again
+    foreign.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "item 0", "value": 5}]})
+    await peers.replicate(active, listener)
+    assert [(i.key, i.value) for i in read_items(ours)][:1] == [("item 0", 5)]
