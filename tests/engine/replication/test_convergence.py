@@ -1,0 +1,134 @@
+"""Three peers edit one list and sync in any order through real listeners and replicators: they converge.
+
+Property (hypothesis): whatever the edits and the order of one-shot push-and-pull
+replications between three peers, once they have synced in a ring the two peers
+that check the list's schema hold the same revision, no conflict, every item, and
+the last value of every item only one of them edited. The third peer never checks
+the schema and may save a malformed list at any point; its bad revision must never
+replace or merge into theirs, nor cost them an item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from engine.database import Database
+from engine.errors import InventoryError
+from engine.inventory import LIST_DOC_ID, read_items, set_quantity
+from engine.inventory_merge import ItemMergeResolver
+from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
+from engine.replication.listener import ListenerConfiguration, URLEndpointListener
+from engine.replication.replicator import Replicator
+from engine.replication.replicator_types import ReplicatorConfiguration
+from engine.userdata import open_database
+from tests.conftest import TIME_UNIT
+
+KEYS = [f"item-{i}" for i in range(5)]
+MALFORMED = [
+    {"items": [{"value": 1}, {"key": "Eggs", "value": "many"}]},
+    {"items": "notalist"},
+    {"type": "list", "items": [{"key": "item-0", "value": -1}]},
+    {"type": "list", "items": [{"key": "item-0", "value": 1}, {"key": "item-0", "value": 2}]},
+]
+#: Peers 0 and 1 check the schema (as the app opens databases); peer 2 does not.
+FOREIGN = 2
+edits = st.tuples(st.just("edit"), st.integers(0, 2), st.integers(0, len(KEYS) - 1), st.integers(0, 99))
+syncs = st.tuples(st.just("sync"), st.integers(0, 2), st.integers(0, 2), st.just(0))
+corruptions = st.tuples(st.just("corrupt"), st.just(FOREIGN), st.integers(0, len(MALFORMED) - 1), st.just(0))
+steps = st.lists(st.one_of(edits, edits, syncs, syncs, corruptions), max_size=14)  # corruptions a step in five
+
+
+class Group:
+    """Three databases, each served by a listener on 127.0.0.1."""
+
+    def __init__(self, root: Path) -> None:
+        self.databases = [
+            open_database(root / "a"),
+            open_database(root / "b"),
+            Database(root / "foreign", durable=False, keep_bodies=20),
+        ]
+        self.listeners: list[URLEndpointListener] = []
+
+    async def start(self) -> None:
+        for db in self.databases:
+            auth = PasswordAuthenticator.from_users({"bob": "secret"})
+            listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1", authenticator=auth))
+            await listener.start()
+            self.listeners.append(listener)
+
+    async def sync(self, active: int, passive: int) -> None:
+        """A one-shot push-and-pull by ``active`` with ``passive``'s listener; documents may fail, it may not."""
+        config = ReplicatorConfiguration(
+            self.databases[active],
+            self.listeners[passive].urls[0],
+            authenticator=BasicAuthenticator("bob", "secret"),
+            conflict_resolver=ItemMergeResolver(),
+            max_attempts=1,
+        )
+        replicator = Replicator(config)
+        replicator.start()
+        status = await asyncio.wait_for(replicator.wait_stopped(), 30 * TIME_UNIT)
+        assert status.error is None, status.error
+
+    async def close(self) -> None:
+        for listener in self.listeners:
+            await listener.stop()
+        for db in self.databases:
+            db.close()
+
+
+async def play(root: Path, plan: list[tuple[str, int, int, int]]) -> None:
+    group = Group(root)
+    await group.start()
+    try:
+        a, b, foreign = group.databases
+        a.save(LIST_DOC_ID, {"type": "list", "items": [{"key": key, "value": 0} for key in KEYS]})
+        await group.sync(1, 0)
+        await group.sync(FOREIGN, 0)
+        last_edit: dict[str, int] = {}
+        editors: dict[str, set[int]] = {}
+        corrupted = False
+        for action, x, y, value in plan:
+            if action == "edit":
+                try:
+                    set_quantity(group.databases[x], KEYS[y], value)
+                except InventoryError:  # the foreign peer's own list is damaged: it cannot edit it
+                    assert x == FOREIGN and corrupted
+                    continue
+                last_edit[KEYS[y]] = value
+                editors.setdefault(KEYS[y], set()).add(x)
+            elif action == "corrupt":
+                foreign.save(LIST_DOC_ID, MALFORMED[y])
+                corrupted = True
+            elif x != y:
+                await group.sync(x, y)
+        event("a malformed list was saved" if corrupted else "no malformed list")
+        for _ in range(2):  # let everything settle: a ring of syncs, twice over
+            for x, y in ((0, 1), (1, FOREIGN), (FOREIGN, 0)):
+                await group.sync(x, y)
+        await group.sync(0, 1)
+        docs = [db.get(LIST_DOC_ID) for db in (a, b)]
+        assert docs[0] is not None and docs[1] is not None
+        assert docs[0].rev_id == docs[1].rev_id, "the peers that check the schema did not converge"
+        assert not docs[0].conflicted and not docs[1].conflicted
+        final = {item.key: item.value for item in read_items(a)}  # raises if a's list were damaged
+        assert set(final) == set(KEYS), "a valid item was lost"
+        for key, value in last_edit.items():
+            if len(editors[key]) == 1 and FOREIGN not in editors[key]:
+                assert final[key] == value, f"the only edit of {key} was lost"
+    finally:
+        await group.close()
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps)
+def test_three_peers_converge_through_real_replication(
+    tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[str, int, int, int]]
+) -> None:
+    asyncio.run(play(tmp_path_factory.mktemp("peers"), plan))
