@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,10 +117,7 @@ class URLEndpointListener:
             authenticator=self.config.authenticator,
             ssl=self.config.tls,
         )
-        port = self.config.port
-        if port == 0 and self.config.host is None:
-            port = _free_port()  # one port for every address family
-        await server.start(self.config.host, port)
+        await server.start(self.config.host, self.config.port)
         self._server = server
         self._follower = asyncio.create_task(
             follow_external_changes(self.config.database, self._runner), name="external changes"
@@ -221,12 +217,6 @@ class URLEndpointListener:
             self._update()
             log.info("%s disconnected (%s)", blip.name, blip.close_code)
             self._announce(ConnectionEvent(False, blip.name, user, blip.close_code))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("", 0))
-        return int(probe.getsockname()[1])
 
 
 def _local_addresses() -> list[str]:

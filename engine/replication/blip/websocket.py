@@ -20,6 +20,7 @@ import inspect
 import ipaddress
 import logging
 import re
+import socket as socket_module
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -230,11 +231,20 @@ class BlipServer:
     _server: Server | None = field(default=None, init=False)
 
     async def start(self, host: str | None, port: int) -> None:
-        """Listen on ``host`` (None: every interface) and ``port`` (0: any free port)."""
+        """Listen on ``host`` (None: every interface) and ``port`` (0: any free port).
+
+        Every interface means one dual-stack socket where the system has them,
+        so that IPv4 and IPv6 clients find the listener on the same port even
+        when the port is chosen by the system (two sockets would get two ports).
+        """
+        sock = None
+        if host is None and socket_module.has_dualstack_ipv6():
+            sock = socket_module.create_server(("::", port), family=socket_module.AF_INET6, dualstack_ipv6=True)
         self._server = await serve(
             self._handle,
-            host,
-            port,
+            None if sock is not None else host,
+            None if sock is not None else port,
+            sock=sock,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
             subprotocols=[Subprotocol(p) for p in self.subprotocols],
@@ -304,7 +314,7 @@ class BlipServer:
         socket = BlipSocket(
             ws,
             subprotocol=str(ws.subprotocol),
-            name=f"{ws.remote_address[0]}:{ws.remote_address[1]}",
+            name=_peer_name(ws.remote_address),
             max_unfinished_bytes=self.max_unfinished_bytes,
             incoming_budget=self.incoming_budget,
         )
@@ -317,3 +327,15 @@ class BlipServer:
         finally:
             if not socket.closed:
                 await socket.close(1000)
+
+
+def _peer_name(address: Any) -> str:
+    """``host:port`` of a client; an IPv4 client of a dual-stack socket shows as IPv4, IPv6 in brackets."""
+    host, port = address[0], address[1]
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return f"{host}:{port}"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"{ip.ipv4_mapped}:{port}"
+    return f"[{host}]:{port}" if ip.version == 6 else f"{host}:{port}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -272,3 +274,23 @@ async def test_a_malformed_changes_reply_skips_those_rows_only(
     with pytest.raises(BlipError):  # the connection still answers
         await client.sock.request("getCheckpoint", {"client": "x"})
     assert client.revs.empty()
+
+
+async def test_every_interface_and_family_share_one_port(peers: Peers) -> None:
+    """Listening everywhere on a port the system picks: one port for IPv4 and IPv6 (no probe-then-bind race)."""
+    db = peers.database("a")
+    listener = await peers.listener(db, host=None)
+    ports = {urlsplit(url).port for url in listener.urls}
+    assert ports == {listener.port}
+    names = []
+    hosts = ["127.0.0.1", "[::1]"] if socket.has_dualstack_ipv6() else ["127.0.0.1"]
+    for host in hosts:
+        sock = await connect(f"ws://{host}:{listener.port}/userdb", headers=AUTH)
+        sock.start()
+        await wait_until(lambda: listener.status.connection_count == 1)
+        names.extend(session.socket.name for session in listener._sessions)
+        await sock.close()
+        await wait_until(lambda: listener.status.connection_count == 0)
+    assert names[0].startswith("127.0.0.1:")  # not ::ffff:127.0.0.1
+    if len(names) > 1:
+        assert names[1].startswith("[::1]:")
