@@ -38,8 +38,8 @@ class Puller:
     def __init__(self, ctx: ActiveContext) -> None:
         self.ctx = ctx
         self.sequences = RemoteSequences()
-        self.caught_up = False
         self._caught_up_pending = False
+        self._caught_up_number = 0
         self._batches = 0
         self._requested: dict[tuple[str, str], Any] = {}
         self._room = asyncio.Event()
@@ -66,6 +66,19 @@ class Puller:
     def checkpoint(self) -> Any:
         """The peer's sequence up to which every change was handled."""
         return self.sequences.checkpoint
+
+    @property
+    def caught_up(self) -> bool:
+        """The peer said it is caught up, and every ``changes`` it sent before has arrived and been answered.
+
+        Messages complete in any order (§2.5): an empty ``changes`` can overtake
+        a longer one sent before it, so the requests numbered below it count too.
+        """
+        return (
+            self._caught_up_pending
+            and self._batches == 0
+            and not self.ctx.socket.receiving_requests_before(self._caught_up_number)
+        )
 
     @property
     def idle(self) -> bool:
@@ -95,16 +108,16 @@ class Puller:
     def handle_changes(self, message: Message) -> Any:
         """Say which revisions we need (an empty list means caught up, §3.5)."""
         rows = parse_changes_rows(message.body)
-        if not rows:  # caught up, once every earlier batch has been answered
+        if not rows:  # caught up, once every earlier batch has arrived and been answered
             self._caught_up_pending = True
+            self._caught_up_number = message.number
             self._apply_caught_up()
             return None
         self._batches += 1
         return self._answer_changes(rows)
 
     def _apply_caught_up(self) -> None:
-        if self._caught_up_pending and self._batches == 0 and not self.caught_up:
-            self.caught_up = True
+        if self.caught_up:
             self.ctx.touch()
 
     async def _answer_changes(self, rows: list[ChangeEntry]) -> Reply:

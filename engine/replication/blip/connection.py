@@ -461,6 +461,14 @@ class BlipConnection:
             self._paused.discard(key)
             self._outbox.append(msg)
 
+    def receiving_requests_before(self, number: int) -> bool:
+        """Whether a request numbered below ``number`` is still arriving (some frames received, not the last).
+
+        Messages complete in any order (§2.5): a small request can complete
+        before a bigger one sent earlier, whose first frame, by §2.4, has arrived.
+        """
+        return any(is_request and n < number for is_request, n in self._incoming)
+
     def events_received(self) -> list[Event]:
         """Return (and forget) the complete messages received so far."""
         events = self._events

@@ -124,6 +124,10 @@ class BlipSocket:
         self._reader = asyncio.create_task(self._read_loop(), name=f"blip-read {self.name}")
         self._writer = asyncio.create_task(self._write_loop(), name=f"blip-write {self.name}")
 
+    def receiving_requests_before(self, number: int) -> bool:
+        """Whether a request the peer sent before request ``number`` is still arriving."""
+        return self._conn.receiving_requests_before(number)
+
     @property
     def closed(self) -> bool:
         """Whether the connection has ended."""

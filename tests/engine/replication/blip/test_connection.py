@@ -523,3 +523,19 @@ def test_flow_control_pauses_one_message_and_lets_others_through() -> None:
     pump(a, b)
     (event,) = b.events_received()
     assert event.message.body == b"\x03" * 1_000_000
+
+
+def test_an_urgent_request_can_complete_before_an_earlier_long_one_and_says_so() -> None:
+    """§2.5: a later, urgent message may complete first; the receiver can tell an earlier one is still arriving."""
+    sender, receiver = BlipConnection(), BlipConnection()
+    sender.send_request({"Profile": "changes"}, b"x" * (3 * tuning.MAX_FRAME_SIZE))
+    sender.send_request({"Profile": "changes"}, b"[]", urgent=True, no_reply=True)
+    completed: list[int] = []
+    for frame in sender.frames_to_send():
+        receiver.receive_frame(frame)
+        for event in receiver.events_received():
+            completed.append(event.message.number)
+            if event.message.number == 2:  # the empty one arrived first
+                assert receiver.receiving_requests_before(2) and not receiver.receiving_requests_before(1)
+    assert completed == [2, 1]
+    assert not receiver.receiving_requests_before(3)

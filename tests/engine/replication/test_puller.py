@@ -1,0 +1,68 @@
+"""The puller's bookkeeping, without a network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.database import Database
+from engine.replication.active_context import ActiveContext
+from engine.replication.blip.codec import MessageType
+from engine.replication.blip.connection import Message
+from engine.replication.db_runner import DbRunner
+from engine.replication.puller import Puller
+from engine.replication.remote_revisions import RemoteRevisions
+from engine.replication.replicator_types import ReplicatorConfiguration
+from engine.revid import make_rev_id
+
+pytestmark = pytest.mark.asyncio
+
+
+class StubSocket:
+    """What the puller asks of its connection: which requests are still arriving."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.arriving: set[int] = set()
+
+    def register(self, *_args: object) -> None:
+        pass
+
+    def receiving_requests_before(self, number: int) -> bool:
+        return any(n < number for n in self.arriving)
+
+
+def changes(number: int, body: bytes) -> Message:
+    return Message(number, MessageType.REQUEST, {"Profile": "changes"}, body)
+
+
+async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp_path: Path) -> None:
+    """§2.5: an empty changes can complete before a longer one the peer sent first; the pull is not
+    caught up (a one-shot run would end) until that one has arrived and been answered."""
+    db = Database(tmp_path / "db", durable=False)
+    socket = StubSocket()
+    runner = DbRunner()
+    ctx = ActiveContext(
+        socket,  # type: ignore[arg-type]
+        db,
+        runner,
+        ReplicatorConfiguration(db, "ws://peer:1/db"),
+        report=lambda *_: None,
+        touch=lambda: None,
+        fail=lambda _: None,
+        remote=RemoteRevisions(db, runner, db.remote_id("ws://peer:1/db")),
+    )
+    puller = Puller(ctx)
+    try:
+        socket.arriving.add(5)  # request 5, a long changes message, has only begun to arrive
+        assert puller.handle_changes(changes(6, b"[]")) is None
+        assert not puller.caught_up and not puller.idle
+        socket.arriving.clear()
+        reply = puller.handle_changes(changes(5, b'[[1,"a","%s"]]' % make_rev_id(None, False, b"{}").encode()))
+        assert not puller.caught_up  # received, not yet answered
+        await reply
+        assert puller.caught_up and not puller.idle  # its revision is now awaited
+    finally:
+        db.close()
