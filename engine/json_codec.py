@@ -22,11 +22,13 @@ Malformed input raises ValueError (orjson's JSONDecodeError is one).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["canonical", "dumps", "loads", "pretty"]
+__all__ = ["canonical", "dumps", "loads", "pretty", "read_json_lines"]
 
 #: Integers of 19 digits or more may not fit in 64 bits (2**63 has 19). Looked
 #: for as a run of zeros once every digit is a zero: a regular expression takes
@@ -99,3 +101,33 @@ def dumps(value: Any) -> bytes:
 def pretty(value: Any) -> str:
     """JSON indented for people to read (the command line's ``doc get``)."""
     return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, value)`` from a file of one JSON value per line, or of one JSON array.
+
+    Raises:
+        OSError: the file cannot be read (the message names it).
+        ValueError: not UTF-8, or malformed JSON (the message names the file and line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot read {path}: {exc.strerror or exc}") from None
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            values = loads(stripped)
+        except ValueError as exc:
+            raise ValueError(f"{path}: malformed JSON: {exc}") from None
+        yield from ((1, value) for value in values)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path} line {number}: malformed JSON: {exc}") from None

@@ -16,7 +16,7 @@ from engine.cli.output import Output
 from engine.cli.store_commands import Subparsers, open_database
 from engine.errors import EngineError
 from engine.inventory_merge import ItemMergeResolver
-from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
+from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator, load_allow_list
 from engine.replication.listener import ConnectionEvent, ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import (
@@ -26,7 +26,6 @@ from engine.replication.replicator_types import (
     ReplicatorStatus,
     ReplicatorType,
 )
-from engine.seeding import load_allow_list
 
 __all__ = ["register"]
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from engine.json_codec import read_json_lines
 from engine.replication.blip.websocket import HandshakeRequest
-from engine.replication.errors import HTTPStatusError
+from engine.replication.errors import ConfigurationError, HTTPStatusError
 
-__all__ = ["REALM", "BasicAuthenticator", "PasswordAuthenticator", "parse_basic"]
+__all__ = ["REALM", "AllowedUser", "BasicAuthenticator", "PasswordAuthenticator", "load_allow_list", "parse_basic"]
 
 REALM = "Inventory Sync"
 
@@ -79,3 +83,47 @@ class PasswordAuthenticator:
                 401, "unauthorized", headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}
             )
         return credentials[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedUser:
+    """One entry of a user allow list."""
+
+    name: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"AllowedUser(name={self.name!r}, password=<hidden>)"
+
+
+def load_allow_list(path: Path) -> list[AllowedUser]:
+    """Read a user allow list (JSON lines or a JSON array of ``{"name", "password"}``), the sample's format.
+
+    Raises:
+        ConfigurationError: unreadable or malformed file, a user without a name
+            or with an empty password, a name twice, or no user at all.
+    """
+    users: list[AllowedUser] = []
+    names: set[str] = set()
+    for number, value in _read_allow_list(path):
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"{path} line {number}: expected an object")
+        name, password = value.get("name"), value.get("password")
+        if not isinstance(name, str) or not name or not isinstance(password, str):
+            raise ConfigurationError(f"{path} line {number}: each user needs a name and a password")
+        if not password:
+            raise ConfigurationError(f"{path} line {number}: user {name!r} has an empty password")
+        if name in names:
+            raise ConfigurationError(f"{path}: user {name!r} appears twice")
+        names.add(name)
+        users.append(AllowedUser(name, password))
+    if not users:
+        raise ConfigurationError(f"{path}: the allow list names no user, so nobody could sign in")
+    return users
+
+
+def _read_allow_list(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from read_json_lines(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"allow list: {exc}") from None

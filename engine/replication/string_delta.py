@@ -31,6 +31,7 @@ _EDIT_COST = 4
 #: Farthest an insertion or deletion slides to end on a word or sentence boundary.
 _SLIDE_LIMIT = 64
 
+
 class DiffWork:
     """The work of one :func:`create_delta` call on strings: an allowance, and a count.
 

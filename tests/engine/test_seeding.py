@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,8 @@ from PIL import Image
 from engine.database import Database
 from engine.errors import InventoryError
 from engine.inventory import read_items, save_new_list
-from engine.seeding import load_allow_list, load_sample_list, load_starter_inventory, to_jpeg
+from engine.pictures import to_jpeg
+from engine.seeding import load_sample_list, load_starter_inventory
 from tests.conftest import SEED_DATA, needs_shared
 
 SAMPLE = SEED_DATA / "samplelist.json"
@@ -54,34 +54,6 @@ def test_sample_list_seeds_a_database(db: Database) -> None:
     items = read_items(db)
     assert len(items) == 42
     assert len({i.image.digest for i in items if i.image}) == len(WITH_PICTURES) + 1  # shared fallback stored once
-
-
-@needs_shared(SEED_DATA / "userallowlist.json")
-@pytest.mark.parametrize("name", ["userallowlist.json", "userwhitelist.json"])
-def test_allow_list_json_lines(name: str) -> None:
-    users = load_allow_list(SEED_DATA / name)
-    assert [u.name for u in users][:3] == ["bob", "priya", "jane"]
-    assert len(users) == 15 and all(u.password == "password" for u in users)
-    assert "'password'" not in repr(users[0])  # never shown in logs
-
-
-@needs_shared(SEED_DATA / "userallowlist.json")
-def test_allow_list_as_json_array(tmp_path: Path) -> None:
-    lines = (SEED_DATA / "userallowlist.json").read_text().splitlines()
-    array = tmp_path / "users.json"
-    array.write_text(json.dumps([json.loads(line) for line in lines if line.strip()]))
-    assert load_allow_list(array) == load_allow_list(SEED_DATA / "userallowlist.json")
-
-
-@pytest.mark.parametrize(
-    "content",
-    ['{"name":"a"}', '{"name":"a","password":"p"}\n{"name":"a","password":"q"}', "[1]", "{bad", '{"password":"p"}'],
-)
-def test_allow_list_errors(tmp_path: Path, content: str) -> None:
-    path = tmp_path / "bad.json"
-    path.write_text(content)
-    with pytest.raises(InventoryError):
-        load_allow_list(path)
 
 
 @pytest.mark.parametrize(
