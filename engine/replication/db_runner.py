@@ -27,6 +27,11 @@ class DbRunner:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="db") if threaded else None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def inline(self) -> bool:
+        """Whether calls run on the caller's thread (a caller may then skip the ``await``)."""
+        return self._executor is None
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn`` and return its result."""
         if self._executor is None:

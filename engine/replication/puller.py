@@ -26,6 +26,7 @@ from engine.replication.messages import (
 )
 from engine.replication.rev_finder import find_left_behind, find_revs
 from engine.replication.rev_receiver import Inserter, RevReceiver
+from engine.revtree import RevTree
 
 __all__ = ["Puller"]
 
@@ -114,6 +115,11 @@ class Puller:
             self._apply_caught_up()
             return None
         self._batches += 1
+        if self.ctx.runner.inline and len(self._requested) < tuning.MAX_PENDING_REVS:
+            # the usual case: answered at once, no task and no event-loop turn (edit-to-peer latency)
+            offered = self._offered(rows)
+            entries, behind = self._decide(rows, offered, self.ctx.db.read_trees([r.doc_id for r in offered]))
+            return self._answered(entries) if not behind else self._answer_later(entries, behind)
         return self._answer_changes(rows)
 
     def _apply_caught_up(self) -> None:
@@ -126,28 +132,55 @@ class Puller:
             while len(self._requested) >= tuning.MAX_PENDING_REVS:
                 self._room.clear()
                 await self._room.wait()
-            doc_ids = self.ctx.config.doc_ids
-            offered = [r for r in rows if not r.removed and (doc_ids is None or r.doc_id in doc_ids)]
-            offered_ids = [(r.doc_id, r.rev_id) for r in offered]
+            offered = self._offered(rows)
             trees = await self.ctx.runner.run(self.ctx.db.read_trees, [r.doc_id for r in offered])
-            diff = find_revs(trees, offered_ids)
-            have = [row for row, d in zip(offered_ids, diff, strict=True) if d is None]
-            for doc_id, rev_id in have:  # the peer holds a revision we have too (RevFinder::findRevs)
-                self.ctx.remote.note(doc_id, rev_id)
-            behind = find_left_behind([t for t, d in zip(trees, diff, strict=True) if d is None], have)
-            await self._resolve_left_behind([row for row, b in zip(have, behind, strict=True) if b])
-            wanted = dict(zip(((r.doc_id, r.rev_id) for r in offered), diff, strict=True))
-            entries: list[list[str] | None] = []
-            for row in rows:
-                entry = wanted.get((row.doc_id, row.rev_id)) if not row.removed else None
-                entries.append(entry)
-                self.sequences.add(row.sequence, done=entry is None)
-                if entry is not None:
-                    self._requested[(row.doc_id, row.rev_id)] = row.sequence
-                    self.ctx.total += 1
-        finally:
+            entries, behind = self._decide(rows, offered, trees)
+        except BaseException:
             self._batches -= 1
             self._apply_caught_up()
+            raise
+        return await self._answer_later(entries, behind)
+
+    def _offered(self, rows: list[ChangeEntry]) -> list[ChangeEntry]:
+        """The rows to look up: neither removals nor outside the document IDs asked for."""
+        doc_ids = self.ctx.config.doc_ids
+        return [r for r in rows if not r.removed and (doc_ids is None or r.doc_id in doc_ids)]
+
+    def _decide(
+        self, rows: list[ChangeEntry], offered: list[ChangeEntry], trees: list[RevTree | None]
+    ) -> tuple[list[list[str] | None], list[tuple[str, str]]]:
+        """Per row, what we know of it (None: not wanted); and revisions we have that we left behind."""
+        offered_ids = [(r.doc_id, r.rev_id) for r in offered]
+        diff = find_revs(trees, offered_ids)
+        have = [row for row, d in zip(offered_ids, diff, strict=True) if d is None]
+        for doc_id, rev_id in have:  # the peer holds a revision we have too (RevFinder::findRevs)
+            self.ctx.remote.note(doc_id, rev_id)
+        behind = find_left_behind([t for t, d in zip(trees, diff, strict=True) if d is None], have)
+        wanted = dict(zip(offered_ids, diff, strict=True))
+        entries: list[list[str] | None] = []
+        for row in rows:
+            entry = wanted.get((row.doc_id, row.rev_id)) if not row.removed else None
+            entries.append(entry)
+            self.sequences.add(row.sequence, done=entry is None)
+            if entry is not None:
+                self._requested[(row.doc_id, row.rev_id)] = row.sequence
+                self.ctx.total += 1
+        return entries, [row for row, b in zip(have, behind, strict=True) if b]
+
+    async def _answer_later(self, entries: list[list[str] | None], behind: list[tuple[str, str]]) -> Reply:
+        """Resolve what we left behind before answering (it may change what we hold)."""
+        try:
+            await self._resolve_left_behind(behind)
+        except BaseException:
+            self._batches -= 1
+            self._apply_caught_up()
+            raise
+        return self._answered(entries)
+
+    def _answered(self, entries: list[list[str] | None]) -> Reply:
+        """The reply to a changes message, once decided: the batch is done."""
+        self._batches -= 1
+        self._apply_caught_up()
         self.ctx.touch()
         props = {"maxHistory": str(tuning.MAX_HISTORY), "blobs": "true"}
         if self.ctx.config.enable_deltas:

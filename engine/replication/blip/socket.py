@@ -361,6 +361,8 @@ class BlipSocket:
             self._conn.send_reply(message.number)
         else:
             self._conn.send_reply(message.number, result.properties, result.body, compressed=result.compressed)
+        if message.urgent and not self._draining:
+            self._flush()  # a reply to an urgent request goes now, as urgent requests do
 
     def _answer_error(self, message: Message, exc: Exception) -> None:
         if isinstance(exc, BlipError):

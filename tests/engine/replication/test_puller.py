@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Coroutine
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from engine.database import Database
 from engine.replication.active_context import ActiveContext
 from engine.replication.blip.codec import MessageType
 from engine.replication.blip.connection import Message
+from engine.replication.blip.socket import Reply
 from engine.replication.db_runner import DbRunner
 from engine.replication.puller import Puller
 from engine.replication.remote_revisions import RemoteRevisions
@@ -38,12 +41,13 @@ def changes(number: int, body: bytes) -> Message:
     return Message(number, MessageType.REQUEST, {"Profile": "changes"}, body)
 
 
-async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threaded", [False, True])
+async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp_path: Path, threaded: bool) -> None:
     """§2.5: an empty changes can complete before a longer one the peer sent first; the pull is not
     caught up (a one-shot run would end) until that one has arrived and been answered."""
     db = Database(tmp_path / "db", durable=False)
     socket = StubSocket()
-    runner = DbRunner()
+    runner = DbRunner(threaded=threaded)
     ctx = ActiveContext(
         socket,  # type: ignore[arg-type]
         db,
@@ -60,9 +64,12 @@ async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp
         assert puller.handle_changes(changes(6, b"[]")) is None
         assert not puller.caught_up and not puller.idle
         socket.arriving.clear()
-        reply = puller.handle_changes(changes(5, b'[[1,"a","%s"]]' % make_rev_id(None, False, b"{}").encode()))
-        assert not puller.caught_up  # received, not yet answered
-        await reply
+        answer = puller.handle_changes(changes(5, b'[[1,"a","%s"]]' % make_rev_id(None, False, b"{}").encode()))
+        if threaded:  # the answer waits for the database thread
+            assert isinstance(answer, Coroutine) and not puller.caught_up  # received, not yet answered
+            answer = await answer
+        assert isinstance(answer, Reply) and json.loads(answer.body) == [[]]  # inline: answered at once
         assert puller.caught_up and not puller.idle  # its revision is now awaited
     finally:
+        runner.close()
         db.close()
