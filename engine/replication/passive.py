@@ -144,7 +144,8 @@ class ChangesFeeder:
             for row, entry in zip(rows, entries, strict=True)
             if isinstance(entry, list)
         ]
-        await _let_next_batch_go_first()
+        if not self.caught_up:  # a bulk transfer; a live change has no next batch to wait for
+            await _let_next_batch_go_first()
         async with self._sending:
             await session.sender.send_many(wanted, no_reply_when_plain=True)
         session.touch()

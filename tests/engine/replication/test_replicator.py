@@ -250,6 +250,13 @@ async def test_deltas_send_fewer_bytes_than_bodies(peers: Peers) -> None:
     b.save("big", {**body, "count": 99}, base_rev=current.rev_id)
     await wait_until(lambda: (d := a.get("big")) is not None and d.body["count"] == 99)
     assert listener.stats.deltas_received >= 1
+    # a body under MIN_DELTA_BODY goes whole (and NoReply): a delta would save less than a packet
+    a.save("small", {"text": "s" * 300, "n": 0})
+    await wait_until(lambda: b.get("small") is not None)
+    sent = listener.stats.deltas_sent
+    a.save("small", {"text": "s" * 300, "n": 1})
+    await wait_until(lambda: (d := b.get("small")) is not None and d.body["n"] == 1)
+    assert listener.stats.deltas_sent == sent
 
 
 async def test_delta_sync_off(peers: Peers) -> None:
