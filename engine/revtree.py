@@ -79,10 +79,6 @@ def _checked_generation(rev_id: str) -> int:
     return parse_rev_id(rev_id)[0]
 
 
-def _order_key(node: RevNode) -> tuple[int, str]:
-    return compare_key(node.rev_id)
-
-
 class RevTree:
     """The revision tree of one document."""
 
@@ -299,12 +295,12 @@ class RevTree:
     def encode(self) -> bytes:
         """Serialize the tree as JSON rows ``[rev_id, parent index, flags, sequence]``.
 
-        Nodes are ordered by generation, then ID. Revision IDs are validated
-        ASCII without quotes, so the rows are formatted directly.
+        Rows keep the tree's own order (decoding does not depend on it; sorting
+        them cost a tenth of a save). Revision IDs are validated ASCII without
+        quotes, so the rows are formatted directly.
         """
-        ordered = sorted(self.nodes.values(), key=_order_key) if len(self.nodes) > 1 else None
-        nodes = ordered if ordered is not None else self.nodes.values()
-        index = {n.rev_id: i for i, n in enumerate(nodes)} if ordered is not None else {}
+        nodes = self.nodes.values()
+        index = {rev_id: i for i, rev_id in enumerate(self.nodes)} if len(self.nodes) > 1 else {}
         rows = ",".join(
             f'["{n.rev_id}",{-1 if n.parent is None else index.get(n.parent, -1)},'
             f"{(DELETED if n.deleted else 0) | (HAS_BODY if n.has_body else 0) | (CLOSED if n.closed else 0)},"
