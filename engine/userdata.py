@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
+from urllib.parse import unquote
 
 import platformdirs
 
@@ -24,8 +25,11 @@ from engine.seeding import load_starter_inventory
 __all__ = [
     "APP_DIR_NAME",
     "MAX_USER_NAME",
+    "database_exists",
+    "decode_user_name",
     "default_data_dir",
     "encode_user_name",
+    "existing_users",
     "open_database",
     "open_user_database",
     "user_database_path",
@@ -63,6 +67,26 @@ def user_database_path(user: str, data_dir: Path | None = None) -> Path:
     """Return the database directory of ``user`` under ``data_dir``."""
     base = data_dir if data_dir is not None else default_data_dir()
     return base / "users" / encode_user_name(user)
+
+
+def decode_user_name(folder: str) -> str:
+    """The user name a database folder stands for (inverse of :func:`encode_user_name`)."""
+    return unquote(folder, errors="strict")
+
+
+def database_exists(user: str, data_dir: Path | None = None) -> bool:
+    """Whether ``user`` has a database under ``data_dir``."""
+    return (user_database_path(user, data_dir) / "data.mdb").is_file()
+
+
+def existing_users(data_dir: Path | None = None) -> list[str]:
+    """The users with a database under ``data_dir``, sorted."""
+    base = (data_dir if data_dir is not None else default_data_dir()) / "users"
+    try:
+        folders = [entry.name for entry in base.iterdir() if (entry / "data.mdb").is_file()]
+    except OSError:
+        return []
+    return sorted(decode_user_name(folder) for folder in folders)
 
 
 def open_database(path: Path) -> Database:

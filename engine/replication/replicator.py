@@ -91,6 +91,12 @@ class Replicator:
         """Activity, progress and the last error."""
         return self._status
 
+    @property
+    def protocol(self) -> str | None:
+        """The BLIP subprotocol of the current connection (``BLIP_3+CBMobile_3``...), or None."""
+        session = self._session
+        return None if session is None else session.socket.subprotocol
+
     def add_change_listener(self, listener: Callable[[ReplicatorStatus], None]) -> Callable[[], None]:
         """Call ``listener`` on every status change; return a function that removes it."""
         self._status_listeners.append(listener)
@@ -102,9 +108,14 @@ class Replicator:
         return lambda: self._document_listeners.remove(listener) if listener in self._document_listeners else None
 
     def _set_status(
-        self, activity: ActivityLevel, *, progress: Progress | None = None, error: ReplicationError | None = None
+        self,
+        activity: ActivityLevel,
+        *,
+        progress: Progress | None = None,
+        error: ReplicationError | None = None,
+        retry_in: float | None = None,
     ) -> None:
-        status = ReplicatorStatus(activity, progress or self._status.progress, error)
+        status = ReplicatorStatus(activity, progress or self._status.progress, error, retry_in)
         if status == self._status:
             return
         self._status = status
@@ -230,7 +241,7 @@ class Replicator:
                         break
                     wait = min(self.config.max_attempt_wait, tuning.RETRY_INITIAL_WAIT * 2 ** (attempt - 1))
                     log.info("replication with %s offline (%s); retrying in %.1f s", self.config.url, error, wait)
-                    self._set_status(ActivityLevel.OFFLINE, error=error)
+                    self._set_status(ActivityLevel.OFFLINE, error=error, retry_in=wait)
                     await asyncio.sleep(wait)
         except Exception as exc:  # a defect of ours: stop with it rather than hang at busy
             log.exception("replication with %s failed", self.config.url)

@@ -69,11 +69,12 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class ReplicatorStatus:
-    """Activity, progress and the last error."""
+    """Activity, progress and the last error; offline, the seconds until the next attempt."""
 
     activity: ActivityLevel = ActivityLevel.STOPPED
     progress: Progress = Progress()
     error: ReplicationError | None = None
+    retry_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
