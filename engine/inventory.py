@@ -52,6 +52,7 @@ __all__ = [
     "read_items",
     "read_items_or_last_valid",
     "remove_item",
+    "replace_list",
     "save_new_list",
     "set_picture",
     "set_quantity",
@@ -248,6 +249,48 @@ def save_new_list(db: Database, items: Sequence[StarterItem]) -> bool:
     """
     if db.get(LIST_DOC_ID) is not None:
         return False
+    checked = _checked_starters(items)
+    stored = [Item(key, value, db.save_blob(jpeg, "image/jpeg")) for key, value, jpeg in checked]
+    try:
+        db.save(LIST_DOC_ID, list_body(stored), base_rev=None, concurrency=_FAIL)
+    except ConflictError:
+        return False
+    return True
+
+
+def replace_list(db: Database, items: Sequence[StarterItem]) -> Document:
+    """Replace every item of the list with ``items``: one new revision on top of the current one.
+
+    The list may be missing, deleted or damaged (this is how a damaged list is
+    mended). The new items carry an edit stamp above any in the list, so that
+    a merge with a peer's older edits keeps them.
+
+    Raises:
+        InventoryError: a name or quantity is invalid, or two names are the
+            same in NFC; nothing is saved.
+    """
+    checked = _checked_starters(items)
+    pictures = [db.save_blob(jpeg, "image/jpeg") for _, _, jpeg in checked]
+    for _ in range(100):
+        doc = db.get(LIST_DOC_ID)
+        current = None if doc is None or doc.deleted else doc
+        try:
+            stamps = [item.edit for item in check_list_body(current.body)] if current is not None else []
+            template: dict[str, Any] | None = current.body if current is not None else None
+        except InvalidListError:
+            stamps, template = [], None  # a damaged list: keep none of it
+        stamp = min(max(stamps, default=0) + 1, MAX_EDIT)
+        stored = [Item(key, value, picture, stamp) for (key, value, _), picture in zip(checked, pictures, strict=True)]
+        body = list_body(stored, {k: v for k, v in template.items() if k != "items"} if template else None)
+        try:
+            return db.save(LIST_DOC_ID, body, base_rev=None if doc is None else doc.rev_id, concurrency=_FAIL)
+        except ConflictError:
+            continue
+    raise InventoryError("the list keeps changing; try again")
+
+
+def _checked_starters(items: Sequence[StarterItem]) -> list[tuple[str, int, bytes]]:
+    """Names (in NFC) and quantities checked, before anything is stored."""
     checked: list[tuple[str, int, bytes]] = []
     seen: set[str] = set()
     for item in items:
@@ -256,9 +299,4 @@ def save_new_list(db: Database, items: Sequence[StarterItem]) -> bool:
             raise InventoryError(f"an item named {key[:40]!r} appears twice")
         seen.add(key)
         checked.append((key, parse_quantity(item.value), item.jpeg))
-    stored = [Item(key, value, db.save_blob(jpeg, "image/jpeg")) for key, value, jpeg in checked]
-    try:
-        db.save(LIST_DOC_ID, list_body(stored), base_rev=None, concurrency=_FAIL)
-    except ConflictError:
-        return False
-    return True
+    return checked

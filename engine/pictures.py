@@ -47,7 +47,9 @@ def to_jpeg(data: bytes, quality: int = JPEG_QUALITY, *, max_side: int | None = 
                 flat = image.convert("RGB")
     except Image.DecompressionBombError:
         raise InventoryError("the picture has too many pixels to open safely") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise InventoryError("not a readable picture (PNG, JPEG, GIF, WebP, BMP or TIFF)") from None
+    except (OSError, ValueError) as exc:
         raise InventoryError(f"not a readable picture: {exc}") from None
     out = io.BytesIO()
     flat.save(out, "JPEG", quality=quality)

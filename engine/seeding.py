@@ -69,19 +69,23 @@ def load_sample_list(path: Path, images: Path | None = None) -> list[StarterItem
             seen.add(key)
             picture = _find_picture(images, key.lower()) if images is not None else None
             if picture is not None:
-                jpeg = to_jpeg(picture.read_bytes())
+                jpeg = _picture(picture)
             else:
                 if fallback is None:
                     fallback = _fallback_picture(images)
                 jpeg = fallback
-            out.append(StarterItem(key, parse_quantity(raw.get("value")), jpeg))
+            try:
+                quantity = parse_quantity(raw.get("value"))
+            except InventoryError as exc:
+                raise InventoryError(f"{path} line {number}: item {key[:40]!r}: {exc}") from None
+            out.append(StarterItem(key, quantity, jpeg))
     return out
 
 
 def _fallback_picture(images: Path | None) -> bytes:
     sample_fallback = _find_picture(images, FALLBACK_PICTURE) if images is not None else None
     if sample_fallback is not None:
-        return to_jpeg(sample_fallback.read_bytes())
+        return _picture(sample_fallback)
     return _starter_file("fallback.jpg")
 
 
@@ -100,3 +104,13 @@ def _read(path: Path) -> Iterator[tuple[int, Any]]:
         yield from read_json_lines(path)
     except (OSError, ValueError) as exc:
         raise InventoryError(str(exc)) from None
+
+
+def _picture(path: Path) -> bytes:
+    """A sample picture as JPEG; an error names the file."""
+    try:
+        return to_jpeg(path.read_bytes())
+    except OSError as exc:
+        raise InventoryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except InventoryError as exc:
+        raise InventoryError(f"{path}: {exc}") from None

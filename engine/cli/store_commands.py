@@ -1,50 +1,63 @@
-"""Commands that work on the local database: seed, items, set, doc, changes, conflicts, blob, compact."""
+"""Commands on the local database: seed, items (add, rm), set, doc, changes, conflicts, blob, compact.
+
+Reading commands never create a database (see :mod:`engine.cli.databases`).
+Every input error names the item, file or line it is about.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import unicodedata
 from pathlib import Path
 from typing import Any
 
-from engine.cli.output import Output
+from engine.cli.databases import creating_database, existing_database
+from engine.cli.output import Output, UsageError
 from engine.database import Database
 from engine.documents import decode_body
-from engine.errors import EngineError, InvalidDocumentError, NotFoundError
-from engine.inventory import parse_quantity, read_items_or_last_valid, save_new_list, set_quantity
+from engine.errors import EngineError, InvalidDocumentError, InventoryError, NotFoundError
+from engine.inventory import (
+    LIST_DOC_ID,
+    add_item,
+    parse_quantity,
+    read_items_or_last_valid,
+    remove_item,
+    replace_list,
+    save_new_list,
+    set_quantity,
+)
 from engine.json_codec import pretty
+from engine.pictures import picture_from_file
 from engine.seeding import load_sample_list, load_starter_inventory
-from engine.userdata import open_user_database
 
-__all__ = ["open_database", "register"]
+__all__ = ["Subparsers", "register"]
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
 
-@contextmanager
-def open_database(args: argparse.Namespace, *, seed: bool = True) -> Iterator[Database]:
-    """Open the selected user's database for one command."""
-    db = open_user_database(args.user, args.data_dir, seed=seed)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
 def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     """Add the local-database commands to ``commands``."""
-    p = commands.add_parser("seed", parents=[common], help="create the inventory list if there is none")
-    p.add_argument("--from", dest="source", type=Path, help="a samplelist.json-style file")
-    p.add_argument("--images", type=Path, help="folder of pictures named by item")
+    p = commands.add_parser("seed", parents=[common], help="create the inventory list (the app's or a sample file's)")
+    p.add_argument("--from", dest="source", type=Path, metavar="FILE", help="a samplelist.json-style file")
+    p.add_argument("--images", type=Path, metavar="DIR", help="folder of pictures named by item (with --from)")
+    p.add_argument("--replace", action="store_true", help="replace the items of an existing list")
     p.set_defaults(handler=cmd_seed)
 
-    p = commands.add_parser("items", parents=[common], help="list the inventory")
-    p.set_defaults(handler=cmd_items)
+    items = commands.add_parser("items", parents=[common], help="list the inventory; add or remove items")
+    items.set_defaults(handler=cmd_items)
+    item_commands = items.add_subparsers(dest="items_command", required=False, metavar="ACTION")
+    p = item_commands.add_parser("add", parents=[common], help="add an item")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("quantity", metavar="QTY")
+    p.add_argument("--picture", type=Path, metavar="FILE", help="a picture (scaled to 1024 px, stored as JPEG)")
+    p.set_defaults(handler=cmd_items_add)
+    p = item_commands.add_parser("rm", parents=[common], help="remove an item")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(handler=cmd_items_rm)
 
     p = commands.add_parser("set", parents=[common], help="set an item's quantity")
-    p.add_argument("key", metavar="KEY")
+    p.add_argument("key", metavar="NAME")
     p.add_argument("quantity", metavar="QTY")
     p.set_defaults(handler=cmd_set)
 
@@ -52,6 +65,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     doc_commands = doc.add_subparsers(dest="doc_command", required=True, metavar="ACTION")
     p = doc_commands.add_parser("get", parents=[common], help="print a document")
     p.add_argument("doc_id", metavar="ID")
+    p.add_argument("--deleted", action="store_true", help="print the tombstone of a deleted document")
     p.set_defaults(handler=cmd_doc_get)
     p = doc_commands.add_parser("put", parents=[common], help="save a document ('-' reads JSON from stdin)")
     p.add_argument("doc_id", metavar="ID")
@@ -71,78 +85,133 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
 
     blob = commands.add_parser("blob", parents=[common], help="read blobs")
     blob_commands = blob.add_subparsers(dest="blob_command", required=True, metavar="ACTION")
-    p = blob_commands.add_parser("get", parents=[common], help="write a blob's bytes to stdout")
+    p = blob_commands.add_parser("get", parents=[common], help="write a blob's bytes to a file or a pipe")
     p.add_argument("digest", metavar="DIGEST")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (stdout must not be a terminal)")
     p.set_defaults(handler=cmd_blob_get)
 
     p = commands.add_parser("compact", parents=[common], help="drop old revisions and unused blobs")
     p.set_defaults(handler=cmd_compact)
 
 
+# -- the list -------------------------------------------------------------------------------
+
+
 def cmd_seed(args: argparse.Namespace, out: Output) -> int:
-    """Create the list from the starter inventory or a sample file."""
+    """Create the list from the app's starter inventory or a sample file (all checked before anything is stored)."""
     if args.images is not None and args.source is None:
-        raise EngineError("--images needs --from")
+        raise UsageError("--images needs --from FILE")
     items = load_sample_list(args.source, args.images) if args.source else load_starter_inventory()
-    with open_database(args, seed=False) as db:
-        created = save_new_list(db, items)
-    if created:
-        out.record({"event": "seeded", "items": len(items)}, f"seeded {len(items)} items")
-    else:
-        out.record({"event": "unchanged", "items": 0}, "the list already exists; nothing changed")
+    with creating_database(args, out, seed=False) as db:
+        current = db.get(LIST_DOC_ID)
+        if current is not None and not current.deleted and not args.replace:
+            count = len(read_items_or_last_valid(db).items)
+            raise EngineError(f"user {args.user!r} already has a list ({count} items); seed --replace replaces them")
+        if current is None or current.deleted:
+            if not save_new_list(db, items):  # another process created one meanwhile
+                replace_list(db, items)
+        else:
+            replace_list(db, items)
+    source = str(args.source) if args.source else "the starter inventory"
+    verb = "replaced the list with" if current is not None and not current.deleted else "seeded"
+    out.record(
+        {"event": "seeded", "items": len(items), "source": source, "replaced": verb != "seeded"},
+        f"{verb} {len(items)} items from {source}",
+    )
     return 0
 
 
 def cmd_items(args: argparse.Namespace, out: Output) -> int:
-    """Print every item with its quantity and picture digest."""
-    with open_database(args) as db:
+    """Print every item with its quantity and picture digest (a damaged list: its last valid revision)."""
+    with existing_database(args) as db:
         reading = read_items_or_last_valid(db)
-    if reading.problem is not None:  # a damaged list: say so, and show its last valid revision
+    if reading.problem is not None:
         out.warning(reading.problem)
-    items = reading.items
-    width = max((len(i.key) for i in items), default=0)
-    for item in items:
+    width = max((len(i.key) for i in reading.items), default=0)
+    for item in reading.items:
         digest = item.image.digest if item.image else None
-        out.record(
+        out.result(
             {"key": item.key, "value": item.value, "image": digest},
             f"{item.key:<{width}}  {item.value:>6}  {digest or '-'}",
         )
     return 0
 
 
-def cmd_set(args: argparse.Namespace, out: Output) -> int:
-    """Set one item's quantity."""
-    quantity = parse_quantity(args.quantity)
-    with open_database(args) as db:
-        doc = set_quantity(db, args.key, quantity)
-    out.record({"key": args.key, "value": quantity, "rev": doc.rev_id}, f"{args.key} = {quantity}")
+def cmd_items_add(args: argparse.Namespace, out: Output) -> int:
+    """Add an item, with a picture from a file."""
+    quantity = _quantity(args.name, args.quantity)
+    jpeg = picture_from_file(args.picture) if args.picture is not None else None
+    with creating_database(args, out, seed=True) as db:
+        image = db.save_blob(jpeg, "image/jpeg") if jpeg is not None else None
+        doc = add_item(db, args.name, quantity, image)
+    key = _stored_key(args.name)
+    out.record({"event": "added", "key": key, "value": quantity, "rev": doc.rev_id}, f"added {key} = {quantity}")
     return 0
 
 
+def cmd_items_rm(args: argparse.Namespace, out: Output) -> int:
+    """Remove an item."""
+    with existing_database(args) as db:
+        doc = remove_item(db, args.name)
+    out.record({"event": "removed", "key": args.name, "rev": doc.rev_id}, f"removed {args.name}")
+    return 0
+
+
+def cmd_set(args: argparse.Namespace, out: Output) -> int:
+    """Set one item's quantity."""
+    quantity = _quantity(args.key, args.quantity)
+    with creating_database(args, out, seed=True) as db:
+        doc = set_quantity(db, args.key, quantity)
+    key = _stored_key(args.key)
+    out.record({"key": key, "value": quantity, "rev": doc.rev_id}, f"{key} = {quantity}")
+    return 0
+
+
+def _quantity(name: str, text: str) -> int:
+    try:
+        return parse_quantity(text)
+    except InventoryError as exc:
+        raise InventoryError(f"{name}: {exc}") from None
+
+
+def _stored_key(typed: str) -> str:
+    """The name as stored: item names are kept in Unicode normalization form NFC."""
+    return unicodedata.normalize("NFC", typed)
+
+
+# -- documents ------------------------------------------------------------------------------
+
+
 def cmd_doc_get(args: argparse.Namespace, out: Output) -> int:
-    """Print a document's current revision."""
-    with open_database(args) as db:
+    """Print a document's current revision (a deleted one only with ``--deleted``)."""
+    with existing_database(args) as db:
         doc = db.get(args.doc_id)
     if doc is None:
         raise NotFoundError(f"no document {args.doc_id!r}")
+    if doc.deleted and not args.deleted:
+        raise NotFoundError(f"document {args.doc_id!r} is deleted (at {doc.rev_id}); --deleted prints its tombstone")
     record: dict[str, Any] = {"_id": doc.id, "_rev": doc.rev_id}
     if doc.deleted:
         record["_deleted"] = True
     if doc.conflicted:
         record["_conflicted"] = True
     record.update(doc.body)
-    out.record(record, pretty(record))
+    out.result(record, pretty(record))
     return 0
 
 
 def cmd_doc_put(args: argparse.Namespace, out: Output) -> int:
-    """Save a document from JSON text."""
-    text = sys.stdin.read() if args.body == "-" else args.body
+    """Save a document from JSON text (an argument, or standard input with ``-``)."""
+    if args.body == "-":
+        data = sys.stdin.buffer.read()
+        _utf8(data, "standard input")
+    else:
+        data = _argument_bytes(args.body, "the JSON argument")
     try:
-        body = decode_body(text.encode())
+        body = decode_body(data)
     except InvalidDocumentError as exc:
-        raise InvalidDocumentError(f"document body: {exc}") from None
-    with open_database(args) as db:
+        raise InvalidDocumentError(f"{args.doc_id}: the document body is not a JSON object: {exc}") from None
+    with creating_database(args, out, seed=False) as db:
         doc = db.save(args.doc_id, body)
     out.record({"id": doc.id, "rev": doc.rev_id}, f"saved {doc.id} {doc.rev_id}")
     return 0
@@ -150,18 +219,38 @@ def cmd_doc_put(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_doc_rm(args: argparse.Namespace, out: Output) -> int:
     """Delete a document."""
-    with open_database(args) as db:
+    with existing_database(args) as db:
         doc = db.delete(args.doc_id)
     out.record({"id": doc.id, "rev": doc.rev_id, "deleted": True}, f"deleted {doc.id} {doc.rev_id}")
     return 0
 
 
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidDocumentError(f"{what} is not UTF-8 text (byte {data[exc.start]:#04x} at {exc.start})") from None
+
+
+def _argument_bytes(text: str, what: str) -> bytes:
+    """An argument as UTF-8 (bytes that are not UTF-8 reach Python as lone surrogates)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", errors="surrogateescape")
+        _utf8(raw, what)
+        return raw
+
+
+# -- the rest ----------------------------------------------------------------------------------
+
+
 def cmd_changes(args: argparse.Namespace, out: Output) -> int:
     """Print the changes feed after a sequence."""
-    with open_database(args) as db:
+    with existing_database(args) as db:
         rows = db.changes_since(args.since, args.limit)
     for row in rows:
-        out.record(
+        out.result(
             {"seq": row.sequence, "id": row.doc_id, "rev": row.rev_id, "deleted": row.deleted},
             f"{row.sequence:>8}  {row.doc_id}  {row.rev_id}{'  deleted' if row.deleted else ''}",
         )
@@ -170,27 +259,38 @@ def cmd_changes(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
     """Print documents in conflict with their live leaf revisions."""
-    with open_database(args) as db:
-        rows = []
-        for doc_id in db.conflicted_doc_ids():
-            tree = db.get_tree(doc_id)
-            rows.append((doc_id, [n.rev_id for n in tree.live_leaves()] if tree else []))
+    with existing_database(args) as db:
+        rows = _conflicts(db)
     for doc_id, leaves in rows:
-        out.record({"id": doc_id, "revs": leaves}, f"{doc_id}  {' '.join(leaves)}")
+        out.result({"id": doc_id, "revs": leaves}, f"{doc_id}  {' '.join(leaves)}")
     return 0
 
 
+def _conflicts(db: Database) -> list[tuple[str, list[str]]]:
+    rows = []
+    for doc_id in db.conflicted_doc_ids():
+        tree = db.get_tree(doc_id)
+        rows.append((doc_id, [n.rev_id for n in tree.live_leaves()] if tree else []))
+    return rows
+
+
 def cmd_blob_get(args: argparse.Namespace, out: Output) -> int:
-    """Write a blob's verified bytes to stdout."""
-    with open_database(args) as db:
+    """Write a blob's verified bytes to a file or to a pipe (never to a terminal)."""
+    if args.output is None and sys.stdout.isatty():
+        raise UsageError("a blob is binary: give --output FILE, or redirect standard output to a file or a pipe")
+    with existing_database(args) as db:
         data = db.read_blob(args.digest)
-    out.raw(data)
+    if args.output is None:
+        out.raw(data)
+    else:
+        args.output.write_bytes(data)
+        out.record({"event": "written", "path": str(args.output), "bytes": len(data)}, f"wrote {len(data)} bytes")
     return 0
 
 
 def cmd_compact(args: argparse.Namespace, out: Output) -> int:
     """Compact the database."""
-    with open_database(args) as db:
+    with existing_database(args) as db:
         result = db.compact()
     out.record(
         {

@@ -1,4 +1,10 @@
-"""Commands that talk to peers: ``serve`` (a listener) and ``sync`` (a replicator)."""
+"""Commands that talk to peers: ``serve`` (a listener) and ``sync`` (a replicator).
+
+``sync`` checks its URL before anything connects (a URL it cannot use is a
+usage error, exit 2) and exits 0 only when everything it promised happened:
+a one-shot run interrupted by SIGINT or SIGTERM says so and exits 130 or 143;
+a continuous run stopped by the user exits 0 after a clean stop.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +16,40 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
-from engine.cli.output import Output
-from engine.cli.store_commands import Subparsers, open_database
-from engine.errors import EngineError
+from engine.cli.databases import creating_database
+from engine.cli.output import Output, UsageError
+from engine.cli.reports import SUMMARY_INTERVAL, ServeReport, SyncReport
+from engine.cli.store_commands import Subparsers
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator, load_allow_list
-from engine.replication.listener import ConnectionEvent, ListenerConfiguration, URLEndpointListener
+from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
-from engine.replication.replicator_types import (
-    DocumentReplication,
-    ReplicatedDocument,
-    ReplicatorConfiguration,
-    ReplicatorStatus,
-    ReplicatorType,
-)
+from engine.replication.replicator_types import ReplicatorConfiguration, ReplicatorType, check_url
 
 __all__ = ["register"]
 
 PASSWORD_ENV = "INVENTORY_SYNC_PASSWORD"  # noqa: S105  (a variable name, not a password)
 
 
+def port_number(text: str) -> int:
+    """A TCP port from 0 (any free port) to 65535, for argparse."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0 to 65535; 0 picks a free one)")
+    return port
+
+
 def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     """Add ``serve`` and ``sync`` to ``commands``."""
     p = commands.add_parser("serve", parents=[common], help="serve the database to replicators until stopped")
     p.add_argument("--host", default=None, help="address to listen on (default: every interface)")
-    p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    p.add_argument(
+        "--port", type=port_number, default=0, help="port from 0 to 65535 (default 0: a free one; fix it for a shop)"
+    )
     p.add_argument("--db-name", default="userdb", help="database name in the URL (default userdb)")
     p.add_argument("--allow-list", type=Path, help="users allowed in: JSON lines or array of {name, password}")
     p.add_argument("--no-auth", action="store_true", help="let anyone in (only for trusted test networks)")
@@ -45,8 +58,8 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_serve)
 
     p = commands.add_parser("sync", parents=[common], help="replicate with a listener")
-    p.add_argument("url", metavar="URL", help="ws[s]://host:port/<db>")
-    p.add_argument("--username", required=True)
+    p.add_argument("url", metavar="URL", help="ws://host:port/<db> (IPv6 hosts in brackets)")
+    p.add_argument("--username", help="user name, if the listener asks for one")
     p.add_argument("--password", help=f"(default: ${PASSWORD_ENV}, or asked for)")
     direction = p.add_mutually_exclusive_group()
     direction.add_argument("--push", action="store_true", help="only send local changes")
@@ -62,22 +75,25 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_sync)
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
+def _on_signals(handler: object) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler, sig)  # type: ignore[arg-type]
+
+
+# -- serve ------------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     """Run a listener until SIGINT or SIGTERM."""
     if args.allow_list is None and not args.no_auth:
-        raise EngineError("serve needs --allow-list FILE (or --no-auth to let anyone in)")
+        raise UsageError("serve needs --allow-list FILE (or --no-auth to let anyone in)")
     authenticator = None
     if args.allow_list is not None:
         users = load_allow_list(args.allow_list)
         authenticator = PasswordAuthenticator.from_users((u.name, u.password) for u in users)
-    with open_database(args) as db:
+    with creating_database(args, out, seed=True) as db:
         config = ListenerConfiguration(
             db,
             port=args.port,
@@ -92,102 +108,79 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
 
 async def _serve(listener: URLEndpointListener, out: Output) -> int:
     stop = asyncio.Event()
-    _stop_on_signals(stop)
-
-    def announce(event: ConnectionEvent) -> None:
-        kind = "connected" if event.connected else "disconnected"
-        data: dict[str, Any] = {"event": kind, "peer": event.peer, "user": event.user}
-        text = f"{kind} {event.peer}" + (f" as {event.user}" if event.user and event.connected else "")
-        if not event.connected:
-            data["code"] = event.close_code
-            text += f" ({event.close_code})"
-        out.record(data, text)
-
-    listener.add_connection_listener(announce)
+    _on_signals(lambda _sig: stop.set())
+    report = ServeReport(listener, out)
     await listener.start()
-    out.record({"event": "listening", "urls": listener.urls}, "listening " + " ".join(listener.urls))
-    await stop.wait()
+    out.record({"event": "listening", "urls": listener.urls}, "listening on " + ", ".join(listener.urls))
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
+        report.summarize()
     await listener.stop()
     out.record({"event": "stopped"}, "stopped")
     return 0
 
 
-def _password(args: argparse.Namespace) -> str:
+# -- sync -------------------------------------------------------------------------------------
+
+
+def _authenticator(args: argparse.Namespace) -> BasicAuthenticator | None:
+    if args.username is None:
+        if args.password is not None:
+            raise UsageError("--password needs --username")
+        return None
+    if ":" in args.username or not args.username:
+        raise UsageError("a user name must not be empty or contain ':'")
     if args.password is not None:
-        return str(args.password)
-    if PASSWORD_ENV in os.environ:
-        return os.environ[PASSWORD_ENV]
-    if sys.stdin.isatty():
-        return getpass.getpass(f"password for {args.username}: ")
-    raise EngineError(f"no password: use --password or ${PASSWORD_ENV}")
+        password = str(args.password)
+    elif PASSWORD_ENV in os.environ:
+        password = os.environ[PASSWORD_ENV]
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.username}: ")
+    else:
+        raise UsageError(f"no password for {args.username}: use --password or ${PASSWORD_ENV}")
+    return BasicAuthenticator(args.username, password)
 
 
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     """Replicate once (or continuously) and report."""
+    check_url(args.url, tls=False)  # before anything is opened or connected (ConfigurationError: exit 2)
+    if args.max_attempts is not None and args.max_attempts < 0:
+        raise UsageError("--max-attempts must be 0 (no limit) or more")
     kind = ReplicatorType.PUSH if args.push else ReplicatorType.PULL if args.pull else ReplicatorType.PUSH_AND_PULL
-    password = _password(args)
-    with open_database(args, seed=False) as db:
+    authenticator = _authenticator(args)
+    with creating_database(args, out, seed=False) as db:
         config = ReplicatorConfiguration(
             db,
             args.url,
             type=kind,
             continuous=args.continuous,
-            authenticator=BasicAuthenticator(args.username, password),
+            authenticator=authenticator,
             conflict_resolver=ItemMergeResolver(),
             max_attempts=args.max_attempts if args.max_attempts is not None else (0 if args.continuous else 1),
         )
-        return asyncio.run(_sync(Replicator(config), out))
+        return asyncio.run(_sync(Replicator(config), out, args.url, continuous=args.continuous))
 
 
-async def _sync(replicator: Replicator, out: Output) -> int:
+async def _sync(replicator: Replicator, out: Output, url: str, *, continuous: bool) -> int:
+    interrupted: list[str] = []
     stop = asyncio.Event()
-    _stop_on_signals(stop)
 
-    def show(status: ReplicatorStatus) -> None:
-        if out.json_lines:
-            out.record(
-                {
-                    "event": "status",
-                    "activity": status.activity.name.lower(),
-                    "completed": status.progress.completed,
-                    "total": status.progress.total,
-                    "error": str(status.error) if status.error else None,
-                },
-                "",
-            )
+    def on_signal(sig: signal.Signals) -> None:
+        if not interrupted:
+            interrupted.append(sig.name)
+        stop.set()
 
-    # the last outcome of each document in each direction: a failure a later retry mended is no failure
-    outcomes: dict[tuple[bool, str], ReplicatedDocument] = {}
-
-    def note(event: DocumentReplication) -> None:
-        for document in event.documents:
-            outcomes[(event.push, document.id)] = document
-
-    replicator.add_change_listener(show)
-    replicator.add_document_listener(note)
+    _on_signals(on_signal)
+    report = SyncReport(replicator, out, url, continuous=continuous)
     replicator.start()
     stopped = asyncio.create_task(replicator.wait_stopped())
-    interrupted = asyncio.create_task(stop.wait())
-    await asyncio.wait([stopped, interrupted], return_when=asyncio.FIRST_COMPLETED)
-    if interrupted.done():
-        await replicator.stop()
+    signalled = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, signalled], return_when=asyncio.FIRST_COMPLETED)
+    if signalled.done() and not stopped.done():
+        await replicator.stop()  # saves the checkpoint reached: the next sync goes on from there
+    else:
+        interrupted.clear()  # it had finished before the signal was handled
     stopped.cancel()
-    interrupted.cancel()
-    status = replicator.status
-    if status.error is not None and not interrupted.done():
-        out.error(str(status.error))
-        return 1
-    failed = [(push, doc) for (push, _), doc in outcomes.items() if doc.error is not None]
-    for push, doc in failed:
-        direction = "push" if push else "pull"
-        data = {"event": "document_failed", "direction": direction, "id": doc.id, "rev": doc.rev_id}
-        out.record({**data, "error": str(doc.error)}, f"not synced ({direction}): {doc.id}: {doc.error}")
-    counts = {"pushed": replicator.pushed, "pulled": replicator.pulled}
-    if failed:
-        out.record(
-            {"event": "incomplete", **counts, "failed": len(failed)},
-            f"incomplete: pushed {replicator.pushed}, pulled {replicator.pulled} documents; {len(failed)} not synced",
-        )
-        return 1
-    out.record({"event": "done", **counts}, f"done: pushed {replicator.pushed}, pulled {replicator.pulled} documents")
-    return 0
+    signalled.cancel()
+    return report.finish(interrupted=interrupted[0] if interrupted else None)

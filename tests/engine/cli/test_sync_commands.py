@@ -1,19 +1,33 @@
-"""``serve`` and ``sync`` as separate processes on 127.0.0.1."""
+"""``serve`` and ``sync`` as a user meets them: the real entry point in subprocesses on 127.0.0.1."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from engine.inventory import LIST_DOC_ID
+from engine.userdata import open_user_database
 from tests.conftest import SEED_DATA, TIME_UNIT
 
-CLI = [sys.executable, "-m", "engine.cli"]
+#: The installed ``inventory-sync`` script when there is one, else the module.
+_SCRIPT = Path(sys.executable).parent / "inventory-sync"
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "engine.cli"]
+TIMEOUT = 60 * TIME_UNIT
 
 
 def allow_list(tmp_path: Path) -> Path:
@@ -25,117 +39,336 @@ def allow_list(tmp_path: Path) -> Path:
     return path
 
 
+class Server:
+    """``inventory-sync serve`` for the user ``shop``, started in a subprocess."""
+
+    def __init__(self, tmp_path: Path, *serve_args: str) -> None:
+        self.data = tmp_path / "server"
+        self.proc = subprocess.Popen(
+            [*CLI, "--data-dir", str(self.data), "--user", "shop", "--json", "serve", "--host", "127.0.0.1",
+             *serve_args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.events: list[dict[str, object]] = []
+        self.url = str(self.wait_for("listening")["urls"][0])  # type: ignore[index]
+
+    def wait_for(self, event: str) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            record = json.loads(line)
+            self.events.append(record)
+            if record["event"] == event:
+                return record
+        raise AssertionError(f"serve ended before {event!r}: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def stop(self) -> str:
+        """Stop it with SIGTERM; return what it printed since (stderr kept in ``self.err``)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, self.err = self.proc.communicate(timeout=TIMEOUT)
+        return out
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen(
-        [*CLI, "--data-dir", str(tmp_path / "server"), "--user", "shop", "--json", "serve",
-         "--host", "127.0.0.1", "--allow-list", str(allow_list(tmp_path))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    first = json.loads(proc.stdout.readline())
-    assert first["event"] == "listening" and len(first["urls"]) == 1
-    yield proc, first["urls"][0]
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path, "--allow-list", str(allow_list(tmp_path)))
+    yield running
+    if running.proc.poll() is None:
+        running.proc.kill()
+    running.proc.wait()
 
 
-def sync(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(tmp_path: Path, *args: str, user: str = "clerk") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", *args],
-        capture_output=True, text=True, timeout=60 * TIME_UNIT, check=False,
+        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", user, *args],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
 
 
-def test_serve_needs_an_allow_list(tmp_path: Path) -> None:
-    proc = subprocess.run([*CLI, "--data-dir", str(tmp_path), "serve"], capture_output=True, text=True, check=False)
-    assert proc.returncode == 1 and "--allow-list" in proc.stderr
+CREDENTIALS = ("--username", "bob", "--password", "password")
 
 
-def test_sync_then_stop_the_server(tmp_path: Path, server: tuple[subprocess.Popen[str], str]) -> None:
-    proc, url = server
-    done = sync(tmp_path, "sync", url, "--username", "bob", "--password", "password")
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# -- results that happened, and only those -------------------------------------------------
+
+
+def test_a_one_shot_sync_says_what_it_does(tmp_path: Path, server: Server) -> None:
+    done = cli(tmp_path, "sync", server.url, *CREDENTIALS)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "done: pushed 0, pulled 1 documents"
-    items = sync(tmp_path, "--json", "items")
-    assert len(items.stdout.splitlines()) >= 12  # the server's starter list arrived with its pictures
-    digest = json.loads(items.stdout.splitlines()[0])["image"]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("created a database for user 'clerk' in ")
+    assert lines[1] == f"connecting to {server.url}"
+    assert lines[2] == f"connected to {server.url} (BLIP_3+CBMobile_3)"
+    assert lines[-1].startswith("done: pushed 0, pulled 1 document in ")
+    items = json_lines(cli(tmp_path, "--json", "items").stdout)
+    assert len(items) >= 12  # the server's starter list arrived with its pictures
     picture = subprocess.run(
-        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "blob", "get", digest],
+        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "blob", "get", str(items[0]["image"])],
         capture_output=True, check=True,
     )  # fmt: skip
     assert picture.stdout[:2] == b"\xff\xd8"
-    edited = sync(tmp_path, "set", "Flour", "77")
-    assert edited.returncode == 0
-    pushed = sync(tmp_path, "--json", "sync", url, "--username", "bob", "--password", "password", "--push")
-    lines = [json.loads(line) for line in pushed.stdout.splitlines()]
-    assert lines[-1] == {"event": "done", "pushed": 1, "pulled": 0}
-    assert any(line.get("activity") == "busy" for line in lines)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10 * TIME_UNIT)
-    assert proc.returncode == 0
-    events = [json.loads(line)["event"] for line in out.splitlines()]
-    assert events.count("connected") == 2 and events.count("disconnected") == 2 and events[-1] == "stopped"
+    assert cli(tmp_path, "set", "Flour", "77").returncode == 0
+    pushed = cli(tmp_path, "--json", "sync", server.url, *CREDENTIALS, "--push")
+    events = json_lines(pushed.stdout)
+    assert [e["event"] for e in events if e["event"] in ("connecting", "connected", "done")] == [
+        "connecting", "connected", "done"
+    ]  # fmt: skip
+    assert {k: events[-1][k] for k in ("pushed", "pulled")} == {"pushed": 1, "pulled": 0}
+    assert any(e.get("activity") == "busy" for e in events)
+    out = server.stop()
+    assert server.proc.returncode == 0
+    served = [json.loads(line) for line in out.splitlines()]
+    connected = [e for e in server.events + served if e["event"] == "connected"]
+    assert len(connected) == 2 and connected[0]["user"] == "bob" and str(connected[0]["peer"]).startswith("127.0.0.1:")
+    assert served[-1]["event"] == "stopped"
     check = subprocess.run(
-        [*CLI, "--data-dir", str(tmp_path / "server"), "--user", "shop", "--json", "items"],
+        [*CLI, "--data-dir", str(server.data), "--user", "shop", "--json", "items"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert {k: v for k, v in json.loads(check.stdout.splitlines()[0]).items() if k != "image"} == {
-        "key": "Flour",
-        "value": 77,
-    }
+    assert {k: v for k, v in json_lines(check.stdout)[0].items() if k != "image"} == {"key": "Flour", "value": 77}
 
 
-def test_a_sync_that_leaves_a_document_behind_says_which_and_exits_1(
-    tmp_path: Path, server: tuple[subprocess.Popen[str], str]
-) -> None:
-    _, url = server
-    credentials = ("--username", "bob", "--password", "password")
-    assert sync(tmp_path, "sync", url, *credentials).returncode == 0
-    subprocess.run(  # the shop changes the item meanwhile, from another terminal
-        [*CLI, "--data-dir", str(tmp_path / "server"), "--user", "shop", "set", "Flour", "5"], check=True
+def test_serve_prints_who_connects_from_where(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "--data-dir", str(tmp_path / "server"), "--user", "shop", "serve", "--host", "127.0.0.1",
+         "--allow-list", str(allow_list(tmp_path))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert sync(tmp_path, "set", "Flour", "6").returncode == 0
-    pushed = sync(tmp_path, "--json", "sync", url, *credentials, "--push")  # a push alone cannot settle a conflict
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline(), proc.stdout.readline()]
+    assert lines[0].startswith("created a database for user 'shop' with the starter inventory in ")
+    assert lines[1].startswith("listening on ws://127.0.0.1:")
+    url = lines[1].split()[-1]
+    assert cli(tmp_path, "sync", url, *CREDENTIALS).returncode == 0
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0
+    assert [line.split(" from ")[0] for line in out.splitlines()[:2]] == ["connected: bob", "disconnected: bob"]
+    assert out.splitlines()[-1] == "stopped"
+
+
+def test_a_sync_that_leaves_a_document_behind_says_which_and_exits_1(tmp_path: Path, server: Server) -> None:
+    assert cli(tmp_path, "sync", server.url, *CREDENTIALS).returncode == 0
+    subprocess.run(  # the shop changes the item meanwhile, from another terminal
+        [*CLI, "--data-dir", str(server.data), "--user", "shop", "set", "Flour", "5"], check=True, capture_output=True
+    )  # fmt: skip
+    assert cli(tmp_path, "set", "Flour", "6").returncode == 0
+    pushed = cli(
+        tmp_path, "--json", "sync", server.url, *CREDENTIALS, "--push"
+    )  # a push alone cannot settle a conflict
     assert pushed.returncode == 1
-    lines = [json.loads(line) for line in pushed.stdout.splitlines() if '"status"' not in line]
-    assert [(e["event"], e.get("direction"), e.get("id")) for e in lines] == [
-        ("document_failed", "push", "doc::list"),
+    events = [e for e in json_lines(pushed.stdout) if e["event"] in ("document_failed", "incomplete", "done")]
+    assert [(e["event"], e.get("direction"), e.get("id")) for e in events] == [
+        ("document_failed", "push", LIST_DOC_ID),
         ("incomplete", None, None),
     ]
-    assert "conflict" in lines[0]["error"] and lines[1]["failed"] == 1
-    text = sync(tmp_path, "sync", url, *credentials, "--push")
-    assert text.returncode == 1 and "done" not in text.stdout
-    assert text.stdout.splitlines()[0].startswith("not synced (push): doc::list: ")
-    healed = sync(tmp_path, "sync", url, *credentials)  # pulling too: merged, then pushed
-    assert healed.returncode == 0 and healed.stdout.startswith("done:"), healed.stdout + healed.stderr
+    assert "conflict" in str(events[0]["error"]) and events[1]["failed"] == 1
+    again = cli(tmp_path, "sync", server.url, *CREDENTIALS, "--push")  # the next run does not pretend either
+    assert again.returncode == 1 and "done" not in again.stdout
+    assert f"not synced (push): {LIST_DOC_ID}: " in again.stdout
+    healed = cli(tmp_path, "sync", server.url, *CREDENTIALS)  # pulling too: merged, then pushed
+    assert healed.returncode == 0 and healed.stdout.splitlines()[-1].startswith("done:"), healed.stdout + healed.stderr
 
 
-def test_wrong_password_is_one_clear_line(tmp_path: Path, server: tuple[subprocess.Popen[str], str]) -> None:
-    _, url = server
-    failed = sync(tmp_path, "sync", url, "--username", "bob", "--password", "nope")
-    assert failed.returncode == 1 and failed.stdout == ""
-    assert failed.stderr.strip().splitlines() == ["inventory-sync: error: unauthorized (HTTP 401)"]
+def big_server_database(tmp_path: Path, count: int) -> None:
+    """The shop's database with ``count`` documents besides its list, made directly (quicker than the CLI)."""
+    db = open_user_database("shop", tmp_path / "server")
+    try:
+        with db.batch() as batch:
+            for i in range(count):
+                batch.save(f"doc-{i:06d}", {"i": i, "text": "some words to make the body longer " * 3})
+    finally:
+        db.close()
 
 
-def test_unreachable_listener(tmp_path: Path) -> None:
-    failed = sync(tmp_path, "sync", "ws://127.0.0.1:9/userdb", "--username", "bob", "--password", "x")
-    assert failed.returncode == 1 and "127.0.0.1" in failed.stderr and "Traceback" not in failed.stderr
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_one_shot_sync_interrupted_says_so_and_exits_130_or_143(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    big_server_database(tmp_path, 40_000)
+    server = Server(tmp_path, "--no-auth")
+    try:
+        proc = subprocess.Popen(
+            [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "--json", "sync", server.url, "--pull"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "progress" and 0 < int(event["completed"]) < int(event["total"]):  # type: ignore[call-overload]
+                break
+        else:
+            raise AssertionError("no progress before the end")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == code, err
+        last = json.loads(out.splitlines()[-1])
+        assert last["event"] == "interrupted" and last["signal"] == sig.name
+        assert 0 < int(last["pulled"]) < 40_001  # type: ignore[call-overload]
+        assert '"event":"done"' not in out
+        rest = cli(tmp_path, "--json", "sync", server.url, "--pull")  # goes on from there
+        assert rest.returncode == 0
+        finished = json.loads(rest.stdout.splitlines()[-1])
+        assert finished["event"] == "done" and int(finished["pulled"]) < 40_001  # type: ignore[call-overload]
+        count = subprocess.run(
+            [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "--json", "changes"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert len(count.stdout.splitlines()) == 40_001
+    finally:
+        server.stop()
 
 
-def test_continuous_sync_stops_cleanly_on_sigint(tmp_path: Path, server: tuple[subprocess.Popen[str], str]) -> None:
-    _, url = server
+def test_a_continuous_sync_stopped_by_the_user_exits_0_after_a_clean_stop(tmp_path: Path, server: Server) -> None:
     proc = subprocess.Popen(
-        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "--json", "sync", url,
-         "--username", "bob", "--password", "password", "--continuous"],
+        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "--json", "sync", server.url,
+         *CREDENTIALS, "--continuous"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
         if json.loads(line).get("activity") == "idle":
             break
+    subprocess.run(  # an edit on the shop's side reaches the running sync
+        [*CLI, "--data-dir", str(server.data), "--user", "shop", "set", "Flour", "5"], check=True, capture_output=True
+    )  # fmt: skip
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "documents":
+            break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10 * TIME_UNIT)
+    out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, err
-    assert json.loads(out.splitlines()[-1])["event"] == "done"
+    last = json.loads(out.splitlines()[-1])
+    assert last["event"] == "stopped" and last["signal"] == "SIGINT" and int(last["pulled"]) >= 2  # type: ignore[call-overload]
+
+
+def test_offline_says_why_and_when_it_retries(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    failed = cli(tmp_path, "sync", f"ws://127.0.0.1:{port}/userdb", "--continuous", "--max-attempts", "2")
+    assert failed.returncode == 1
+    lines = failed.stdout.splitlines()
+    offline = [line for line in lines if line.startswith("offline: ")]
+    assert len(offline) == 1 and offline[0].endswith("retrying in 1 s") and "127.0.0.1" in offline[0]
+    assert failed.stderr.startswith("inventory-sync: error: ") and "Traceback" not in failed.stderr
+
+
+def test_sync_needs_no_user_name_when_the_listener_needs_none(tmp_path: Path) -> None:
+    server = Server(tmp_path, "--no-auth")
+    try:
+        done = cli(tmp_path, "sync", server.url)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1].startswith("done: pushed 0, pulled 1 document")
+    finally:
+        server.stop()
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path: Path, server: Server) -> None:
+    done = cli(tmp_path, "--quiet", "sync", server.url, *CREDENTIALS)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    failed = cli(tmp_path, "--quiet", "sync", server.url, "--username", "bob", "--password", "nope")
+    assert failed.returncode == 1 and failed.stdout == "" and "401" in failed.stderr
+
+
+def test_progress_shows_as_lines_when_piped_and_as_a_bar_on_a_terminal(tmp_path: Path) -> None:
+    big_server_database(tmp_path, 20_000)
+    server = Server(tmp_path, "--no-auth")
+    try:
+        piped = cli(tmp_path, "sync", server.url, "--pull")
+        assert piped.returncode == 0
+        progress = [line for line in piped.stdout.splitlines() if line.startswith("progress: ")]
+        # the total is what the peer has announced so far: it grows batch by batch
+        assert progress and all(re.fullmatch(r"progress: [\d,]+ of [\d,]+ documents", line) for line in progress)
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal has a size
+        proc = subprocess.Popen(
+            [*CLI, "--data-dir", str(tmp_path / "tty"), "--user", "clerk", "sync", server.url, "--pull"],
+            stdin=follower, stdout=follower, stderr=follower, close_fds=True,
+        )  # fmt: skip
+        os.close(follower)
+        seen = b""
+        deadline = time.monotonic() + TIMEOUT
+        while proc.poll() is None or select.select([leader], [], [], 0)[0]:
+            if select.select([leader], [], [], 1)[0]:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:  # the terminal closed
+                    break
+            assert time.monotonic() < deadline
+        os.close(leader)
+        assert proc.wait(TIMEOUT) == 0
+        text = seen.decode(errors="replace")
+        assert "syncing" in text and "doc/s" in text  # tqdm's bar
+        assert "progress: " not in text and "done: pushed 0, pulled 20,001 documents" in text
+    finally:
+        server.stop()
+
+
+# -- usage errors: one clear line, exit 2, before anything connects or is created -------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("wss://127.0.0.1:4984/userdb", "wss:// needs TLS"),
+        ("ws://127.0.0.1:70000/userdb", "out of range"),
+        ("ws://127.0.0.1:port/userdb", "invalid URL"),
+        ("ws://[::1/userdb", "IPv6"),
+        ("ws://bob:password@127.0.0.1:4984/userdb", "give credentials separately"),
+        ("ws://127.0.0.1:4984", "names no database"),
+        ("http://127.0.0.1:4984/userdb", "ws:// or wss://"),
+    ],
+)
+def test_a_url_the_replicator_cannot_use_is_a_usage_error(tmp_path: Path, url: str, words: str) -> None:
+    failed = cli(tmp_path, "sync", url)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert len(failed.stderr.splitlines()) == 1 and words in failed.stderr and "password" not in failed.stderr.lower()
+    assert not (tmp_path / "client").exists()  # nothing was created
+
+
+def test_serve_refuses_what_cannot_work(tmp_path: Path) -> None:
+    serve = [*CLI, "--data-dir", str(tmp_path / "server"), "--user", "shop", "serve"]
+    for args, words in [
+        ([], "--allow-list"),
+        (["--no-auth", "--port", "70000"], "out of range"),
+        (["--no-auth", "--port", "http"], "not a port number"),
+    ]:
+        proc = subprocess.run([*serve, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
+    for content, words in [("[]", "names no user"), ('{"name":"bob","password":""}', "empty password")]:
+        users = tmp_path / "users.json"
+        users.write_text(content)
+        proc = subprocess.run(
+            [*serve, "--allow-list", str(users)], capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+        assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "server").exists()
+
+
+def test_wrong_password_is_one_clear_line(tmp_path: Path, server: Server) -> None:
+    failed = cli(tmp_path, "sync", server.url, "--username", "bob", "--password", "nope")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == ["inventory-sync: error: unauthorized (HTTP 401)"]
+
+
+def test_the_listener_answers_400_to_two_authorization_headers(server: Server) -> None:
+    host, port = server.url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
+        conn.sendall(
+            b"GET /userdb/_blipsync HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: BLIP_3+CBMobile_3\r\n"
+            b"Authorization: Basic Ym9iOnBhc3N3b3Jk\r\nAuthorization: Basic Ym9iOnBhc3N3b3Jk\r\n\r\n"
+        )
+        assert conn.recv(100).startswith(b"HTTP/1.1 400 ")
+    server.stop()
+    assert "Traceback" not in server.err
+
+
+def test_unreachable_listener(tmp_path: Path) -> None:
+    failed = cli(tmp_path, "sync", "ws://127.0.0.1:9/userdb", "--username", "bob", "--password", "x")
+    assert failed.returncode == 1 and "127.0.0.1" in failed.stderr and "Traceback" not in failed.stderr
