@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QHeaderView, QMainWindow, QTableView
 
 from engine.database import Database
 from engine.userdata import open_user_database
+from inventory_qt import platform_check
 from inventory_qt.models.items_model import ItemsModel
 
 __all__ = ["MainWindow", "main"]
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     args, qt_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = platform_check.check()
+    if problem is not None:  # Qt would abort with a misleading message
+        sys.stderr.write(f"inventory-sync-app: {problem}\n")
+        return 1
     app = QApplication([sys.argv[0], *qt_args])
     app.setApplicationName("Inventory Sync")
     db = open_user_database(args.user, args.data_dir)

@@ -26,7 +26,9 @@ from engine.replication.replicator_types import (
 
 __all__ = ["ServeReport", "SyncReport"]
 
-#: Seconds between plain progress lines (piped text), and between JSON progress events.
+#: Seconds before the first plain progress line (a short transfer shows none), and between them;
+#: and between JSON progress events.
+PROGRESS_DELAY = 1.0
 PROGRESS_INTERVAL = 2.0
 JSON_PROGRESS_INTERVAL = 0.5
 #: Seconds over which a continuous sync's documents are counted into one line.
@@ -103,6 +105,8 @@ class SyncReport:
             return
         now = time.monotonic()
         interval = JSON_PROGRESS_INTERVAL if self.out.json_lines else PROGRESS_INTERVAL
+        if not self.out.json_lines and now - self.started < PROGRESS_DELAY:
+            return
         if total and completed < total and now - self._last_progress >= interval:
             self._last_progress = now
             self.out.record(
