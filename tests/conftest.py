@@ -18,6 +18,9 @@ from hypothesis import settings
 
 from engine.database import Database
 
+#: Scans everything logged at debug level for secrets and document bodies.
+pytest_plugins = ["tests.log_scan"]
+
 # CI explores the same examples on every run (a failure there is reproducible);
 # runs elsewhere keep exploring new ones.
 settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -57,6 +57,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: websockets logs every frame and header at debug level: frames carry document bodies and
+#: headers carry credentials, so its loggers stop at INFO whatever the application enables.
+_WS_LOG_CLIENT = logging.getLogger(f"{__name__}.client")
+_WS_LOG_SERVER = logging.getLogger(f"{__name__}.server")
+for _logger in (_WS_LOG_CLIENT, _WS_LOG_SERVER):
+    _logger.setLevel(logging.INFO)
 
 USER_AGENT = "inventory-sync/0.1"
 _ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")
@@ -164,6 +170,7 @@ async def connect(
             max_size=tuning.MAX_WEBSOCKET_MESSAGE,
             create_connection=_TolerantClientConnection,
             ssl=ssl,
+            logger=_WS_LOG_CLIENT,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -256,6 +263,7 @@ class BlipServer:
             close_timeout=tuning.CLOSE_TIMEOUT,
             server_header=USER_AGENT,
             create_connection=_BlipServerConnection,
+            logger=_WS_LOG_SERVER,
         )
 
     @property

@@ -229,14 +229,18 @@ def test_a_continuous_sync_stopped_by_the_user_exits_0_after_a_clean_stop(tmp_pa
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
+    received, edited = 0, False  # the list, then its edit: "documents" lines report them together or apart
     for line in proc.stdout:
-        if json.loads(line).get("activity") == "idle":
-            break
-    subprocess.run(  # an edit on the shop's side reaches the running sync
-        [*CLI, "--data-dir", str(server.data), "--user", "shop", "set", "Flour", "5"], check=True, capture_output=True
-    )  # fmt: skip
-    for line in proc.stdout:
-        if json.loads(line)["event"] == "documents":
+        event = json.loads(line)
+        if event["event"] == "documents" and event["direction"] == "pull":
+            received += event["count"]
+        if event.get("activity") == "idle" and not edited:
+            subprocess.run(  # an edit on the shop's side reaches the running sync
+                [*CLI, "--data-dir", str(server.data), "--user", "shop", "set", "Flour", "5"], check=True,
+                capture_output=True,
+            )  # fmt: skip
+            edited = True
+        if edited and received >= 2:
             break
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=TIMEOUT)
