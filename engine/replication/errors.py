@@ -12,7 +12,9 @@
         ├── TransportError         the network failed: refused, reset, unreachable, timed out
         └── HandshakeError         the WebSocket opening handshake failed
             ├── IncompatibleProtocolError  no common BLIP subprotocol
-            └── HTTPStatusError        the peer answered with an HTTP error (401, 403, 404...)
+            ├── HTTPStatusError        the peer answered with an HTTP error (401, 403, 404...)
+            └── CertificateRefusedError    the server's TLS certificate is not the one expected
+                └── CertificateChangedError  a trusted-on-first-use peer shows another certificate
 
 :func:`close_code_for` maps an exception to the WebSocket close code to use.
 Internal errors close with 1011 and no details.
@@ -26,6 +28,8 @@ from engine.errors import EngineError
 
 __all__ = [
     "BlipError",
+    "CertificateChangedError",
+    "CertificateRefusedError",
     "ConfigurationError",
     "ConnectionClosedError",
     "HTTPStatusError",
@@ -96,6 +100,53 @@ class HTTPStatusError(HandshakeError):
         super().__init__(message)
         self.status = status
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+
+
+class CertificateRefusedError(HandshakeError):
+    """The server's TLS certificate failed our validation; nothing was sent to it.
+
+    Permanent: the replicator stops instead of retrying. ``expected`` says
+    what the validation mode wanted (a pinned fingerprint, a self-signed
+    certificate, a certificate for the host from a trusted CA...);
+    ``seen_fingerprint``, ``seen_subject`` and ``seen_issuer`` describe the
+    certificate the server showed (None when the TLS library refused it
+    before we could read it).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        port: int,
+        expected: str,
+        expected_fingerprint: str | None = None,
+        seen_fingerprint: str | None = None,
+        seen_subject: str | None = None,
+        seen_issuer: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+        self.expected = expected
+        self.expected_fingerprint = expected_fingerprint
+        self.seen_fingerprint = seen_fingerprint
+        self.seen_subject = seen_subject
+        self.seen_issuer = seen_issuer
+
+
+class CertificateChangedError(CertificateRefusedError):
+    """A peer trusted on first use shows a different certificate than the one remembered."""
+
+    @property
+    def old_fingerprint(self) -> str:
+        """The SHA-256 fingerprint remembered for the peer."""
+        return self.expected_fingerprint or ""
+
+    @property
+    def new_fingerprint(self) -> str:
+        """The SHA-256 fingerprint the peer showed now."""
+        return self.seen_fingerprint or ""
 
 
 def close_code_for(exc: BaseException) -> int:

@@ -2,7 +2,8 @@
 
 Configured like Couchbase Lite's listener: port (0 = any free port), network
 address (default: all), database name in the URL (default ``userdb``), an
-authenticator, read-only mode, delta sync on or off, and a TLS context.
+authenticator, read-only mode, delta sync on or off, and a TLS identity
+(None: plain ``ws://``, with a warning; see :mod:`engine.replication.listener_tls`).
 ``stop()`` closes every connection with 1001 (going away), so continuous
 clients go offline and retry, and frees the port.
 """
@@ -22,9 +23,10 @@ from engine.database import Database
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.blip.websocket import Authenticator, BlipServer
 from engine.replication.db_runner import DbRunner
-from engine.replication.errors import ReplicationError
+from engine.replication.errors import ConfigurationError, ReplicationError
 from engine.replication.external_changes import follow_external_changes
 from engine.replication.passive import PassiveSession
+from engine.replication.tls import TLSIdentity, server_context
 
 __all__ = ["ConnectionEvent", "ListenerConfiguration", "ListenerStats", "ListenerStatus", "URLEndpointListener"]
 
@@ -44,7 +46,7 @@ class ListenerConfiguration:
     authenticator: Authenticator | None = None
     read_only: bool = False
     enable_delta_sync: bool = True
-    tls: ssl.SSLContext | None = None
+    tls: TLSIdentity | None = None
     threaded_database: bool = False
 
 
@@ -115,7 +117,7 @@ class URLEndpointListener:
             accepts_database=lambda name: name == self.config.database_name,
             on_connection=self._serve,
             authenticator=self.config.authenticator,
-            ssl=self.config.tls,
+            ssl=self._tls_context(),
         )
         await server.start(self.config.host, self.config.port)
         self._server = server
@@ -123,6 +125,19 @@ class URLEndpointListener:
             follow_external_changes(self.config.database, self._runner), name="external changes"
         )
         log.info("listening on %s", ", ".join(self.urls))
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The server context for the configured identity, asking for client certificates when the
+        authenticator has roots for them (``client_roots``)."""
+        identity = self.config.tls
+        roots = getattr(self.config.authenticator, "client_roots", None)
+        if identity is None:
+            if roots:
+                raise ConfigurationError("client certificates need TLS: give the listener a TLS identity")
+            log.warning("TLS is disabled: passwords and documents cross the network in clear (ws://)")
+            return None
+        log.info("TLS identity %s, SHA-256 %s", identity.subject, identity.fingerprint)
+        return server_context(identity, client_roots=roots)
 
     async def stop(self) -> None:
         """Close every connection (1001) and free the port."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from engine.changes import ChangeEntry
 from engine.errors import EngineError
@@ -41,6 +42,7 @@ from engine.replication.replicator_types import (
     ReplicatorConfiguration,
     ReplicatorStatus,
 )
+from engine.replication.server_validation import connection_error
 
 __all__ = ["Replicator", "is_transient"]
 
@@ -261,7 +263,14 @@ class Replicator:
         if config.authenticator is not None:
             headers.update(config.authenticator.headers())
         self._session = None
-        socket = await connect(config.url, headers=headers, ssl=config.tls, ping_interval=config.heartbeat)
+        parts = urlsplit(config.url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80)
+        # a context per connection: the certificate checks need the host and port
+        context = None if config.tls is None else config.tls.client_context(host, port, config.client_identity)
+        try:
+            socket = await connect(config.url, headers=headers, ssl=context, ping_interval=config.heartbeat)
+        except ssl.SSLError as exc:  # a refused certificate stops for good; see is_transient
+            raise connection_error(exc, host, port) from None
         session = ActiveSession(
             socket,
             config,

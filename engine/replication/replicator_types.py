@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
@@ -15,6 +14,8 @@ from engine.errors import EngineError
 from engine.replication import tuning
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.errors import ConfigurationError, ReplicationError
+from engine.replication.server_validation import ServerValidation
+from engine.replication.tls import TLSIdentity
 
 __all__ = [
     "ActivityLevel",
@@ -104,6 +105,9 @@ class ReplicatorConfiguration:
     interval in seconds. ``remote_name`` identifies the remote database for
     checkpoints and for the revisions known to be there (default: the URL);
     give a stable name when the same peer may be reached at several URLs.
+    ``tls`` says how a ``wss://`` listener's certificate is validated (see
+    :class:`ServerValidation`), ``client_identity`` is the certificate and key
+    to present to a listener that asks for one.
 
     Raises:
         ConfigurationError: the URL cannot be used (see :func:`check_url`).
@@ -114,7 +118,8 @@ class ReplicatorConfiguration:
     type: ReplicatorType = ReplicatorType.PUSH_AND_PULL
     continuous: bool = False
     authenticator: BasicAuthenticator | None = None
-    tls: ssl.SSLContext | None = None
+    tls: ServerValidation | None = None
+    client_identity: TLSIdentity | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     heartbeat: float = tuning.PING_INTERVAL
     max_attempts: int = 0
@@ -129,6 +134,8 @@ class ReplicatorConfiguration:
 
     def __post_init__(self) -> None:
         check_url(self.url, tls=self.tls is not None)
+        if self.client_identity is not None and self.tls is None:
+            raise ConfigurationError(f"{self.url}: a client identity needs wss:// and TLS settings")
 
     @property
     def remote_identity(self) -> str:

@@ -188,7 +188,7 @@ async def connect(
     except ssl_module.SSLError:
         raise
     except (OSError, TimeoutError, EOFError) as exc:
-        raise TransportError(f"cannot connect to {host}: {exc or type(exc).__name__}") from exc
+        raise TransportError(f"cannot connect to {host}: {str(exc) or type(exc).__name__}") from exc
     if ws.subprotocol is None:
         await ws.close(1002, "no subprotocol")
         raise IncompatibleProtocolError("incompatible replication protocol: the peer chose no BLIP subprotocol")
