@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ReplicatorConfiguration
 from engine.userdata import open_database
 from tests.conftest import TIME_UNIT
+from tests.engine.cli.test_sync_commands import CLI, TIMEOUT
 from tests.log_scan import find_leaks
 
 PASSWORD = "Tr0ub4dor-and-3-canary"
@@ -72,3 +76,29 @@ async def test_a_sync_logged_at_debug_level_shows_no_password_and_no_body(
     assert PASSWORD not in logged
     assert BODY_MARK not in logged
     assert find_leaks(logged) == []
+
+
+def test_the_command_line_at_debug_level_shows_no_password_key_or_body(tmp_path: Path) -> None:
+    """``serve --debug`` (generated TLS identity) and ``sync --debug``, their whole stderr scanned."""
+    users = tmp_path / "users.json"
+    users.write_text(f'{{"name": "bob", "password": "{PASSWORD}"}}\n')
+    server = subprocess.Popen(
+        [*CLI, "--debug", "--data-dir", str(tmp_path / "server"), "--user", "shop", "--json", "serve",
+         "--host", "127.0.0.1", "--allow-list", str(users)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    url = next(e for e in map(json.loads, server.stdout) if e["event"] == "listening")["urls"][0]
+    client = [*CLI, "--debug", "--data-dir", str(tmp_path / "client"), "--user", "clerk"]
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    logged = [
+        run([*client, "items", "add", BODY_MARK, "3"]).stderr,
+        run([*client, "sync", url, "--username", "bob", "--password", PASSWORD + "-wrong"]).stderr,
+        run([*client, "sync", url, "--username", "bob", "--password", PASSWORD]).stderr,
+    ]
+    server.terminate()
+    logged.append(server.communicate(timeout=TIMEOUT)[1])
+    text = "\n".join(logged)
+    assert "DEBUG" in text, "nothing was logged at debug level: the scan would prove nothing"
+    assert PASSWORD not in text and BODY_MARK not in text
+    assert find_leaks(text) == []

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.cli.output import Output, UsageError
+from engine.cli.security_commands import register as register_security_commands
 from engine.cli.store_commands import register as register_store_commands
 from engine.cli.sync_commands import register as register_sync_commands
 from engine.errors import EngineError
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_store_commands(commands, common)
     register_sync_commands(commands, common)
+    register_security_commands(commands, common)
     return parser
 
 

@@ -38,6 +38,11 @@ class Output:
             return
         print(dumps(data).decode() if self.json_lines else text, flush=True)
 
+    def note(self, text: str) -> None:
+        """Print a line for people only (nothing with ``--json`` or ``--quiet``)."""
+        if not self.quiet and not self.json_lines:
+            print(text, flush=True)
+
     def result(self, data: dict[str, Any], text: str) -> None:
         """Print what the command was asked for (a list, a document): shown even with ``--quiet``."""
         print(dumps(data).decode() if self.json_lines else text, flush=True)

@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.cli.output import Output
+from engine.replication.errors import CertificateChangedError
 from engine.replication.listener import ConnectionEvent, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import (
@@ -23,6 +24,7 @@ from engine.replication.replicator_types import (
     ReplicatedDocument,
     ReplicatorStatus,
 )
+from engine.replication.trust_store import peer_key
 
 __all__ = ["ServeReport", "SyncReport"]
 
@@ -166,7 +168,11 @@ class SyncReport:
             self.flush_documents()
         status = self.replicator.status
         if status.error is not None and interrupted is None:
-            self.out.error(str(status.error))
+            message = str(status.error)
+            if isinstance(status.error, CertificateChangedError):
+                peer = peer_key(status.error.host, status.error.port)
+                message += f" (inventory-sync trust accept {peer} {status.error.new_fingerprint})"
+            self.out.error(message)
             return 1
         for push, doc in self.failed():
             direction = "push" if push else "pull"

@@ -16,16 +16,32 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from engine.cli.databases import creating_database
 from engine.cli.output import Output, UsageError
 from engine.cli.reports import SUMMARY_INTERVAL, ServeReport, SyncReport
+from engine.cli.security_commands import (
+    add_listener_tls_options,
+    add_validation_options,
+    client_identity_from_args,
+    listener_identity_from_args,
+    trust_store_path,
+    validation_from_args,
+)
 from engine.cli.store_commands import Subparsers
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator, load_allow_list
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
-from engine.replication.replicator_types import ReplicatorConfiguration, ReplicatorType, check_url
+from engine.replication.replicator_types import (
+    ReplicatorConfiguration,
+    ReplicatorStatus,
+    ReplicatorType,
+    check_url,
+)
+from engine.replication.server_validation import ValidationMode
+from engine.replication.trust_store import TrustStore
 
 __all__ = ["register"]
 
@@ -55,6 +71,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-auth", action="store_true", help="let anyone in (only for trusted test networks)")
     p.add_argument("--read-only", action="store_true", help="refuse pushes; serve pulls")
     p.add_argument("--no-delta", action="store_true", help="never send or accept deltas")
+    add_listener_tls_options(p)
     p.set_defaults(handler=cmd_serve)
 
     p = commands.add_parser("sync", parents=[common], help="replicate with a listener")
@@ -72,6 +89,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="connection attempts before giving up (default: 1 for one-shot, unlimited when continuous)",
     )
+    add_validation_options(p)
     p.set_defaults(handler=cmd_sync)
 
 
@@ -94,6 +112,7 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         users = load_allow_list(args.allow_list)
         authenticator = PasswordAuthenticator.from_users((u.name, u.password) for u in users)
     with creating_database(args, out, seed=True) as db:
+        identity = listener_identity_from_args(args)
         config = ListenerConfiguration(
             db,
             port=args.port,
@@ -102,16 +121,26 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             authenticator=authenticator,
             read_only=args.read_only,
             enable_delta_sync=not args.no_delta,
+            tls=identity,
         )
-        return asyncio.run(_serve(URLEndpointListener(config), out))
+        return asyncio.run(_serve(URLEndpointListener(config), out, args.tls))
 
 
-async def _serve(listener: URLEndpointListener, out: Output) -> int:
+async def _serve(listener: URLEndpointListener, out: Output, tls_mode: str) -> int:
     stop = asyncio.Event()
     _on_signals(lambda _sig: stop.set())
     report = ServeReport(listener, out)
     await listener.start()
-    out.record({"event": "listening", "urls": listener.urls}, "listening on " + ", ".join(listener.urls))
+    identity = listener.config.tls
+    out.record(
+        {"event": "listening", "urls": listener.urls, "tls": tls_mode,
+         "fingerprint": identity.fingerprint if identity is not None else None},
+        "listening on " + ", ".join(listener.urls),
+    )  # fmt: skip
+    if identity is not None:
+        out.note(f"TLS ({tls_mode}), certificate SHA-256 fingerprint: {identity.fingerprint}")
+    else:
+        out.warning("TLS is off (--tls disabled): passwords and the inventory cross the network in clear")
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
@@ -144,7 +173,10 @@ def _authenticator(args: argparse.Namespace) -> BasicAuthenticator | None:
 
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     """Replicate once (or continuously) and report."""
-    check_url(args.url, tls=False)  # before anything is opened or connected (ConfigurationError: exit 2)
+    # before anything opens or connects (exit 2); a wss:// URL always gets a validation mode (tofu by default)
+    check_url(args.url, tls=args.url.lower().startswith("wss:"))
+    validation = validation_from_args(args)
+    client_identity = client_identity_from_args(args)
     if args.max_attempts is not None and args.max_attempts < 0:
         raise UsageError("--max-attempts must be 0 (no limit) or more")
     kind = ReplicatorType.PUSH if args.push else ReplicatorType.PULL if args.pull else ReplicatorType.PUSH_AND_PULL
@@ -157,9 +189,34 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
             continuous=args.continuous,
             authenticator=authenticator,
             conflict_resolver=ItemMergeResolver(),
+            tls=validation,
+            client_identity=client_identity,
             max_attempts=args.max_attempts if args.max_attempts is not None else (0 if args.continuous else 1),
         )
-        return asyncio.run(_sync(Replicator(config), out, args.url, continuous=args.continuous))
+        replicator = Replicator(config)
+        if validation is not None and validation.mode is ValidationMode.TOFU:
+            _announce_first_use(replicator, out, TrustStore(trust_store_path(args)), args.url)
+        return asyncio.run(_sync(replicator, out, args.url, continuous=args.continuous))
+
+
+def _announce_first_use(replicator: Replicator, out: Output, store: TrustStore, url: str) -> None:
+    """Say so when the listener's certificate is trusted for the first time (trust on first use)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    if store.get(host, port) is not None:
+        return
+
+    def check(_status: ReplicatorStatus) -> None:
+        peer = store.get(host, port)
+        if peer is not None:
+            remove()
+            out.record(
+                {"event": "trusted_on_first_use", "peer": peer.key, "fingerprint": peer.fingerprint},
+                f"trusting {peer.key} on first use: SHA-256 {peer.fingerprint} "
+                "(compare it with `inventory-sync identity show` on the listener's machine)",
+            )
+
+    remove = replicator.add_change_listener(check)
 
 
 async def _sync(replicator: Replicator, out: Output, url: str, *, continuous: bool) -> int:

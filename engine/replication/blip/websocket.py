@@ -57,12 +57,19 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-#: websockets logs every frame and header at debug level: frames carry document bodies and
-#: headers carry credentials, so its loggers stop at INFO whatever the application enables.
-_WS_LOG_CLIENT = logging.getLogger(f"{__name__}.client")
-_WS_LOG_SERVER = logging.getLogger(f"{__name__}.server")
-for _logger in (_WS_LOG_CLIENT, _WS_LOG_SERVER):
-    _logger.setLevel(logging.INFO)
+
+
+class _NoDebugLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets logs every header and frame at debug level: headers carry credentials and
+    frames document bodies. Given this logger it never sees debug enabled, whatever the
+    application enables; its other records go on as usual."""
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (logging's name)
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_WS_LOG_CLIENT = _NoDebugLogger(logging.getLogger(f"{__name__}.client"))
+_WS_LOG_SERVER = _NoDebugLogger(logging.getLogger(f"{__name__}.server"))
 
 USER_AGENT = "inventory-sync/0.1"
 _ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")

@@ -10,6 +10,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -50,7 +51,9 @@ class Server:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.events: list[dict[str, object]] = []
-        self.url = str(self.wait_for("listening")["urls"][0])  # type: ignore[index]
+        listening = self.wait_for("listening")
+        self.url = str(listening["urls"][0])  # type: ignore[index]
+        self.fingerprint = listening["fingerprint"]
 
     def wait_for(self, event: str) -> dict[str, object]:
         assert self.proc.stdout is not None
@@ -101,7 +104,8 @@ def test_a_one_shot_sync_says_what_it_does(tmp_path: Path, server: Server) -> No
     lines = done.stdout.splitlines()
     assert lines[0].startswith("created a database for user 'clerk' in ")
     assert lines[1] == f"connecting to {server.url}"
-    assert lines[2] == f"connected to {server.url} (BLIP_3+CBMobile_3)"
+    assert lines[2].startswith(f"trusting {server.url.split('/')[2]} on first use: SHA-256 {server.fingerprint} ")
+    assert lines[3] == f"connected to {server.url} (BLIP_3+CBMobile_3)"
     assert lines[-1].startswith("done: pushed 0, pulled 1 document in ")
     items = json_lines(cli(tmp_path, "--json", "items").stdout)
     assert len(items) >= 12  # the server's starter list arrived with its pictures
@@ -138,9 +142,10 @@ def test_serve_prints_who_connects_from_where(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
-    lines = [proc.stdout.readline(), proc.stdout.readline()]
+    lines = [proc.stdout.readline(), proc.stdout.readline(), proc.stdout.readline()]
     assert lines[0].startswith("created a database for user 'shop' with the starter inventory in ")
-    assert lines[1].startswith("listening on ws://127.0.0.1:")
+    assert lines[1].startswith("listening on wss://127.0.0.1:")  # TLS with the generated identity by default
+    assert re.fullmatch(r"TLS \(generated\), certificate SHA-256 fingerprint: [0-9A-F:]{95}\n", lines[2])
     url = lines[1].split()[-1]
     assert cli(tmp_path, "sync", url, *CREDENTIALS).returncode == 0
     proc.send_signal(signal.SIGINT)
@@ -318,7 +323,6 @@ def test_progress_shows_as_lines_when_piped_and_as_a_bar_on_a_terminal(tmp_path:
 @pytest.mark.parametrize(
     ("url", "words"),
     [
-        ("wss://127.0.0.1:4984/userdb", "wss:// needs TLS"),
         ("ws://127.0.0.1:70000/userdb", "out of range"),
         ("ws://127.0.0.1:port/userdb", "invalid URL"),
         ("ws://[::1/userdb", "IPv6"),
@@ -361,7 +365,9 @@ def test_wrong_password_is_one_clear_line(tmp_path: Path, server: Server) -> Non
 
 def test_the_listener_answers_400_to_two_authorization_headers(server: Server) -> None:
     host, port = server.url.split("//")[1].split("/")[0].split(":")
-    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the test reads the answer, whoever sends it
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as raw, context.wrap_socket(raw) as conn:
         conn.sendall(
             b"GET /userdb/_blipsync HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
