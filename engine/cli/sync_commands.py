@@ -137,10 +137,8 @@ async def _serve(listener: URLEndpointListener, out: Output, tls_mode: str) -> i
          "fingerprint": identity.fingerprint if identity is not None else None},
         "listening on " + ", ".join(listener.urls),
     )  # fmt: skip
-    if identity is not None:
+    if identity is not None:  # without TLS the listener itself warns that passwords cross in clear
         out.note(f"TLS ({tls_mode}), certificate SHA-256 fingerprint: {identity.fingerprint}")
-    else:
-        out.warning("TLS is off (--tls disabled): passwords and the inventory cross the network in clear")
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)

@@ -189,6 +189,11 @@ async def connect(
         raise HandshakeError(str(exc)) from None
     except InvalidHandshake as exc:
         cause = exc.__cause__
+        if isinstance(cause, EOFError) and ssl is None:
+            # a TLS listener closes on a plain request, before any status line
+            raise TransportError(
+                f"connection to {host} failed: {cause} (if the listener uses TLS, its URL starts with wss://)"
+            ) from cause
         if isinstance(cause, ssl_module.SSLError | OSError | EOFError):
             raise TransportError(f"connection to {host} failed: {cause}") from cause
         raise HandshakeError(f"invalid WebSocket handshake from {host}: {exc}") from None

@@ -96,6 +96,8 @@ def test_pinning_by_fingerprint(tmp_path: Path) -> None:
     refused = cli(tmp_path, "sync", server.url, *CREDENTIALS, "--pin", wrong)
     assert refused.returncode == 1 and refused.stdout.count("connecting") == 1
     assert "refused the server's certificate" in refused.stderr and str(server.fingerprint) in refused.stderr
+    plain = cli(tmp_path, "sync", server.url.replace("wss://", "ws://"), *CREDENTIALS)
+    assert plain.returncode == 1 and "if the listener uses TLS, its URL starts with wss://" in plain.stderr
     server.stop()
 
 
@@ -127,7 +129,7 @@ def test_tls_disabled_warns_that_passwords_cross_in_clear(tmp_path: Path) -> Non
     assert server.url.startswith("ws://") and server.fingerprint is None
     assert cli(tmp_path, "sync", server.url, *CREDENTIALS).returncode == 0
     server.stop()
-    assert "TLS is off" in server.err and "in clear" in server.err
+    assert server.err.count("TLS is disabled: passwords and documents cross the network in clear") == 1
 
 
 @pytest.mark.parametrize(
