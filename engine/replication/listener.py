@@ -2,7 +2,9 @@
 
 Configured like Couchbase Lite's listener: port (0 = any free port), network
 address (default: all), database name in the URL (default ``userdb``), an
-authenticator, read-only mode, delta sync on or off, and a TLS context.
+authenticator (required: :data:`~engine.replication.auth.NO_AUTHENTICATION` lets
+anyone in), a sign-in throttle, read-only mode, delta sync on or off, and a TLS
+context.
 ``stop()`` closes every connection with 1001 (going away), so continuous
 clients go offline and retry, and frees the port.
 """
@@ -14,17 +16,19 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ifaddr
 
 from engine.database import Database
+from engine.replication.auth import OpenAccess, check_client_certificates, listener_authenticator
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.blip.websocket import Authenticator, BlipServer
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ReplicationError
 from engine.replication.external_changes import follow_external_changes
 from engine.replication.passive import PassiveSession
+from engine.replication.throttle import SignInThrottle
 
 __all__ = ["ConnectionEvent", "ListenerConfiguration", "ListenerStats", "ListenerStatus", "URLEndpointListener"]
 
@@ -35,7 +39,12 @@ DEFAULT_DATABASE_NAME = "userdb"
 
 @dataclass
 class ListenerConfiguration:
-    """How a listener serves its database."""
+    """How a listener serves its database.
+
+    ``authenticator`` must be chosen: None is refused, ``NO_AUTHENTICATION``
+    lets anyone in. ``throttle`` slows down and then refuses addresses that fail
+    to sign in (None: no throttle).
+    """
 
     database: Database
     port: int = 0
@@ -46,6 +55,7 @@ class ListenerConfiguration:
     enable_delta_sync: bool = True
     tls: ssl.SSLContext | None = None
     threaded_database: bool = False
+    throttle: SignInThrottle | None = field(default_factory=SignInThrottle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +99,16 @@ class URLEndpointListener:
     """Serves a database to replicators. Call :meth:`start`, later :meth:`stop`."""
 
     def __init__(self, config: ListenerConfiguration) -> None:
+        """Check the configuration.
+
+        Raises:
+            ConfigurationError: no authenticator chosen, or TLS settings that do not fit it.
+            ReplicationError: an invalid database name.
+        """
         if not config.database_name or config.database_name.startswith("_") or "/" in config.database_name:
             raise ReplicationError(f"invalid database name {config.database_name!r}")
+        self._authenticator = listener_authenticator(config.authenticator, throttle=config.throttle)
+        check_client_certificates(config.authenticator, config.tls)
         self.config = config
         self._server: BlipServer | None = None
         self._sessions: set[PassiveSession] = set()
@@ -114,7 +132,7 @@ class URLEndpointListener:
         server = BlipServer(
             accepts_database=lambda name: name == self.config.database_name,
             on_connection=self._serve,
-            authenticator=self.config.authenticator,
+            authenticator=self._authenticator,
             ssl=self.config.tls,
         )
         await server.start(self.config.host, self.config.port)
@@ -123,6 +141,8 @@ class URLEndpointListener:
             follow_external_changes(self.config.database, self._runner), name="external changes"
         )
         log.info("listening on %s", ", ".join(self.urls))
+        if isinstance(self.config.authenticator, OpenAccess):
+            log.warning("no authentication: anyone who reaches %s may read and write it", self.config.database_name)
 
     async def stop(self) -> None:
         """Close every connection (1001) and free the port."""
