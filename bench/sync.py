@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.scenario_docs import attachment_bytes, item_doc, item_json, photo_doc, split
 from engine.changes import Changes
 from engine.database import Database
+from engine.replication.auth import NO_AUTHENTICATION
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import (
@@ -86,7 +87,7 @@ def peak_rss_mib() -> float:
 async def serve(path: Path) -> None:
     """Serve ``path``; obey ``edit``/``create``/``watch``/``quit`` lines on stdin."""
     db = Database(path, durable=DURABLE)
-    listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1"))
+    listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1", authenticator=NO_AUTHENTICATION))
     await listener.start()
     loop = asyncio.get_running_loop()
     watched: set[str] = set()

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from engine.replication import auth
+from engine.replication import auth, passwords
 
 __all__ = ["LeakScanner", "find_leaks", "register_secret"]
 
@@ -40,9 +40,9 @@ _MIN_SECRET_LENGTH = 4
 _secrets: set[str] = set()
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str | None) -> None:
     """Search the log for ``value`` from now on (short and ordinary words are left to the patterns)."""
-    if len(value) >= _MIN_SECRET_LENGTH and value.lower() not in _ORDINARY_WORDS:
+    if value and len(value) >= _MIN_SECRET_LENGTH and value.lower() not in _ORDINARY_WORDS:
         _secrets.add(value)
 
 
@@ -84,15 +84,13 @@ def _record_passwords() -> None:
 
     auth.BasicAuthenticator.__init__ = init  # type: ignore[method-assign]
 
-    load = auth.load_allow_list
+    post_init = passwords.AllowedUser.__post_init__
 
-    def load_allow_list(*args: object, **kwargs: object) -> list[auth.AllowedUser]:
-        users = load(*args, **kwargs)  # type: ignore[arg-type]
-        for user in users:
-            register_secret(user.password)
-        return users
+    def allowed_user(self: passwords.AllowedUser) -> None:  # every allow-list entry, however it is read
+        register_secret(self.password)
+        post_init(self)
 
-    auth.load_allow_list = load_allow_list  # type: ignore[assignment]
+    passwords.AllowedUser.__post_init__ = allowed_user  # type: ignore[method-assign]
 
 
 _scanner = LeakScanner()

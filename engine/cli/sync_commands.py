@@ -31,7 +31,13 @@ from engine.cli.security_commands import (
 )
 from engine.cli.store_commands import Subparsers
 from engine.inventory_merge import ItemMergeResolver
-from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator, load_allow_list
+from engine.replication.auth import (
+    NO_AUTHENTICATION,
+    BasicAuthenticator,
+    OpenAccess,
+    PasswordAuthenticator,
+    load_allow_list,
+)
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import (
@@ -107,10 +113,10 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     """Run a listener until SIGINT or SIGTERM."""
     if args.allow_list is None and not args.no_auth:
         raise UsageError("serve needs --allow-list FILE (or --no-auth to let anyone in)")
-    authenticator = None
+    authenticator: OpenAccess | PasswordAuthenticator = NO_AUTHENTICATION
     if args.allow_list is not None:
         users = load_allow_list(args.allow_list)
-        authenticator = PasswordAuthenticator.from_users((u.name, u.password) for u in users)
+        authenticator = PasswordAuthenticator.from_users(users)
     with creating_database(args, out, seed=True) as db:
         identity = listener_identity_from_args(args)
         config = ListenerConfiguration(

@@ -22,6 +22,9 @@ Internal errors close with 1011 and no details.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import math
 from collections.abc import Mapping
 
 from engine.errors import EngineError
@@ -94,12 +97,38 @@ class IncompatibleProtocolError(HandshakeError):
 
 
 class HTTPStatusError(HandshakeError):
-    """The peer refused the upgrade with an HTTP status."""
+    """The peer refused the upgrade with an HTTP status.
+
+    A 429 or 503 may come with ``Retry-After`` (:attr:`retry_after`); the text
+    of the error then says when to try again.
+    """
 
     def __init__(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the peer asks us to wait before trying again (its ``Retry-After``), or None."""
+        value = next((v for k, v in self.headers.items() if k.lower() == "retry-after"), None)
+        if value is None:
+            return None
+        value = value.strip()
+        if value.isascii() and value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        wait = self.retry_after
+        return text if wait is None else f"{text}; the peer asks to wait {math.ceil(wait)} s before trying again"
 
 
 class CertificateRefusedError(HandshakeError):

@@ -2,8 +2,9 @@
 
 Configured like Couchbase Lite's listener: port (0 = any free port), network
 address (default: all), database name in the URL (default ``userdb``), an
-authenticator, read-only mode, delta sync on or off, and a TLS identity
-(None: plain ``ws://``, with a warning; see :mod:`engine.replication.listener_tls`).
+authenticator (required: :data:`~engine.replication.auth.NO_AUTHENTICATION` lets
+anyone in), a sign-in throttle, read-only mode, delta sync on or off, and a TLS
+identity (None: plain ``ws://``, with a warning; see :mod:`engine.replication.listener_tls`).
 ``stop()`` closes every connection with 1001 (going away), so continuous
 clients go offline and retry, and frees the port.
 """
@@ -15,17 +16,19 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ifaddr
 
 from engine.database import Database
+from engine.replication.auth import OpenAccess, listener_authenticator
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.blip.websocket import Authenticator, BlipServer
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ConfigurationError, ReplicationError
 from engine.replication.external_changes import follow_external_changes
 from engine.replication.passive import PassiveSession
+from engine.replication.throttle import SignInThrottle
 from engine.replication.tls import TLSIdentity, server_context
 
 __all__ = ["ConnectionEvent", "ListenerConfiguration", "ListenerStats", "ListenerStatus", "URLEndpointListener"]
@@ -37,7 +40,12 @@ DEFAULT_DATABASE_NAME = "userdb"
 
 @dataclass
 class ListenerConfiguration:
-    """How a listener serves its database."""
+    """How a listener serves its database.
+
+    ``authenticator`` must be chosen: None is refused, ``NO_AUTHENTICATION``
+    lets anyone in. ``throttle`` slows down and then refuses addresses that fail
+    to sign in (None: no throttle).
+    """
 
     database: Database
     port: int = 0
@@ -48,6 +56,7 @@ class ListenerConfiguration:
     enable_delta_sync: bool = True
     tls: TLSIdentity | None = None
     threaded_database: bool = False
+    throttle: SignInThrottle | None = field(default_factory=SignInThrottle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +100,15 @@ class URLEndpointListener:
     """Serves a database to replicators. Call :meth:`start`, later :meth:`stop`."""
 
     def __init__(self, config: ListenerConfiguration) -> None:
+        """Check the configuration.
+
+        Raises:
+            ConfigurationError: no authenticator chosen, or TLS settings that do not fit it.
+            ReplicationError: an invalid database name.
+        """
         if not config.database_name or config.database_name.startswith("_") or "/" in config.database_name:
             raise ReplicationError(f"invalid database name {config.database_name!r}")
+        self._authenticator = listener_authenticator(config.authenticator, throttle=config.throttle)
         self.config = config
         self._server: BlipServer | None = None
         self._sessions: set[PassiveSession] = set()
@@ -116,7 +132,7 @@ class URLEndpointListener:
         server = BlipServer(
             accepts_database=lambda name: name == self.config.database_name,
             on_connection=self._serve,
-            authenticator=self.config.authenticator,
+            authenticator=self._authenticator,
             ssl=self._tls_context(),
         )
         await server.start(self.config.host, self.config.port)
@@ -125,6 +141,8 @@ class URLEndpointListener:
             follow_external_changes(self.config.database, self._runner), name="external changes"
         )
         log.info("listening on %s", ", ".join(self.urls))
+        if isinstance(self.config.authenticator, OpenAccess):
+            log.warning("no authentication: anyone who reaches %s may read and write it", self.config.database_name)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         """The server context for the configured identity, asking for client certificates when the

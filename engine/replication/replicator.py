@@ -3,9 +3,10 @@
 ``start()`` connects and replicates; ``stop()`` ends cleanly from any state.
 Status goes ``connecting`` -> ``busy``/``idle``; a one-shot replication stops
 when both directions are done. Transient failures (refused, cut, timed out,
-listener stopped) go ``offline`` and retry with exponential backoff up to the
-configured wait; permanent ones (401, 403, a refused certificate, an
-incompatible protocol) stop with the error.
+listener stopped, HTTP 408, 429 and 5xx) go ``offline`` and retry with
+exponential backoff up to the configured wait, or after the peer's
+``Retry-After`` if that is longer; permanent ones (401 ``unauthorized``, 403, a
+refused certificate, an incompatible protocol) stop with the error.
 """
 
 from __future__ import annotations
@@ -242,6 +243,9 @@ class Replicator:
                         log.info("replication with %s stopped: %s", self.config.url, error)
                         break
                     wait = min(self.config.max_attempt_wait, tuning.RETRY_INITIAL_WAIT * 2 ** (attempt - 1))
+                    if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
+                        # a 429 or 503 says when: sooner earns another refusal (LiteCore ignores it)
+                        wait = max(wait, min(exc.retry_after, tuning.MAX_RETRY_AFTER))
                     log.info("replication with %s offline (%s); retrying in %.1f s", self.config.url, error, wait)
                     self._set_status(ActivityLevel.OFFLINE, error=error, retry_in=wait)
                     await asyncio.sleep(wait)

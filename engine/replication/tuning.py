@@ -52,6 +52,43 @@ WRITE_BATCH_FRAMES = 256
 #: Stop writing and wait for TCP to drain above this many buffered bytes.
 WRITE_BUFFER_HIGH = 256 * 1024
 
+# -- authentication (protocol §1 Authentication) ----------------------------------------
+
+#: scrypt cost of new password hashes (N, r, p): 16 MiB and about 0.1 s per check on
+#: this project's test VM; the scrypt paper's setting for interactive sign-ins, and
+#: Django's default. Raising N by one power of two doubles both.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+#: Most memory (128 * r * N bytes) a hash in an allow list may ask for per check.
+SCRYPT_MAX_MEMORY = 128 * 1024 * 1024
+#: Password checks running at once (each holds its scrypt memory on a worker
+#: thread), and checks waiting for one of them; beyond, handshakes get 503.
+PASSWORD_CHECK_WORKERS = 2
+PASSWORD_CHECKS_WAITING = 32
+#: Failed sign-ins an address may make before its next attempts are slowed down:
+#: the first by SIGN_IN_SLOWDOWN seconds, doubling up to SIGN_IN_MAX_SLOWDOWN (well
+#: inside a client's 15 s handshake timeout).
+SIGN_IN_FREE_FAILURES = 3
+SIGN_IN_SLOWDOWN = 0.5
+SIGN_IN_MAX_SLOWDOWN = 4.0
+#: Failed sign-ins (attempts in progress count) after which an address is refused
+#: with 429 for SIGN_IN_LOCKOUT seconds, doubling per lockout up to SIGN_IN_MAX_LOCKOUT.
+SIGN_IN_LOCK_AFTER = 10
+SIGN_IN_LOCKOUT = 60.0
+SIGN_IN_MAX_LOCKOUT = 900.0
+#: An IPv6 /64 as a whole gets this many times an address's allowance: one host
+#: cycling through its network's addresses is held back without one noisy host
+#: locking out its neighbours (on a LAN, the /64 is the whole LAN).
+SIGN_IN_NETWORK_FACTOR = 10
+#: An address's failures are forgotten after this long without a failure.
+SIGN_IN_FORGET_AFTER = 3600.0
+#: Addresses and networks tracked at most (a few hundred bytes each); the least
+#: recently seen is dropped first.
+SIGN_IN_TRACKED = 10_000
+#: Longest wait a peer's ``Retry-After`` may impose on the replicator.
+MAX_RETRY_AFTER = 3600.0
+
 # -- delta sync (protocol §5) ------------------------------------------------------------
 
 #: Steps one delta may spend searching for string edits (about 10 ms of CPU on the

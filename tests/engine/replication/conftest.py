@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest_asyncio
 
 from engine.database import Database
-from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
+from engine.replication.auth import AllowedUser, BasicAuthenticator, PasswordAuthenticator
 from engine.replication.blip.socket import BlipSocket
 from engine.replication.blip.websocket import BlipServer, connect
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
+from engine.replication.passwords import PasswordHash, hash_password
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ActivityLevel, ReplicatorConfiguration, ReplicatorStatus
 from engine.userdata import open_database
@@ -68,6 +71,17 @@ async def echo_server() -> AsyncIterator[Callable[..., Awaitable[EchoServer]]]:
 
 
 USERS = {"bob": "secret"}
+#: Test hashes cost little: a real one (scrypt n=2**14) takes about 0.1 s per handshake.
+CHEAP_SCRYPT_N = 2**4
+
+
+def password_authenticator(users: dict[str, str] | None = None) -> PasswordAuthenticator:
+    """A listener's password check for ``users`` (default USERS), hashed at a low scrypt cost."""
+    entries = (users or USERS).items()
+    return PasswordAuthenticator.from_users(
+        AllowedUser(name, password_hash=PasswordHash.parse(hash_password(password, n=CHEAP_SCRYPT_N)))
+        for name, password in entries
+    )
 
 
 class Peers:
@@ -87,7 +101,7 @@ class Peers:
 
     async def listener(self, db: Database, **options: Any) -> URLEndpointListener:
         options.setdefault("host", "127.0.0.1")
-        options.setdefault("authenticator", PasswordAuthenticator.from_users(USERS))
+        options.setdefault("authenticator", password_authenticator())
         listener = URLEndpointListener(ListenerConfiguration(db, **options))
         await listener.start()
         self.listeners.append(listener)
@@ -140,3 +154,41 @@ async def wait_for_activity(replicator: Replicator, *levels: ActivityLevel, time
         return await asyncio.wait_for(reached, timeout * TIME_UNIT)
     finally:
         remove()
+
+
+async def raw_upgrade(
+    url: str, *, authorization: str | None = None, local_host: str | None = None, then: bytes = b""
+) -> bytes:
+    """Send a BLIP upgrade request to ``url`` (``then`` right after it); return every byte the server
+    sends until it closes, or until the end of the response head if it switches protocols."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 80
+    local = (local_host, 0) if local_host else None
+    reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+    lines = [
+        f"GET {parts.path}/_blipsync HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {base64.b64encode(bytes(16)).decode()}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: BLIP_3+CBMobile_3,BLIP_3+CBMobile_2",
+    ]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + then)
+    received = b""
+    try:
+        async with asyncio.timeout(10 * TIME_UNIT):
+            while chunk := await reader.read(65536):
+                received += chunk
+                if received.startswith(b"HTTP/1.1 101 ") and b"\r\n\r\n" in received:
+                    break
+        return received
+    finally:
+        writer.close()
+
+
+def basic(user: str, password: str) -> str:
+    """An ``Authorization`` header value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

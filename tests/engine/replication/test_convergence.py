@@ -21,12 +21,13 @@ from engine.database import Database
 from engine.errors import InventoryError
 from engine.inventory import LIST_DOC_ID, read_items, set_quantity
 from engine.inventory_merge import ItemMergeResolver
-from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
+from engine.replication.auth import BasicAuthenticator
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ReplicatorConfiguration
 from engine.userdata import open_database
 from tests.conftest import TIME_UNIT
+from tests.engine.replication.conftest import password_authenticator
 
 KEYS = [f"item-{i}" for i in range(5)]
 MALFORMED = [
@@ -56,7 +57,7 @@ class Group:
 
     async def start(self) -> None:
         for db in self.databases:
-            auth = PasswordAuthenticator.from_users({"bob": "secret"})
+            auth = password_authenticator()
             listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1", authenticator=auth))
             await listener.start()
             self.listeners.append(listener)
