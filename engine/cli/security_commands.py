@@ -25,8 +25,17 @@ from urllib.parse import urlsplit
 from engine.cli.databases import NoDatabaseError
 from engine.cli.output import Output, UsageError
 from engine.cli.store_commands import Subparsers
+from engine.json_codec import dumps
+from engine.replication.auth import (
+    NO_AUTHENTICATION,
+    CertificateOrPasswordAuthenticator,
+    ClientCertificateAuthenticator,
+    PasswordAuthenticator,
+)
+from engine.replication.blip.websocket import Authenticator
 from engine.replication.errors import ConfigurationError
 from engine.replication.listener_tls import GeneratedIdentity, ListenerTLSMode, listener_identity, serving_addresses
+from engine.replication.passwords import allow_list_entry
 from engine.replication.server_validation import ServerValidation, ValidationMode
 from engine.replication.tls import TLSIdentity, parse_fingerprint
 from engine.replication.trust_store import TRUST_STORE_FILE, TrustStore
@@ -37,6 +46,7 @@ __all__ = [
     "add_listener_tls_options",
     "add_validation_options",
     "client_identity_from_args",
+    "listener_authenticator_from_args",
     "listener_identity_from_args",
     "register",
     "trust_store_path",
@@ -63,6 +73,13 @@ def add_listener_tls_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity", type=Path, metavar="FILE.p12", help="the PKCS#12 identity of --tls imported")
     p.add_argument(
         "--identity-password", metavar="PW", help=f"its password (default: ${IDENTITY_PASSWORD_ENV}, or asked for)"
+    )
+    p.add_argument(
+        "--client-ca",
+        type=Path,
+        metavar="FILE",
+        help="let in clients whose certificate chains to these roots (PEM bundle; a self-signed client "
+        "certificate listed is trusted alone); with --allow-list, clients without one sign in by password",
     )
 
 
@@ -119,6 +136,26 @@ def listener_identity_from_args(args: argparse.Namespace) -> TLSIdentity | None:
         password=password,
         host=args.host,
     )
+
+
+def listener_authenticator_from_args(args: argparse.Namespace) -> Authenticator:
+    """Who ``serve`` lets in: an allow list, client certificates, either, or (explicitly) anyone."""
+    if args.no_auth and (args.allow_list is not None or args.client_ca is not None):
+        raise UsageError("--no-auth lets anyone in: it goes without --allow-list and --client-ca")
+    if args.allow_list is None and args.client_ca is None and not args.no_auth:
+        raise UsageError("serve needs --allow-list FILE or --client-ca FILE (or --no-auth to let anyone in)")
+    if args.client_ca is not None and args.tls == ListenerTLSMode.DISABLED.value:
+        raise UsageError("--client-ca needs TLS (not --tls disabled)")
+    if args.no_auth:
+        return NO_AUTHENTICATION
+    passwords = PasswordAuthenticator.from_allow_list(args.allow_list) if args.allow_list is not None else None
+    certificates = ClientCertificateAuthenticator.from_file(args.client_ca) if args.client_ca is not None else None
+    if passwords is not None and certificates is not None:
+        return CertificateOrPasswordAuthenticator(certificates, passwords)
+    if passwords is not None:
+        return passwords
+    assert certificates is not None
+    return certificates
 
 
 def trust_store_path(args: argparse.Namespace) -> Path:
@@ -179,7 +216,15 @@ def client_identity_from_args(args: argparse.Namespace) -> TLSIdentity | None:
 
 
 def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
-    """Add ``identity`` and ``trust`` to ``commands``."""
+    """Add ``hash-password``, ``identity`` and ``trust`` to ``commands``."""
+    p = commands.add_parser(
+        "hash-password",
+        parents=[common],
+        help="print an allow-list entry with a hashed password (asked for, or read from stdin)",
+    )
+    p.add_argument("name", metavar="USER")
+    p.set_defaults(handler=cmd_hash_password)
+
     identity = commands.add_parser("identity", parents=[common], help="the listener's generated TLS identity")
     actions = identity.add_subparsers(dest="identity_command", required=True, metavar="ACTION")
     p = actions.add_parser("show", parents=[common], help="its fingerprint, names and dates")
@@ -200,6 +245,22 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     p = actions.add_parser("forget", parents=[common], help="forget a peer (its next certificate is trusted)")
     p.add_argument("peer", metavar="HOST:PORT")
     p.set_defaults(handler=cmd_trust_forget)
+
+
+def cmd_hash_password(args: argparse.Namespace, out: Output) -> int:
+    """Print ``{"name": .., "password_hash": "scrypt$..."}`` for an allow list (append it to the file)."""
+    if not args.name or ":" in args.name:
+        raise UsageError("a user name must not be empty or contain ':'")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("an empty password cannot be used")
+    out.raw(dumps(allow_list_entry(args.name, password)) + b"\n")
+    return 0
 
 
 def _identity_record(identity: TLSIdentity, path: Path) -> dict[str, object]:

@@ -25,6 +25,7 @@ from engine.cli.security_commands import (
     add_listener_tls_options,
     add_validation_options,
     client_identity_from_args,
+    listener_authenticator_from_args,
     listener_identity_from_args,
     trust_store_path,
     validation_from_args,
@@ -32,11 +33,7 @@ from engine.cli.security_commands import (
 from engine.cli.store_commands import Subparsers
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import (
-    NO_AUTHENTICATION,
     BasicAuthenticator,
-    OpenAccess,
-    PasswordAuthenticator,
-    load_allow_list,
 )
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
@@ -73,7 +70,12 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         "--port", type=port_number, default=0, help="port from 0 to 65535 (default 0: a free one; fix it for a shop)"
     )
     p.add_argument("--db-name", default="userdb", help="database name in the URL (default userdb)")
-    p.add_argument("--allow-list", type=Path, help="users allowed in: JSON lines or array of {name, password}")
+    p.add_argument(
+        "--allow-list",
+        type=Path,
+        help="users allowed in: JSON lines or an array of {name, password} or {name, password_hash} "
+        "(hash-password prints one)",
+    )
     p.add_argument("--no-auth", action="store_true", help="let anyone in (only for trusted test networks)")
     p.add_argument("--read-only", action="store_true", help="refuse pushes; serve pulls")
     p.add_argument("--no-delta", action="store_true", help="never send or accept deltas")
@@ -111,12 +113,7 @@ def _on_signals(handler: object) -> None:
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     """Run a listener until SIGINT or SIGTERM."""
-    if args.allow_list is None and not args.no_auth:
-        raise UsageError("serve needs --allow-list FILE (or --no-auth to let anyone in)")
-    authenticator: OpenAccess | PasswordAuthenticator = NO_AUTHENTICATION
-    if args.allow_list is not None:
-        users = load_allow_list(args.allow_list)
-        authenticator = PasswordAuthenticator.from_users(users)
+    authenticator = listener_authenticator_from_args(args)
     with creating_database(args, out, seed=True) as db:
         identity = listener_identity_from_args(args)
         config = ListenerConfiguration(

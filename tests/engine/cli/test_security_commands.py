@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from engine.replication.listener_tls import GeneratedIdentity
+from engine.replication.tls import TLSIdentity
 from tests.conftest import SEED_DATA, needs_shared
 from tests.engine.cli.test_sync_commands import CLI, CREDENTIALS, TIMEOUT, Server, allow_list, cli, json_lines
 
@@ -183,3 +184,81 @@ def test_sync_tls_options_that_cannot_work(tmp_path: Path, args: list[str], word
     failed = cli(tmp_path, "sync", *args)
     assert failed.returncode == 2 and words in failed.stderr, failed.stderr
     assert not (tmp_path / "client").exists()
+
+
+def hash_password(name: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "hash-password", name], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+
+
+def test_hash_password_prints_an_entry_that_serve_accepts(tmp_path: Path) -> None:
+    hashed = hash_password("dana", "Correct-horse-7\n")
+    assert hashed.returncode == 0, hashed.stderr
+    entry = json.loads(hashed.stdout)
+    assert entry["name"] == "dana" and entry["password_hash"].startswith("scrypt$n=16384,r=8,p=1$")
+    assert "Correct-horse-7" not in hashed.stdout
+    users = tmp_path / "users.json"
+    users.write_text(hashed.stdout)
+    server = Server(tmp_path, "--allow-list", str(users))
+    assert cli(tmp_path, "sync", server.url, "--username", "dana", "--password", "Correct-horse-7").returncode == 0
+    wrong = cli(tmp_path, "sync", server.url, "--username", "dana", "--password", "correct-horse-7")
+    assert wrong.returncode == 1 and "unauthorized (HTTP 401)" in wrong.stderr
+    server.stop()
+    empty = hash_password("dana", "\n")
+    assert empty.returncode == 2 and "empty password" in empty.stderr
+
+
+def client_certificate(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A self-signed client certificate: PEM certificate, PEM key, and PKCS#12 (password ``p12-pw``)."""
+    identity = TLSIdentity.create_self_signed([name])
+    cert, key, p12 = tmp_path / f"{name}.pem", tmp_path / f"{name}.key", tmp_path / f"{name}.p12"
+    cert.write_text(identity.certificate_pem)
+    key.write_bytes(identity.export_private_key_pem())
+    private_key = serialization.load_pem_private_key(identity.export_private_key_pem(), None)
+    p12.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            name.encode(), private_key, identity.certificate, None,  # type: ignore[arg-type]
+            serialization.BestAvailableEncryption(b"p12-pw"),
+        )
+    )  # fmt: skip
+    return cert, key, p12
+
+
+def test_client_certificates_sign_in_with_or_without_an_allow_list(tmp_path: Path) -> None:
+    cert, key, p12 = client_certificate(tmp_path, "till-2")
+    stranger, stranger_key, _ = client_certificate(tmp_path, "stranger")
+    server = Server(tmp_path, "--client-ca", str(cert))
+    assert cli(tmp_path, "sync", server.url, "--client-cert", str(cert), "--client-key", str(key)).returncode == 0
+    env = {**os.environ, "INVENTORY_SYNC_CLIENT_IDENTITY_PASSWORD": "p12-pw"}
+    by_p12 = subprocess.run(
+        [*CLI, "--data-dir", str(tmp_path / "client"), "--user", "clerk", "sync", server.url,
+         "--client-identity", str(p12)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False,
+    )  # fmt: skip
+    assert by_p12.returncode == 0, by_p12.stderr
+    without = cli(tmp_path, "sync", server.url)
+    assert without.returncode == 1 and "unauthorized (HTTP 401)" in without.stderr
+    other = cli(tmp_path, "sync", server.url, "--client-cert", str(stranger), "--client-key", str(stranger_key))
+    assert other.returncode == 1
+    out = server.stop()
+    assert [e["user"] for e in map(json.loads, out.splitlines()) if e["event"] == "connected"] == ["till-2", "till-2"]
+
+    both = Server(tmp_path, "--client-ca", str(cert), "--allow-list", str(allow_list(tmp_path)))
+    assert cli(tmp_path, "sync", both.url, *CREDENTIALS).returncode == 0  # no certificate: the password decides
+    assert cli(tmp_path, "sync", both.url, "--client-cert", str(cert), "--client-key", str(key)).returncode == 0
+    both.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], "serve needs --allow-list FILE or --client-ca FILE"),
+        (["--no-auth", "--allow-list", "users.json"], "--no-auth lets anyone in"),
+        (["--client-ca", "ca.pem", "--tls", "disabled"], "--client-ca needs TLS"),
+        (["--client-ca", "missing.pem"], "missing.pem"),
+    ],
+)
+def test_serve_authentication_options_that_cannot_work(tmp_path: Path, args: list[str], words: str) -> None:
+    failed = server_cli(tmp_path, "serve", *args)
+    assert failed.returncode == 2 and words in failed.stderr, failed.stderr
