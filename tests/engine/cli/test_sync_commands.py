@@ -43,12 +43,12 @@ def allow_list(tmp_path: Path) -> Path:
 class Server:
     """``inventory-sync serve`` for the user ``shop``, started in a subprocess."""
 
-    def __init__(self, tmp_path: Path, *serve_args: str) -> None:
+    def __init__(self, tmp_path: Path, *serve_args: str, env: dict[str, str] | None = None) -> None:
         self.data = tmp_path / "server"
         self.proc = subprocess.Popen(
             [*CLI, "--data-dir", str(self.data), "--user", "shop", "--json", "serve", "--host", "127.0.0.1",
              *serve_args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         self.events: list[dict[str, object]] = []
         listening = self.wait_for("listening")
