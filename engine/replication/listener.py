@@ -2,7 +2,8 @@
 
 Configured like Couchbase Lite's listener: port (0 = any free port), network
 address (default: all), database name in the URL (default ``userdb``), an
-authenticator, read-only mode, delta sync on or off, and a TLS context.
+authenticator, read-only mode, delta sync on or off, and a TLS context; and
+what one client may cost (``limits``: connections, handshake deadlines, pings).
 ``stop()`` closes every connection with 1001 (going away), so continuous
 clients go offline and retry, and frees the port.
 """
@@ -14,13 +15,13 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ifaddr
 
 from engine.database import Database
 from engine.replication.blip.socket import BlipSocket
-from engine.replication.blip.websocket import Authenticator, BlipServer
+from engine.replication.blip.websocket import Authenticator, BlipServer, ConnectionCounts, ServerLimits
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ReplicationError
 from engine.replication.external_changes import follow_external_changes
@@ -46,6 +47,7 @@ class ListenerConfiguration:
     enable_delta_sync: bool = True
     tls: ssl.SSLContext | None = None
     threaded_database: bool = False
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class URLEndpointListener:
             on_connection=self._serve,
             authenticator=self.config.authenticator,
             ssl=self.config.tls,
+            limits=self.config.limits,
         )
         await server.start(self.config.host, self.config.port)
         self._server = server
@@ -159,6 +162,11 @@ class URLEndpointListener:
         for session in self._sessions:
             total.add(session)
         return total
+
+    @property
+    def connection_counts(self) -> ConnectionCounts:
+        """Connections held now (handshakes included), refused at the caps so far, and the cap in force."""
+        return self._server.connection_counts if self._server is not None else ConnectionCounts()
 
     @property
     def status(self) -> ListenerStatus:
