@@ -115,8 +115,9 @@ ONE_SHOT_MAX_ATTEMPTS = 10
 #: at each deadline. Handshakes on a LAN take milliseconds.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 HTTP_HANDSHAKE_TIMEOUT = 10.0
-#: Connections a listener holds at once, from accept() to close, handshakes included; one
-#: over is reset before any TLS or HTTP work. A shop has a dozen devices.
+#: Connections a listener holds at once, from accept() to close, handshakes included. One
+#: over takes the place of the oldest still in its handshake, else it is reset before any
+#: TLS or HTTP work. A shop has a dozen devices.
 MAX_CONNECTIONS = 256
 #: The same from one address (an IPv4-mapped IPv6 address counts as its IPv4 address).
 #: Whole IPv6 addresses, not /64 prefixes: all hosts of a LAN share one /64.

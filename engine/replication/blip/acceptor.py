@@ -6,23 +6,28 @@ cheapest point:
 
 - **Caps.** At most ``max_connections`` connections are held at once, and
   ``max_per_address`` from one address, counted from ``accept()`` until the
-  connection is lost (handshakes included). An over-cap connection is reset at
-  once: no TLS, no HTTP, no task. The total is lowered, if need be, to fit the
-  process's open-file limit with :data:`~engine.replication.tuning.RESERVED_DESCRIPTORS`
-  to spare, so that no flood of connections can take the last descriptors.
+  connection is lost (handshakes included). The total is lowered, if need be,
+  to fit the process's open-file limit with
+  :data:`~engine.replication.tuning.RESERVED_DESCRIPTORS` to spare, so that no
+  flood of connections can take the last descriptors. At the total cap a new
+  connection takes the place of the oldest one still in its TLS or HTTP
+  handshake, so that idle or slow unauthenticated connections cannot lock
+  everyone out; with none to replace, and over an address's cap, it is reset
+  at once: no TLS, no HTTP, no task.
 - **Accept errors pause and back off.** When ``accept()`` fails for want of
   descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM...) the sockets are
   unwatched and tried again after a wait that doubles up to a maximum. asyncio's
-  own accept loop (``selector_events._accept_connection``, CPython 3.11 to 3.13)
-  logs the error and schedules a retry in one second, but then goes on calling
-  ``accept()`` up to ``backlog`` (100) times in the same turn: every failure
-  logs again and schedules one more retry, and every retry watches the socket
-  again, so retries pile up by the hundred each second (python/cpython#151615).
-  With 1,024 descriptors and 1,100 idle connections that was 4,600 log records
-  a second at 100% CPU.
-- **Logged once per spell.** Refusals (over the total, over one address) and
-  accept errors each log one warning when they start, and an info line with
-  the number refused or failed when they end; never a line per connection.
+  own accept loop (``selector_events._accept_connection`` of Python 3.11; fixed
+  upstream by python/cpython#151615) logs the error and schedules a retry in
+  one second, but then goes on calling ``accept()`` up to ``backlog`` (100)
+  times in the same turn: every failure logs again and schedules one more
+  retry, and every retry watches the socket again, so the retries pending grow
+  by hundreds a second, and the log lines with them (4,600 a second at 100% CPU
+  after some minutes, in a user's report); even fixed, it logs once a second.
+- **Logged once per spell.** The total cap reached, an address's cap reached,
+  and accept errors each log one warning when they start, and an info line
+  with the numbers refused, replaced or failed when they end; never a line
+  per connection.
 
 Each admitted socket goes to ``loop.connect_accepted_socket`` with the TLS
 context and handshake deadline. Loops that cannot watch sockets (Windows'
@@ -70,10 +75,11 @@ _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 @dataclass(frozen=True, slots=True)
 class ConnectionCounts:
-    """Connections held now, refused at the caps since start, and the cap in force."""
+    """Connections held now, refused at the caps and replaced at the total cap since start, and the cap in force."""
 
     held: int = 0
     refused: int = 0
+    replaced: int = 0
     limit: int = 0
 
 
@@ -137,11 +143,35 @@ async def listening_sockets(host: str | None, port: int) -> list[socket.socket]:
 class _Spell:
     """A condition that logs one warning when it starts and one line when it ends, counting in between."""
 
-    __slots__ = ("count", "started")
+    __slots__ = ("refused", "replaced", "started")
 
     def __init__(self, started: float) -> None:
         self.started = started
-        self.count = 0
+        self.refused = 0
+        self.replaced = 0
+
+
+class _Slot:
+    """An admitted connection: the address it counts against, and its task (TLS) or its protocol (HTTP on)."""
+
+    __slots__ = ("connection", "key", "released", "task")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.task: asyncio.Task[None] | None = None
+        self.connection: ServerConnection | None = None
+        self.released = False
+
+    @property
+    def in_handshake(self) -> bool:
+        """Still in its TLS or HTTP handshake: nobody has authenticated on it yet."""
+        return self.connection is None or self.connection.protocol.state is State.CONNECTING
+
+    def reset(self) -> None:
+        if self.connection is not None:
+            self.connection.transport.abort()
+        elif self.task is not None:
+            self.task.cancel()
 
 
 class Acceptor(asyncio.AbstractServer):
@@ -176,12 +206,11 @@ class Acceptor(asyncio.AbstractServer):
         if self.max_connections < max_connections:
             log.info("at most %d connections at once, to stay under the open-file limit", self.max_connections)
         self.max_per_address = max_per_address
+        self._slots: dict[_Slot, None] = {}  # in the order they were admitted
         self._held: Counter[str] = Counter()
-        self._total = 0
         self._refused = 0
-        self._starting: set[asyncio.Task[None]] = set()
-        self._connections: set[ServerConnection] = set()
-        self._full: _Spell | None = None  # refusing: total cap reached
+        self._replaced = 0
+        self._full: _Spell | None = None  # total cap reached
         self._full_addresses: dict[str, _Spell] = {}  # refusing: an address's cap reached
         self._failing: _Spell | None = None  # accept() fails
         self._retry_wait = tuning.ACCEPT_RETRY_INITIAL_WAIT
@@ -234,16 +263,15 @@ class Acceptor(asyncio.AbstractServer):
             if not self._fallback:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
-        for task in self._starting:
-            task.cancel()
-        for connection in list(self._connections):
-            if connection.protocol.state is State.CONNECTING:
-                connection.transport.abort()
+        for slot in list(self._slots):
+            if slot.in_handshake:
+                slot.reset()
 
     async def wait_closed(self) -> None:
         """Wait until the TLS handshakes under way have stopped."""
-        if self._starting:
-            await asyncio.wait(set(self._starting))
+        starting = {slot.task for slot in self._slots if slot.connection is None and slot.task is not None}
+        if starting:
+            await asyncio.wait(starting)
         for server in self._fallback:
             await server.wait_closed()
 
@@ -251,8 +279,8 @@ class Acceptor(asyncio.AbstractServer):
 
     @property
     def counts(self) -> ConnectionCounts:
-        """Connections held, refused so far, and the cap in force."""
-        return ConnectionCounts(self._total, self._refused, self.max_connections)
+        """Connections held, refused and replaced so far, and the cap in force."""
+        return ConnectionCounts(len(self._slots), self._refused, self._replaced, self.max_connections)
 
     # -- accepting -------------------------------------------------------------------------------
 
@@ -281,14 +309,8 @@ class Acceptor(asyncio.AbstractServer):
             self._admit(conn, address)
 
     def _admit(self, conn: socket.socket, address: Any) -> None:
+        """Start a connection within the caps; at the total cap, in place of the oldest still in its handshake."""
         key = address_key(address[0]) if isinstance(address, tuple) else str(address)
-        if self._total >= self.max_connections:
-            self._refuse(conn)
-            if self._full is None:
-                self._full = _Spell(self._loop.time())
-                log.warning("refusing connections: %d held, the most this listener takes at once", self._total)
-            self._full.count += 1
-            return
         if self._held[key] >= self.max_per_address:
             self._refuse(conn)
             spell = self._full_addresses.get(key)
@@ -297,13 +319,29 @@ class Acceptor(asyncio.AbstractServer):
                 log.warning(
                     "refusing connections from %s: %d held, the most one address may hold", key, self._held[key]
                 )
-            spell.count += 1
+            spell.refused += 1
             return
-        self._total += 1
+        if len(self._slots) >= self.max_connections:
+            if self._full is None:
+                self._full = _Spell(self._loop.time())
+                log.warning(
+                    "%d connections held, the most this listener takes at once: each new one replaces the "
+                    "oldest still in its handshake, or is refused if none is",
+                    len(self._slots),
+                )
+            oldest = next((slot for slot in self._slots if slot.in_handshake), None)
+            if oldest is None:
+                self._refuse(conn)
+                self._full.refused += 1
+                return
+            self._forget(oldest)  # counted out now: its descriptor closes on the next loop turn
+            oldest.reset()
+            self._replaced += 1
+            self._full.replaced += 1
+        slot = _Slot(key)
+        self._slots[slot] = None
         self._held[key] += 1
-        task = self._loop.create_task(self._start(conn, key))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
+        slot.task = self._loop.create_task(self._start(conn, slot))
 
     def _refuse(self, conn: socket.socket) -> None:
         self._refused += 1
@@ -311,50 +349,59 @@ class Acceptor(asyncio.AbstractServer):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         conn.close()
 
-    async def _start(self, conn: socket.socket, key: str) -> None:
+    async def _start(self, conn: socket.socket, slot: _Slot) -> None:
         """Run the TLS handshake, if any, within its deadline, and start the connection's protocol."""
         started = False
         try:
-            _transport, connection = await self._loop.connect_accepted_socket(self._factory, conn, **self._tls)
+            transport, connection = await self._loop.connect_accepted_socket(self._factory, conn, **self._tls)
             started = True
         except Exception:  # the TLS handshake failed or timed out (asyncio logs it at debug level)
             return
         finally:
-            if not started:  # or the server is closing
+            if not started:  # or it was replaced, or the server is closing
                 conn.close()
-                self._release(key)
-        if connection.connection_lost_waiter.done():
-            self._release(key)
+                self._release(slot)
+        if slot.released:  # replaced as its TLS handshake ended
+            transport.abort()
             return
-        self._connections.add(connection)
+        slot.connection = connection
+        if connection.connection_lost_waiter.done():
+            self._release(slot)
+        else:
+            connection.connection_lost_waiter.add_done_callback(lambda _: self._release(slot))
 
-        def lost(_: asyncio.Future[None]) -> None:
-            self._connections.discard(connection)
-            self._release(key)
+    def _forget(self, slot: _Slot) -> bool:
+        """Count a connection out; False if it already was."""
+        if slot.released:
+            return False
+        slot.released = True
+        del self._slots[slot]
+        self._held[slot.key] -= 1
+        if self._held[slot.key] <= 0:
+            del self._held[slot.key]
+        return True
 
-        connection.connection_lost_waiter.add_done_callback(lost)
-
-    def _release(self, key: str) -> None:
-        self._total -= 1
-        self._held[key] -= 1
-        if self._held[key] <= 0:
-            del self._held[key]
-        if self._closed:
+    def _release(self, slot: _Slot) -> None:
+        """Count out a connection that ended; end the spells of refusals it ends."""
+        if not self._forget(slot) or self._closed:
             return
         full = self._full
-        if full is not None and self._total < self.max_connections:
+        if full is not None and len(self._slots) < self.max_connections:
             self._full = None
             log.info(
-                "accepting connections again after %.0f s; %d refused", self._loop.time() - full.started, full.count
+                "below the connection cap again after %.0f s; %d refused, %d replaced",
+                self._loop.time() - full.started,
+                full.refused,
+                full.replaced,
             )
-        spell = self._full_addresses.get(key)
-        if spell is not None and self._held[key] < self.max_per_address:
-            del self._full_addresses[key]
+        spell = self._full_addresses.get(slot.key)
+        if spell is not None and self._held[slot.key] < self.max_per_address:
+            del self._full_addresses[slot.key]
             log.info(
                 "accepting connections from %s again after %.0f s; %d refused",
-                key,
+                slot.key,
                 self._loop.time() - spell.started,
-                spell.count,
+                spell.refused,
             )
 
     # -- accept errors -----------------------------------------------------------------------------
@@ -368,12 +415,12 @@ class Acceptor(asyncio.AbstractServer):
             log.warning(
                 "cannot accept connections (%s) with %d held; trying again with waits of up to %.0f s",
                 exc.strerror or exc,
-                self._total,
+                len(self._slots),
                 tuning.ACCEPT_RETRY_MAX_WAIT,
             )
         else:
             self._retry_wait = min(2 * self._retry_wait, tuning.ACCEPT_RETRY_MAX_WAIT)
-        self._failing.count += 1
+        self._failing.refused += 1
         self._retry = self._loop.call_later(self._retry_wait, self._resume)
 
     def _resume(self) -> None:
@@ -387,5 +434,5 @@ class Acceptor(asyncio.AbstractServer):
         log.info(
             "accepting connections again after %.1f s; %d attempts failed",
             self._loop.time() - spell.started,
-            spell.count,
+            spell.refused,
         )

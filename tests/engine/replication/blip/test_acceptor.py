@@ -86,26 +86,58 @@ def accept_path_records(caplog: pytest.LogCaptureFixture, level: int = logging.W
 async def test_connections_over_the_cap_are_reset_at_once(
     echo_server: MakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """At the cap, with every connection open (past its handshake), a newcomer is reset at once;
+    one warning for the spell, and a line when it ends with the number refused."""
     caplog.set_level(logging.INFO, acceptor.__name__)
     server = await echo_server(limits=ServerLimits(max_connections=5, max_connections_per_address=100))
     host, port = server.server.addresses[0]
-    held = [await asyncio.open_connection(host, port) for _ in range(5)]
-    await wait_until(lambda: server.server.connection_counts.held == 5)
+    clients = [await server.client() for _ in range(5)]
+    await wait_until(lambda: len(server.sockets) == 5)
     for _ in range(20):
         assert await refused(host, port)
     counts = server.server.connection_counts
-    assert (counts.held, counts.refused, counts.limit) == (5, 20, 5)
-    assert accept_path_records(caplog) == ["refusing connections: 5 held, the most this listener takes at once"]
-    held.pop()[1].close()  # one leaves: a newcomer gets in
+    assert (counts.held, counts.refused, counts.replaced, counts.limit) == (5, 20, 0, 5)
+    assert accept_path_records(caplog) == [
+        "5 connections held, the most this listener takes at once: each new one replaces the oldest still in "
+        "its handshake, or is refused if none is"
+    ]
+    await clients.pop().close()  # one leaves: a newcomer gets in
     await wait_until(lambda: server.server.connection_counts.held == 4)
-    assert accept_path_records(caplog, logging.INFO) == ["accepting connections again after 0 s; 20 refused"]
-    newcomer = await server.client()
-    await wait_until(lambda: len(server.sockets) == 1)
-    await newcomer.close()
-    for _reader, writer in held:
-        writer.close()
+    assert accept_path_records(caplog, logging.INFO) == [
+        "below the connection cap again after 0 s; 20 refused, 0 replaced"
+    ]
+    clients.append(await server.client())
+    await wait_until(lambda: len(server.sockets) == 6)
+    for client in clients:
+        await client.close()
     await wait_until(lambda: server.server.connection_counts.held == 0)
     assert len(accept_path_records(caplog)) == 1
+
+
+@pytest.mark.asyncio
+async def test_at_the_cap_a_newcomer_replaces_the_oldest_handshake(echo_server: MakeServer) -> None:
+    """Connections that never finish their handshake cannot lock clients out until their deadline:
+    at the cap, each newcomer takes the place of the oldest of them."""
+    server = await echo_server(limits=ServerLimits(max_connections=5, max_connections_per_address=100))
+    host, port = server.server.addresses[0]
+    opened = await server.client()
+    silent = [await asyncio.open_connection(host, port) for _ in range(4)]
+    await wait_until(lambda: server.server.connection_counts.held == 5)
+    newcomer = await server.client()  # in place of the first silent one
+    assert await reset_at_once(silent[0][0])
+    await wait_until(lambda: len(server.sockets) == 2)
+    counts = server.server.connection_counts
+    assert (counts.held, counts.refused, counts.replaced) == (5, 0, 1)
+    later = [await server.client() for _ in range(3)]  # the other silent ones make room in turn
+    assert all([await reset_at_once(reader) for reader, _writer in silent])
+    assert server.server.connection_counts.replaced == 4
+    assert await refused(host, port)  # all five are open now: nothing to replace
+    assert not any(client.closed for client in [opened, newcomer, *later])
+    for _reader, writer in silent:
+        writer.close()
+    for client in [opened, newcomer, *later]:
+        await client.close()
+    await wait_until(lambda: server.server.connection_counts.held == 0)
 
 
 @pytest.mark.asyncio
