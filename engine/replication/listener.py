@@ -165,7 +165,7 @@ class URLEndpointListener:
 
     @property
     def connection_counts(self) -> ConnectionCounts:
-        """Connections held now (handshakes included), refused at the caps so far, and the cap in force."""
+        """Connections held now (handshakes included), refused and replaced at the caps so far, and the cap."""
         return self._server.connection_counts if self._server is not None else ConnectionCounts()
 
     @property

@@ -129,6 +129,6 @@ RESERVED_DESCRIPTORS = 128
 #: After accept() fails (out of descriptors or memory) the listener stops accepting for
 #: this long, doubled after each failure up to the maximum; asyncio retried in a tight loop.
 ACCEPT_RETRY_INITIAL_WAIT = 0.05
-ACCEPT_RETRY_MAX_WAIT = 1.0
+ACCEPT_RETRY_MAX_WAIT = 0.25
 #: Connections accepted per event-loop turn (asyncio accepts up to 100).
 ACCEPT_BATCH = 100

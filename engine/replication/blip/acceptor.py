@@ -413,7 +413,7 @@ class Acceptor(asyncio.AbstractServer):
             self._failing = _Spell(self._loop.time())
             self._retry_wait = tuning.ACCEPT_RETRY_INITIAL_WAIT
             log.warning(
-                "cannot accept connections (%s) with %d held; trying again with waits of up to %.0f s",
+                "cannot accept connections (%s) with %d held; trying again every %g s",
                 exc.strerror or exc,
                 len(self._slots),
                 tuning.ACCEPT_RETRY_MAX_WAIT,

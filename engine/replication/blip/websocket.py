@@ -326,7 +326,7 @@ class BlipServer:
 
     @property
     def connection_counts(self) -> ConnectionCounts:
-        """Connections held now (handshakes included), refused at the caps so far, and the cap."""
+        """Connections held now (handshakes included), refused and replaced at the caps so far, and the cap."""
         return self._acceptor.counts if self._acceptor is not None else ConnectionCounts()
 
     async def stop(self) -> None:

@@ -283,7 +283,6 @@ async def test_hundreds_of_half_open_connections(shop: MakeShop, tls: bool) -> N
             writer.write(hello[: len(hello) // 2])
             if i % 2:
                 writer.close()
-    await wait_until(lambda: served.listener.connection_counts.held >= 200)
     await served.normal_sync()
     for reader, _writer in silent:
         assert await read_to_end(reader) == b""  # cut by the server at the deadline
