@@ -103,9 +103,8 @@ async def test_connections_over_the_cap_are_reset_at_once(
     ]
     await clients.pop().close()  # one leaves: a newcomer gets in
     await wait_until(lambda: server.server.connection_counts.held == 4)
-    assert accept_path_records(caplog, logging.INFO) == [
-        "below the connection cap again after 0 s; 20 refused, 0 replaced"
-    ]
+    [ended] = accept_path_records(caplog, logging.INFO)
+    assert ended.startswith("below the connection cap again after ") and ended.endswith(" s; 20 refused, 0 replaced")
     clients.append(await server.client())
     await wait_until(lambda: len(server.sockets) == 6)
     for client in clients:
@@ -263,12 +262,11 @@ async def test_a_peer_that_stops_answering_pings_is_closed(echo_server: MakeServ
     stuck = server.sockets[1]
     loop = asyncio.get_running_loop()
     opened = loop.time()
-    await asyncio.wait_for(stuck.wait_closed(), 0.2 + 0.2 + 2 * TIME_UNIT)
-    closed = loop.time() - opened
+    await asyncio.wait_for(stuck.wait_closed(), 0.2 + 0.2 + 0.2 + 2 * TIME_UNIT)
     await wait_until(lambda: server.server.connection_counts.held == 1)
-    released = loop.time() - opened
-    assert 0.3 < closed < 0.4 + 1.0 * TIME_UNIT
-    assert released < 0.6 + 1.0 * TIME_UNIT
+    assert loop.time() - opened < 0.6 + 1.0 * TIME_UNIT
+    close_sent = stuck.ws.protocol.close_sent
+    assert close_sent is not None and (close_sent.code, close_sent.reason) == (1011, "keepalive ping timeout")
     assert not healthy.closed and not server.sockets[0].closed  # after several pings
     writer.close()
     await healthy.close()
