@@ -240,6 +240,12 @@ class ServerLimits:
     ping_timeout: float | None = tuning.PING_TIMEOUT
     close_timeout: float = tuning.CLOSE_TIMEOUT
 
+    def __post_init__(self) -> None:
+        if self.max_connections < 1 or self.max_connections_per_address < 1:
+            raise ValueError("connection caps must be at least 1")
+        if min(self.tls_handshake_timeout, self.handshake_timeout, self.close_timeout) <= 0:
+            raise ValueError("handshake and close timeouts must be positive")
+
 
 @dataclass
 class BlipServer:

@@ -46,6 +46,16 @@ def test_descriptor_room(monkeypatch: pytest.MonkeyPatch, soft: int, room: int |
     assert descriptor_room(128) == room
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"max_connections": 0}, {"max_connections_per_address": 0}, {"handshake_timeout": 0},
+     {"tls_handshake_timeout": -1}, {"close_timeout": 0}],
+)  # fmt: skip
+def test_limits_that_would_serve_nobody_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        ServerLimits(**bad)  # type: ignore[arg-type]
+
+
 @pytest.mark.asyncio
 async def test_the_cap_fits_the_open_file_limit(echo_server: MakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 4096))
