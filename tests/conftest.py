@@ -8,6 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 
 import asyncio
+import logging
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -30,6 +31,11 @@ if os.environ.get("CI"):
 #: The read-only shared folder next to the project (absent on other clones).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SEED_DATA = SHARED / "seed-data"
+
+#: For websockets clients and servers a test opens itself (the engine's own never log at debug
+#: level): at debug level websockets prints every header, credentials included, and every frame.
+RAW_WEBSOCKETS_LOG = logging.getLogger("tests.raw_websockets")
+RAW_WEBSOCKETS_LOG.setLevel(logging.INFO)
 
 #: Every timeout in the suite is a multiple of this, scaled on slow machines.
 TIME_UNIT = float(os.environ.get("INVENTORY_TEST_TIME_UNIT", "1.0"))

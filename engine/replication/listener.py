@@ -3,8 +3,9 @@
 Configured like Couchbase Lite's listener: port (0 = any free port), network
 address (default: all), database name in the URL (default ``userdb``), an
 authenticator (required: :data:`~engine.replication.auth.NO_AUTHENTICATION` lets
-anyone in), a sign-in throttle, read-only mode, delta sync on or off, and a TLS
-identity (None: plain ``ws://``, with a warning; see :mod:`engine.replication.listener_tls`).
+anyone in), a sign-in throttle, read-only mode, delta sync on or off, a TLS
+identity (None: plain ``ws://``, with a warning; see :mod:`engine.replication.listener_tls`),
+and what one client may cost (``limits``: connections, handshake deadlines, pings).
 ``stop()`` closes every connection with 1001 (going away), so continuous
 clients go offline and retry, and frees the port.
 """
@@ -23,7 +24,7 @@ import ifaddr
 from engine.database import Database
 from engine.replication.auth import OpenAccess, listener_authenticator
 from engine.replication.blip.socket import BlipSocket
-from engine.replication.blip.websocket import Authenticator, BlipServer
+from engine.replication.blip.websocket import Authenticator, BlipServer, ConnectionCounts, ServerLimits
 from engine.replication.db_runner import DbRunner
 from engine.replication.errors import ConfigurationError, ReplicationError
 from engine.replication.external_changes import follow_external_changes
@@ -57,6 +58,7 @@ class ListenerConfiguration:
     tls: TLSIdentity | None = None
     threaded_database: bool = False
     throttle: SignInThrottle | None = field(default_factory=SignInThrottle)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class URLEndpointListener:
             on_connection=self._serve,
             authenticator=self._authenticator,
             ssl=self._tls_context(),
+            limits=self.config.limits,
         )
         await server.start(self.config.host, self.config.port)
         self._server = server
@@ -192,6 +195,11 @@ class URLEndpointListener:
         for session in self._sessions:
             total.add(session)
         return total
+
+    @property
+    def connection_counts(self) -> ConnectionCounts:
+        """Connections held now (handshakes included), refused and replaced at the caps so far, and the cap."""
+        return self._server.connection_counts if self._server is not None else ConnectionCounts()
 
     @property
     def status(self) -> ListenerStatus:

@@ -144,3 +144,28 @@ RETRY_INITIAL_WAIT = 1.0
 RETRY_MAX_WAIT = 300.0
 #: Default number of connection attempts of a one-shot (continuous: unlimited).
 ONE_SHOT_MAX_ATTEMPTS = 10
+
+# -- the listener under abuse (issue 12) -------------------------------------------------
+
+#: Seconds a client has for the TLS handshake, and then for its HTTP upgrade request and
+#: authentication; a slow or partial one (slowloris, a ClientHello never finished) is cut
+#: at each deadline. Handshakes on a LAN take milliseconds.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+HTTP_HANDSHAKE_TIMEOUT = 10.0
+#: Connections a listener holds at once, from accept() to close, handshakes included. One
+#: over takes the place of the oldest still in its handshake, else it is reset before any
+#: TLS or HTTP work. A shop has a dozen devices.
+MAX_CONNECTIONS = 256
+#: The same from one address (an IPv4-mapped IPv6 address counts as its IPv4 address).
+#: Whole IPv6 addresses, not /64 prefixes: all hosts of a LAN share one /64.
+MAX_CONNECTIONS_PER_ADDRESS = 32
+#: Descriptors kept for the rest of the process (database files, logs, outgoing
+#: connections, the window) below the open-file soft limit: the connection cap is
+#: lowered to fit, so that a flood of connections cannot take the last descriptors.
+RESERVED_DESCRIPTORS = 128
+#: After accept() fails (out of descriptors or memory) the listener stops accepting for
+#: this long, doubled after each failure up to the maximum; asyncio retried in a tight loop.
+ACCEPT_RETRY_INITIAL_WAIT = 0.05
+ACCEPT_RETRY_MAX_WAIT = 0.25
+#: Connections accepted per event-loop turn (asyncio accepts up to 100).
+ACCEPT_BATCH = 100

@@ -9,23 +9,28 @@ subprotocol, a wrong one, or answers with an HTTP error.
 Server: :class:`BlipServer` routes ``/<db>/_blipsync`` (``<db>`` not starting
 with ``_``), picks the first subprotocol in the client's list that we speak,
 runs an authentication hook on the opening handshake, and gives each client
-its own :class:`BlipSocket`. The bytes of incoming messages still being
-received are capped per connection and, through one :class:`IncomingBudget`
-shared by every server of the process, over all their connections.
+its own :class:`BlipSocket`. What a client can cost is bounded: connections
+in total and per address (an :class:`~engine.replication.blip.acceptor.Acceptor`
+resets those over the caps before any TLS or HTTP work, and pauses on accept
+errors), a deadline for the TLS handshake and one for the HTTP upgrade, pings
+that close a connection whose peer stops answering, 1 MiB per frame, and the
+bytes of incoming messages still being received, per connection and, through
+one :class:`IncomingBudget` shared by every server of the process, over all
+their connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ipaddress
 import logging
 import re
-import socket as socket_module
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -34,9 +39,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, NegotiationError
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from engine.replication import tuning
+from engine.replication.blip.acceptor import Acceptor, ConnectionCounts, listening_sockets
 from engine.replication.blip.connection import IncomingBudget
 from engine.replication.blip.socket import BlipSocket, DirectFrames
 from engine.replication.errors import (
@@ -51,7 +58,9 @@ __all__ = [
     "USER_AGENT",
     "Authenticator",
     "BlipServer",
+    "ConnectionCounts",
     "HandshakeRequest",
+    "ServerLimits",
     "blipsync_url",
     "connect",
 ]
@@ -229,14 +238,43 @@ Authenticator = Callable[[HandshakeRequest], Any | Awaitable[Any]]
 ConnectionHandler = Callable[[BlipSocket], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one client may cost a :class:`BlipServer`: connections, deadlines, heartbeats.
+
+    At most ``max_connections`` connections at once (fewer if the open-file
+    limit requires) and ``max_connections_per_address`` from one address;
+    ``tls_handshake_timeout`` seconds for the TLS handshake, then
+    ``handshake_timeout`` for the HTTP upgrade request and its authentication.
+    An open connection is pinged every ``ping_interval`` seconds (None: never)
+    and closed when a pong takes longer than ``ping_timeout``; a closing
+    connection's socket is released ``close_timeout`` seconds later at most.
+    """
+
+    max_connections: int = tuning.MAX_CONNECTIONS
+    max_connections_per_address: int = tuning.MAX_CONNECTIONS_PER_ADDRESS
+    tls_handshake_timeout: float = tuning.TLS_HANDSHAKE_TIMEOUT
+    handshake_timeout: float = tuning.HTTP_HANDSHAKE_TIMEOUT
+    ping_interval: float | None = tuning.PING_INTERVAL
+    ping_timeout: float | None = tuning.PING_TIMEOUT
+    close_timeout: float = tuning.CLOSE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1 or self.max_connections_per_address < 1:
+            raise ValueError("connection caps must be at least 1")
+        if min(self.tls_handshake_timeout, self.handshake_timeout, self.close_timeout) <= 0:
+            raise ValueError("handshake and close timeouts must be positive")
+
+
 @dataclass
 class BlipServer:
     """A WebSocket server that accepts BLIP connections for named databases.
 
-    Each connection may buffer ``max_unfinished_bytes`` of incoming messages
-    still being received, and all of them together ``incoming_budget`` (by
-    default shared with the other servers of the process); a connection that
-    would exceed either is closed with 1009.
+    ``limits`` bounds connections, handshakes and idle peers. Each connection
+    may buffer ``max_unfinished_bytes`` of incoming messages still being
+    received, and all of them together ``incoming_budget`` (by default shared
+    with the other servers of the process); a connection that would exceed
+    either is closed with 1009.
     """
 
     accepts_database: Callable[[str], bool]
@@ -244,10 +282,11 @@ class BlipServer:
     authenticator: Authenticator | None = None
     ssl: ssl_module.SSLContext | None = None
     subprotocols: Sequence[str] = tuning.SUBPROTOCOLS
-    ping_interval: float | None = tuning.PING_INTERVAL
+    limits: ServerLimits = ServerLimits()
     max_unfinished_bytes: int = tuning.MAX_UNFINISHED_BYTES
     incoming_budget: IncomingBudget = field(default_factory=lambda: SERVER_INCOMING_BUDGET)
     _server: Server | None = field(default=None, init=False)
+    _acceptor: Acceptor | None = field(default=None, init=False)
 
     async def start(self, host: str | None, port: int) -> None:
         """Listen on ``host`` (None: every interface) and ``port`` (0: any free port).
@@ -256,26 +295,53 @@ class BlipServer:
         so that IPv4 and IPv6 clients find the listener on the same port even
         when the port is chosen by the system (two sockets would get two ports).
         """
-        sock = None
-        if host is None and socket_module.has_dualstack_ipv6():
-            sock = socket_module.create_server(("::", port), family=socket_module.AF_INET6, dualstack_ipv6=True)
-        self._server = await serve(
+        sockets = await listening_sockets(host, port)
+        # websockets runs each connection's opening handshake (within handshake_timeout) and
+        # its handler; the acceptor stands in for the asyncio server it would create, so that
+        # caps and accept errors are dealt with before any TLS or HTTP work.
+        server = serve(
             self._handle,
-            None if sock is not None else host,
-            None if sock is not None else port,
-            sock=sock,
             process_request=self._process_request,
-            select_subprotocol=self._select_subprotocol,
-            subprotocols=[Subprotocol(p) for p in self.subprotocols],
-            compression=None,
-            ssl=self.ssl,
-            max_size=tuning.MAX_WEBSOCKET_MESSAGE,
-            ping_interval=self.ping_interval,
-            ping_timeout=tuning.PING_TIMEOUT,
-            close_timeout=tuning.CLOSE_TIMEOUT,
+            open_timeout=self.limits.handshake_timeout,
             server_header=USER_AGENT,
-            create_connection=_BlipServerConnection,
             logger=_WS_LOG_SERVER,
+        )
+        acceptor = Acceptor(
+            sockets,
+            lambda: self._new_connection(server),
+            ssl=self.ssl,
+            ssl_handshake_timeout=self.limits.tls_handshake_timeout,
+            ssl_shutdown_timeout=self.limits.close_timeout,
+            max_connections=self.limits.max_connections,
+            max_per_address=self.limits.max_connections_per_address,
+        )
+
+        async def listen() -> asyncio.Server:
+            await acceptor.start_serving()
+            return cast(asyncio.Server, acceptor)  # websockets uses the AbstractServer API and .sockets
+
+        server.create_server = listen
+        try:
+            self._server = await server
+        except BaseException:
+            acceptor.close()
+            raise
+        self._acceptor = acceptor
+
+    def _new_connection(self, server: Server) -> _BlipServerConnection:
+        """A connection for a newly accepted socket (what ``serve()`` would make with our options)."""
+        protocol = ServerProtocol(
+            subprotocols=[Subprotocol(p) for p in self.subprotocols],
+            select_subprotocol=lambda _protocol, offered: self._select_subprotocol(offered),
+            max_size=tuning.MAX_WEBSOCKET_MESSAGE,  # no extensions: compression off (protocol §1)
+            logger=_WS_LOG_SERVER,
+        )
+        return _BlipServerConnection(
+            protocol,
+            server,
+            ping_interval=self.limits.ping_interval,
+            ping_timeout=self.limits.ping_timeout,
+            close_timeout=self.limits.close_timeout,
         )
 
     @property
@@ -285,15 +351,20 @@ class BlipServer:
             return []
         return [sock.getsockname()[:2] for sock in self._server.sockets]
 
+    @property
+    def connection_counts(self) -> ConnectionCounts:
+        """Connections held now (handshakes included), refused and replaced at the caps so far, and the cap."""
+        return self._acceptor.counts if self._acceptor is not None else ConnectionCounts()
+
     async def stop(self) -> None:
-        """Close every connection with 1001 (going away) and free the port."""
+        """Close every connection with 1001 (going away), reset those still in their handshakes, free the port."""
         if self._server is None:
             return
         server, self._server = self._server, None
         server.close(close_connections=True)
         await server.wait_closed()
 
-    def _select_subprotocol(self, _: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol:
+    def _select_subprotocol(self, offered: Sequence[Subprotocol]) -> Subprotocol:
         for protocol in offered:  # the client's order of preference (protocol §1)
             if protocol in self.subprotocols:
                 return protocol

@@ -19,7 +19,7 @@ from engine.replication.blip.connection import IncomingBudget, Message
 from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.blip.websocket import blipsync_url
 from engine.replication.errors import BlipError, ConnectionClosedError
-from tests.conftest import TIME_UNIT, wait_until
+from tests.conftest import RAW_WEBSOCKETS_LOG, TIME_UNIT, wait_until
 from tests.engine.replication.conftest import EchoServer
 
 MakeServer = Callable[..., Awaitable[EchoServer]]
@@ -205,7 +205,11 @@ class RawBlipClient:
 
     @classmethod
     async def connect(cls, server: EchoServer) -> RawBlipClient:
-        return cls(await ws_connect(blipsync_url(server.url), subprotocols=[Subprotocol("BLIP_3+CBMobile_3")]))
+        return cls(
+            await ws_connect(
+                blipsync_url(server.url), subprotocols=[Subprotocol("BLIP_3+CBMobile_3")], logger=RAW_WEBSOCKETS_LOG
+            )
+        )
 
     async def send_zeros(self, number: int, *, first: bool, more: bool) -> None:
         """One compressed NoReply frame of request ``number`` carrying 1 MiB of zeros (about 1 KB on the wire)."""

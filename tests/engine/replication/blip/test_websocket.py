@@ -29,7 +29,7 @@ from engine.replication.errors import (
     IncompatibleProtocolError,
     TransportError,
 )
-from tests.conftest import TIME_UNIT, wait_until
+from tests.conftest import RAW_WEBSOCKETS_LOG, TIME_UNIT, wait_until
 from tests.engine.replication.conftest import EchoServer
 
 MakeServer = Callable[..., Awaitable[EchoServer]]
@@ -78,7 +78,11 @@ async def test_server_refuses_unknown_protocols_and_routes(echo_server: MakeServ
     host, port = server.server.addresses[0]
     for path in ("/_private/_blipsync", "/db/_changes", "/"):
         with pytest.raises(Exception, match="404"):
-            async with ws_connect(f"ws://{host}:{port}{path}", subprotocols=["BLIP_3+CBMobile_3"]):  # type: ignore[list-item]
+            async with ws_connect(
+                f"ws://{host}:{port}{path}",
+                subprotocols=["BLIP_3+CBMobile_3"],  # type: ignore[list-item]
+                logger=RAW_WEBSOCKETS_LOG,
+            ):
                 pass
 
 
@@ -346,7 +350,7 @@ async def test_wrong_accept_key(raw_server: Callable[..., Awaitable[str]]) -> No
 
 @pytest.mark.asyncio
 async def test_connection_refused_is_a_transport_error() -> None:
-    async with ws_serve(lambda _ws: asyncio.sleep(0), "127.0.0.1", 0) as server:
+    async with ws_serve(lambda _ws: asyncio.sleep(0), "127.0.0.1", 0, logger=RAW_WEBSOCKETS_LOG) as server:
         port = next(iter(server.sockets)).getsockname()[1]
     with pytest.raises(TransportError):
         await connect(f"ws://127.0.0.1:{port}/db", open_timeout=5 * TIME_UNIT)
