@@ -107,3 +107,19 @@ RETRY_INITIAL_WAIT = 1.0
 RETRY_MAX_WAIT = 300.0
 #: Default number of connection attempts of a one-shot (continuous: unlimited).
 ONE_SHOT_MAX_ATTEMPTS = 10
+
+# -- discovery (zeroconf, engine/replication/discovery.py) ------------------------------------
+
+#: Milliseconds a browser waits for a peer's SRV, TXT and address records once it
+#: has seen the peer's name (python-zeroconf's default; answers on a LAN take a few ms).
+RESOLVE_TIMEOUT_MS = 3000
+#: Seconds a replicator that follows a peer waits for it to be advertised at each
+#: connection attempt before it tries the peer's last known URL (or retries later).
+PEER_WAIT = 5.0
+#: Time to live, in seconds, of every record of an advert (python-zeroconf's default is
+#: 120 s for SRV and addresses, 75 min for PTR and TXT): a peer that vanished without
+#: a goodbye (a crash, a lid closed) leaves browsers' lists within about 2 minutes
+#: instead of 75. Browsers refresh records at 80% of their lifetime; a few packets.
+ADVERT_TTL = 120
+#: Seconds the goodbye packets of an advertiser that stops may take (three, 125 ms apart).
+UNREGISTER_TIMEOUT = 2.0
