@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.cli.discovery_commands import register as register_discovery_commands
 from engine.cli.output import Output, UsageError
 from engine.cli.store_commands import register as register_store_commands
 from engine.cli.sync_commands import register as register_sync_commands
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_store_commands(commands, common)
     register_sync_commands(commands, common)
+    register_discovery_commands(commands, common)
     return parser
 
 
