@@ -54,7 +54,7 @@ def open_zeroconf(interfaces: Sequence[str] | None = None) -> AsyncZeroconf:
             except OSError:  # no IPv6 on this machine
                 return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
         return AsyncZeroconf(interfaces=[_interface_address(text) for text in interfaces])
-    except (OSError, zeroconf.Error) as exc:
+    except (OSError, RuntimeError, zeroconf.Error) as exc:  # RuntimeError: no interface has that IPv6 address
         raise DiscoveryError(f"cannot use mDNS on {', '.join(interfaces or ['every interface'])}: {exc}") from exc
 
 

@@ -10,9 +10,16 @@ probe first, about 1.2 s each.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -344,3 +351,116 @@ async def test_an_endpoint_waits_for_its_peer_to_be_announced() -> None:
     assert await asyncio.wait_for(resolving, WAIT) == "ws://10.0.0.1:1/db"
     await asyncio.wait_for(announced, WAIT)
     assert fake.listeners == []
+
+
+# -- two machines: network namespaces joined by a veth pair ---------------------------------------
+
+#: Serves a database on every interface of its namespace and advertises it on the interfaces
+#: given; prints the port and peer ID, then runs until its standard input closes.
+_SERVE_AND_ADVERTISE = """
+import asyncio, sys
+from engine.replication.discovery import advertise_listener
+from engine.replication.listener import ListenerConfiguration, URLEndpointListener
+from engine.userdata import open_database
+
+async def main():
+    with open_database(sys.argv[1]) as db:
+        db.save("from-a", {"n": 1})
+        listener = URLEndpointListener(ListenerConfiguration(db))
+        await listener.start()
+        advertiser = await advertise_listener(listener, peer_id=db.peer_id, name="a namespace", interfaces=sys.argv[2:])
+        print(listener.port, db.peer_id, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await advertiser.stop()
+        await listener.stop()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def namespaces() -> Iterator[tuple[str, str]]:
+    """Namespaces A (10.77.0.1, fe80::a on vzA) and B (10.77.0.2, fe80::b on vzB), removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if shutil.which("ip") is None:
+        pytest.skip("no ip command (iproute2)")
+    suffix = uuid.uuid4().hex[:6]
+    a, b = f"zcA{suffix}", f"zcB{suffix}"
+    steps = [
+        ["netns", "add", a], ["netns", "add", b],
+        ["link", "add", "vzA", "netns", a, "type", "veth", "peer", "name", "vzB", "netns", b],
+        ["-n", a, "addr", "add", "10.77.0.1/24", "dev", "vzA"], ["-n", b, "addr", "add", "10.77.0.2/24", "dev", "vzB"],
+        ["-n", a, "addr", "add", "fe80::a/64", "dev", "vzA", "nodad"],
+        ["-n", b, "addr", "add", "fe80::b/64", "dev", "vzB", "nodad"],
+        ["-n", a, "link", "set", "lo", "up"], ["-n", a, "link", "set", "vzA", "up"],
+        ["-n", b, "link", "set", "lo", "up"], ["-n", b, "link", "set", "vzB", "up"],
+    ]  # fmt: skip
+    try:
+        for step in steps:
+            done = subprocess.run(["ip", *step], capture_output=True, text=True, check=False, timeout=30)
+            if done.returncode != 0:
+                pytest.skip(f"cannot set up network namespaces (ip {' '.join(step)}: {done.stderr.strip()})")
+        yield a, b
+    finally:
+        for name in (a, b):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False, timeout=30)
+
+
+def in_namespace(namespace: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", namespace, sys.executable, *args]
+
+
+async def test_two_machines_find_each_other_over_ipv4_and_ipv6_link_local(
+    namespaces: tuple[str, str], tmp_path: Path
+) -> None:
+    """The sample broke on IPv6: here an advert crosses a veth pair and its link-local address
+    arrives with the zone of the interface it came in on, as a URL a replicator can use."""
+    a, b = namespaces
+    pipe = asyncio.subprocess.PIPE
+    server = await asyncio.create_subprocess_exec(
+        *in_namespace(a, "-c", _SERVE_AND_ADVERTISE, str(tmp_path / "a"), "10.77.0.1", "fe80::a%vzA"),
+        stdin=pipe, stdout=pipe,
+    )  # fmt: skip
+    browse = await asyncio.create_subprocess_exec(
+        *in_namespace(b, "-m", "engine.cli", "--data-dir", str(tmp_path / "b"), "--user", "clerk", "--json", "browse",
+                      "--interface", "10.77.0.2", "--interface", "fe80::b%vzB"),
+        stdout=pipe,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and browse.stdout is not None
+        port, peer_id = (await asyncio.wait_for(server.stdout.readline(), WAIT)).decode().split()
+        wanted = [f"ws://10.77.0.1:{port}/userdb", f"ws://[fe80::a%25vzB]:{port}/userdb"]
+        while True:
+            line = await asyncio.wait_for(browse.stdout.readline(), WAIT)
+            assert line, "browse ended"
+            record = json.loads(line)
+            if record.get("peer_id") == peer_id and record["urls"] == wanted:
+                break
+        browse.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(browse.wait(), WAIT) == 130
+
+        async def sync(url: str) -> tuple[int, str]:
+            proc = await asyncio.create_subprocess_exec(
+                *in_namespace(b, "-m", "engine.cli", "--data-dir", str(tmp_path / "b"), "--user", "clerk",
+                              "sync", "--pull", url),
+                stdout=pipe, stderr=pipe,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 6 * WAIT)
+            return int(proc.returncode or 0), (out + err).decode()
+
+        code, said = await sync(wanted[0])
+        assert code == 0, said
+        code, said = await sync(wanted[1])
+        if code != 0 and "Name or service not known" in said:
+            # the transport hands the zone to getaddrinfo still encoded (%25vzB, RFC 6874); %vzB works
+            pytest.xfail(f"blip/websocket.connect does not decode the zone of {wanted[1]} yet")
+        assert code == 0, said
+    finally:
+        for proc in (server, browse):
+            if proc.returncode is None:
+                if proc is server and server.stdin is not None:
+                    server.stdin.close()
+                else:
+                    proc.kill()
+            await asyncio.wait_for(proc.wait(), WAIT)

@@ -37,3 +37,5 @@ async def test_interfaces_must_be_addresses_of_this_machine() -> None:
         open_zeroconf(["eth0"])
     with pytest.raises(DiscoveryError, match=r"198\.51\.100\.77"):  # TEST-NET-2: no interface has it; nothing is sent
         open_zeroconf(["198.51.100.77"])
+    with pytest.raises(DiscoveryError, match="2001:db8::77"):  # an IPv6 address no interface has
+        open_zeroconf(["2001:db8::77"])
