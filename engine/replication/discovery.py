@@ -142,6 +142,9 @@ class PeerBrowser:
                 zc.zeroconf, [SERVICE_TYPE], handlers=[self._on_state_change], question_type=_ASK
             )
         except (zeroconf.Error, OSError) as exc:
+            if self._owns_zeroconf:
+                self._zeroconf = None
+                await zc.async_close()
             raise DiscoveryError(f"cannot browse: {exc}") from exc
 
     async def stop(self) -> None:

@@ -229,18 +229,27 @@ async def test_an_advert_that_turns_malformed_is_removed(zc: AsyncZeroconf, brow
 
 
 async def test_event_streams_start_with_the_known_peers_and_end_with_the_browser(zc: AsyncZeroconf) -> None:
-    peer_id = new_id()
+    first, second = new_id(), new_id()
     browser = PeerBrowser(interfaces=LOOPBACK)
     await browser.start()
-    await raw_advert(zc, unique("known"), encode_txt(Advert(peer_id, "userdb")))
-    peer = await browser.wait_for(lambda p: p.peer_id == peer_id, WAIT)
-    seen: list[PeerEvent] = []
-    remove = browser.add_peer_listener(seen.append)
+    await raw_advert(zc, unique("known"), encode_txt(Advert(first, "userdb")))
+    peer = await browser.wait_for(lambda p: p.peer_id == first, WAIT)
     late = browser.events()
-    assert await asyncio.wait_for(anext(late), WAIT) == PeerAdded(peer)
+    assert await asyncio.wait_for(anext(late), WAIT) == PeerAdded(peer)  # the peers known when it began
+
+    def fail(_event: PeerEvent) -> None:
+        raise RuntimeError("a listener's own defect")
+
+    seen: list[PeerEvent] = []
+    browser.add_peer_listener(fail)  # logged; the others still hear of everything
+    remove = browser.add_peer_listener(seen.append)
+    await raw_advert(zc, unique("later"), encode_txt(Advert(second, "userdb")))
+    later = await browser.wait_for(lambda p: p.peer_id == second, WAIT)
+    assert PeerAdded(later) in seen
+    assert await next_event(late, second, PeerAdded) == PeerAdded(later)
     remove()
     await browser.stop()
-    assert [event async for event in late] == [] and browser.peers == {}
+    assert [e async for e in late if e.peer.peer_id in (first, second)] == [] and browser.peers == {}
     assert [event async for event in browser.events()] == []  # a stopped browser's stream ends at once
 
 
