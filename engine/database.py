@@ -13,7 +13,9 @@ saves, batches, purge, compaction, local documents, blobs).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from engine.blobs import Blob, digest_to_key, iter_blob_refs, may_refer_to_blobs
@@ -256,6 +258,21 @@ class Database(SyncOperations):
         raw_id = check_doc_id(doc_id)
         return self._store.write(lambda txn: txn.delete("local", raw_id))
 
+    @cached_property
+    def peer_id(self) -> str:
+        """This database's public peer ID: a UUID made the first time it is asked for, then kept.
+
+        Discovery advertises it, so peers know this database wherever it
+        listens (``engine/replication/discovery.py``). It is not the private
+        UUID that checkpoint IDs hash. A copy of the database directory has
+        the same peer ID.
+        """
+        with self._store.read() as txn:
+            value = txn.get("meta", _PEER_ID_KEY)
+        if value is None:
+            value = self._store.write(_ensure_peer_id)
+        return value.decode()
+
     def save_blob(self, data: bytes, content_type: str | None = None) -> Blob:
         """Store content and return the blob to put in a document body."""
         return self.blobs.save(data, content_type)
@@ -275,6 +292,17 @@ class Database(SyncOperations):
     def has_blob(self, digest: str) -> bool:
         """Return whether the content with ``digest`` is stored."""
         return self.blobs.has(digest)
+
+
+_PEER_ID_KEY = b"peer_id"
+
+
+def _ensure_peer_id(txn: Txn) -> bytes:
+    value = txn.get("meta", _PEER_ID_KEY)
+    if value is None:  # another thread or process may have made it since the read
+        value = str(uuid.uuid4()).encode()
+        txn.put("meta", _PEER_ID_KEY, value)
+    return value
 
 
 class _Saved(NamedTuple):

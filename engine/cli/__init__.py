@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.cli.discovery_commands import register as register_discovery_commands
 from engine.cli.output import Output, UsageError
 from engine.cli.security_commands import register as register_security_commands
 from engine.cli.store_commands import register as register_store_commands
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_store_commands(commands, common)
     register_sync_commands(commands, common)
     register_security_commands(commands, common)
+    register_discovery_commands(commands, common)
     return parser
 
 

@@ -10,6 +10,8 @@
         ├── BlipError              the peer answered a request with an ERR reply
         ├── ConnectionClosedError  the connection ended while a request was outstanding
         ├── TransportError         the network failed: refused, reset, unreachable, timed out
+        │   └── PeerNotFoundError  a peer followed by discovery is not on the network now
+        ├── DiscoveryError         advertising or browsing could not start (zeroconf, interfaces)
         └── HandshakeError         the WebSocket opening handshake failed
             ├── IncompatibleProtocolError  no common BLIP subprotocol
             ├── HTTPStatusError        the peer answered with an HTTP error (401, 403, 404...)
@@ -35,10 +37,12 @@ __all__ = [
     "CertificateRefusedError",
     "ConfigurationError",
     "ConnectionClosedError",
+    "DiscoveryError",
     "HTTPStatusError",
     "HandshakeError",
     "IncompatibleProtocolError",
     "MessageTooLargeError",
+    "PeerNotFoundError",
     "ProtocolError",
     "ReplicationError",
     "TransportError",
@@ -86,6 +90,14 @@ class ConnectionClosedError(ReplicationError):
 
 class TransportError(ReplicationError):
     """The network failed (refused, reset, unreachable, timed out): usually worth a retry."""
+
+
+class PeerNotFoundError(TransportError):
+    """A peer followed by discovery is not advertised on the network now (retried: it may come back)."""
+
+
+class DiscoveryError(ReplicationError):
+    """Advertising or browsing could not start: an interface not on this machine, no multicast..."""
 
 
 class HandshakeError(ReplicationError):

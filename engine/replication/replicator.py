@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from collections.abc import Callable
@@ -224,7 +225,7 @@ class Replicator:
     async def _run(self, reset_checkpoint: bool) -> None:
         runner = DbRunner(threaded=self.config.threaded_database)
         follower = asyncio.create_task(follow_external_changes(self.config.database, runner), name="external changes")
-        attempt, error = 0, None
+        attempt, error, got_through = 0, None, True
         try:
             db = self.config.database
             remote = RemoteRevisions(db, runner, await runner.run(db.remote_id, self.config.remote_identity))
@@ -232,12 +233,15 @@ class Replicator:
                 attempt += 1
                 self._set_status(ActivityLevel.CONNECTING, error=error)
                 try:
+                    self._session = None
+                    await self._follow_endpoint(after_failure=not got_through)
                     await self._connect_and_replicate(runner, remote, reset_checkpoint)
                     error = None
                     break  # a one-shot replication completed
                 except (ReplicationError, OSError, TimeoutError, EngineError) as exc:
                     error = _as_replication_error(exc)
-                    if self._session is not None:  # we got through: start the backoff again, keep the checkpoint
+                    got_through = self._session is not None
+                    if got_through:  # start the backoff again, keep the checkpoint
                         attempt, reset_checkpoint = 1, False
                     if not is_transient(exc) or attempt >= self.config.attempts_allowed:
                         log.info("replication with %s stopped: %s", self.config.url, error)
@@ -248,7 +252,7 @@ class Replicator:
                         wait = max(wait, min(exc.retry_after, tuning.MAX_RETRY_AFTER))
                     log.info("replication with %s offline (%s); retrying in %.1f s", self.config.url, error, wait)
                     self._set_status(ActivityLevel.OFFLINE, error=error, retry_in=wait)
-                    await asyncio.sleep(wait)
+                    await self._wait_to_retry(wait)
         except Exception as exc:  # a defect of ours: stop with it rather than hang at busy
             log.exception("replication with %s failed", self.config.url)
             error = ReplicationError(f"internal error: {type(exc).__name__}: {exc}")
@@ -259,6 +263,25 @@ class Replicator:
             if not _cancelling():
                 self._set_status(ActivityLevel.STOPPED, error=error)
             self._stopped.set()
+
+    async def _follow_endpoint(self, *, after_failure: bool) -> None:
+        """With an endpoint resolver, connect where the peer is now: its URL replaces the last one."""
+        endpoint = self.config.endpoint
+        if endpoint is None:
+            return
+        url = await endpoint.resolve(after_failure=after_failure)
+        if url != self.config.url:
+            log.info("%s is now at %s (was %s)", self.config.remote_identity, url, self.config.url)
+            self.config = dataclasses.replace(self.config, url=url)  # checks the URL as the first was
+
+    async def _wait_to_retry(self, wait: float) -> None:
+        """Wait before the next attempt; a followed peer announced meanwhile ends the wait."""
+        endpoint = self.config.endpoint
+        if endpoint is None:
+            await asyncio.sleep(wait)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(endpoint.wait_announced(), wait)
 
     async def _connect_and_replicate(self, runner: DbRunner, remote: RemoteRevisions, reset_checkpoint: bool) -> None:
         """One connection: returns when a one-shot replication completed, raises when it ended otherwise."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from engine.conflicts import ConflictResolver, default_resolver
@@ -20,6 +21,7 @@ from engine.replication.tls import TLSIdentity
 __all__ = [
     "ActivityLevel",
     "DocumentReplication",
+    "EndpointResolver",
     "Progress",
     "ReplicatedDocument",
     "ReplicatorConfiguration",
@@ -96,6 +98,27 @@ class DocumentReplication:
     documents: tuple[ReplicatedDocument, ...]
 
 
+class EndpointResolver(Protocol):
+    """Where a replicator connects, asked again before every connection attempt.
+
+    A replicator bound to a discovered peer has one
+    (:class:`engine.replication.discovery.PeerEndpoint`), so that it follows
+    the peer to another address or port.
+    """
+
+    async def resolve(self, *, after_failure: bool) -> str:
+        """The URL to connect to now; ``after_failure``: the previous attempt did not get through.
+
+        Raises:
+            ReplicationError: no URL now (a TransportError is retried later).
+        """
+        ...
+
+    async def wait_announced(self) -> None:
+        """Return when the peer is announced again (a replicator waiting to retry then goes at once)."""
+        ...
+
+
 @dataclass
 class ReplicatorConfiguration:
     """How to replicate a database with a listener (like Couchbase Lite's).
@@ -108,6 +131,9 @@ class ReplicatorConfiguration:
     ``tls`` says how a ``wss://`` listener's certificate is validated (see
     :class:`ServerValidation`), ``client_identity`` is the certificate and key
     to present to a listener that asks for one.
+    ``endpoint`` gives the URL of each connection attempt (``url`` is the
+    first); it needs ``remote_name``, so that the checkpoint follows the peer
+    and not its address.
 
     Raises:
         ConfigurationError: the URL cannot be used (see :func:`check_url`).
@@ -131,11 +157,14 @@ class ReplicatorConfiguration:
     enable_deltas: bool = True
     threaded_database: bool = False
     remote_name: str | None = None
+    endpoint: EndpointResolver | None = None
 
     def __post_init__(self) -> None:
         check_url(self.url, tls=self.tls is not None)
         if self.client_identity is not None and self.tls is None:
             raise ConfigurationError(f"{self.url}: a client identity needs wss:// and TLS settings")
+        if self.endpoint is not None and not self.remote_name:
+            raise ConfigurationError("a replicator that follows a peer needs remote_name (its peer ID)")
 
     @property
     def remote_identity(self) -> str:

@@ -169,3 +169,19 @@ ACCEPT_RETRY_INITIAL_WAIT = 0.05
 ACCEPT_RETRY_MAX_WAIT = 0.25
 #: Connections accepted per event-loop turn (asyncio accepts up to 100).
 ACCEPT_BATCH = 100
+
+# -- discovery (zeroconf, engine/replication/discovery.py) ------------------------------------
+
+#: Milliseconds a browser waits for a peer's SRV, TXT and address records once it
+#: has seen the peer's name (python-zeroconf's default; answers on a LAN take a few ms).
+RESOLVE_TIMEOUT_MS = 3000
+#: Seconds a replicator that follows a peer waits for it to be advertised at each
+#: connection attempt before it tries the peer's last known URL (or retries later).
+PEER_WAIT = 5.0
+#: Time to live, in seconds, of every record of an advert (python-zeroconf's default is
+#: 120 s for SRV and addresses, 75 min for PTR and TXT): a peer that vanished without
+#: a goodbye (a crash, a lid closed) leaves browsers' lists within about 2 minutes
+#: instead of 75. Browsers refresh records at 80% of their lifetime; a few packets.
+ADVERT_TTL = 120
+#: Seconds the goodbye packets of an advertiser that stops may take (three, 125 ms apart).
+UNREGISTER_TIMEOUT = 2.0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -438,6 +439,18 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
         assert second.get("a") == doc
         assert second.uuid == uuid
         assert second.last_sequence == 1
+
+
+def test_peer_id_is_a_uuid_made_once_and_kept(tmp_path: Path) -> None:
+    with Database(tmp_path / "p") as first, Database(tmp_path / "q") as other:
+        peer_id = first.peer_id
+        assert str(uuid.UUID(peer_id)) == peer_id
+        assert first.peer_id == peer_id
+        assert other.peer_id != peer_id
+        assert uuid.UUID(peer_id).bytes != first.uuid  # the private UUID stays private
+    with Database(tmp_path / "p") as again:
+        assert again.peer_id == peer_id
+        assert again.last_sequence == 0  # made without a document change
 
 
 def test_map_grows_instead_of_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from engine.replication.attachments import AttachmentFetcher, AttachmentServer
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip.connection import Message
 from engine.replication.blip.socket import Reply
-from engine.replication.errors import BlipError, HTTPStatusError
+from engine.replication.errors import BlipError, HTTPStatusError, PeerNotFoundError
 from engine.replication.listener import URLEndpointListener
 from engine.replication.messages import parse_proposed
 from engine.replication.passive import PassiveSession
@@ -783,3 +783,57 @@ async def test_a_peers_malformed_list_is_refused_and_nothing_else_stops(
     foreign.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "item 0", "value": 5}]})
     await peers.replicate(active, listener)
     assert [(i.key, i.value) for i in read_items(ours)][:1] == [("item 0", 5)]
+
+
+class MovingEndpoint:
+    """An endpoint resolver that points where the test says, and records what the replicator asks."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.calls: list[bool] = []
+        self._announced = asyncio.Event()
+
+    async def resolve(self, *, after_failure: bool) -> str:
+        self.calls.append(after_failure)
+        if self.url is None:
+            raise PeerNotFoundError("not advertised")
+        return self.url
+
+    async def wait_announced(self) -> None:
+        await self._announced.wait()
+        self._announced.clear()
+
+    def announce(self, url: str) -> None:
+        self.url = url
+        self._announced.set()
+
+
+async def test_a_replicator_with_an_endpoint_goes_where_it_points(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attempt asks the endpoint; an announcement ends a retry wait (30 s here) at once."""
+    monkeypatch.setattr(tuning, "RETRY_INITIAL_WAIT", 30.0)
+    a, b = peers.database("a"), peers.database("b")
+    first = await peers.listener(a)
+    old_url = first.urls[0]
+    endpoint = MovingEndpoint()
+    replicator = peers.replicator(
+        b, first, continuous=True, remote_name=a.peer_id, endpoint=endpoint, max_attempt_wait=300
+    )
+    replicator.start()
+    offline = await wait_for_activity(replicator, ActivityLevel.OFFLINE)
+    assert isinstance(offline.error, PeerNotFoundError) and offline.retry_in == 30  # transient: retried
+    endpoint.announce(old_url)
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+
+    await first.stop()
+    await wait_for_activity(replicator, ActivityLevel.OFFLINE)
+    endpoint.announce(old_url)  # announced where it was: refused, a longer wait
+    await wait_until(lambda: replicator.status.retry_in == 60, timeout=10)
+    second = await peers.listener(a)
+    a.save("after", {"n": 1})
+    endpoint.announce(second.urls[0])
+    await wait_until(lambda: b.get("after") is not None, timeout=10)
+    assert replicator.config.url == second.urls[0]
+    # after_failure: whether the attempt before did not get through
+    assert endpoint.calls == [False, True, False, True]

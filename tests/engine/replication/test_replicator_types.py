@@ -46,3 +46,18 @@ def test_the_configuration_checks_its_url(db: Database) -> None:
     assert config.remote_identity == "ws://host:1/db"
     config = ReplicatorConfiguration(db, "ws://host:1/db", remote_name="peer-7")
     assert config.remote_identity == "peer-7"
+
+
+class _Nowhere:
+    async def resolve(self, *, after_failure: bool) -> str:
+        raise AssertionError("not called")
+
+    async def wait_announced(self) -> None:
+        raise AssertionError("not called")
+
+
+def test_following_a_peer_needs_its_name(db: Database) -> None:
+    with pytest.raises(ConfigurationError, match="remote_name"):
+        ReplicatorConfiguration(db, "ws://127.0.0.1:4984/db", endpoint=_Nowhere())
+    config = ReplicatorConfiguration(db, "ws://127.0.0.1:4984/db", endpoint=_Nowhere(), remote_name="peer")
+    assert config.remote_identity == "peer"
