@@ -171,9 +171,15 @@ async def connect(
     endpoint = blipsync_url(url)
     host = urlsplit(endpoint).hostname or ""
     proxy: Literal[True] | None = None if _is_lan_host(host) else True
+    # a link-local IPv6 host carries its zone encoded (fe80::1%25eth0, RFC 6874); the socket
+    # wants it decoded, and TLS the address without it
+    address = unquote(host)
+    tls_options: dict[str, Any] = {"server_hostname": address.partition("%")[0]} if ssl is not None else {}
     try:
         ws = await ws_connect(
             endpoint,
+            host=address,
+            **tls_options,
             subprotocols=[Subprotocol(p) for p in subprotocols],
             compression=None,
             additional_headers=dict(headers or {}),

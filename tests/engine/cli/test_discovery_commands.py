@@ -26,6 +26,7 @@ from engine.cli import main
 from engine.cli.discovery_commands import advertising, following_peer
 from engine.cli.output import Output
 from engine.database import Database
+from engine.replication.auth import NO_AUTHENTICATION
 from engine.replication.discovery import PeerAdvertiser, open_zeroconf
 from engine.replication.discovery_records import SERVICE_TYPE, Advert, encode_txt
 from engine.replication.errors import PeerNotFoundError
@@ -74,7 +75,7 @@ async def shop(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shop]:
     data, user = tmp_path_factory.mktemp("shop"), f"shop-{uuid.uuid4().hex[:6]}"
     db = open_user_database(user, data, seed=False)
     db.save("welcome", {"n": 1})
-    listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1"))
+    listener = URLEndpointListener(ListenerConfiguration(db, host="127.0.0.1", authenticator=NO_AUTHENTICATION))
     await listener.start()
     out = RecordingOutput()
     other_name = f"other {user}"  # a peer advertised at once (no probing), as any peer might

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from engine.replication.auth import NO_AUTHENTICATION
 from engine.replication.discovery_advertiser import PeerAdvertiser, advertise_listener, open_zeroconf
 from engine.replication.errors import ConfigurationError, DiscoveryError
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
@@ -29,7 +30,9 @@ async def test_what_cannot_be_advertised_is_refused(peers: Peers) -> None:
         PeerAdvertiser(peer_id=new_id(), database_name="userdb", port=1, fingerprint="12", interfaces=LOOPBACK)
     db = peers.database("a")
     with pytest.raises(ConfigurationError, match="start the listener"):
-        await advertise_listener(URLEndpointListener(ListenerConfiguration(db)), peer_id=db.peer_id)
+        await advertise_listener(
+            URLEndpointListener(ListenerConfiguration(db, authenticator=NO_AUTHENTICATION)), peer_id=db.peer_id
+        )
 
 
 async def test_interfaces_must_be_addresses_of_this_machine() -> None:
