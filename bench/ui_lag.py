@@ -10,18 +10,17 @@ handled. Printed: the pull's time and rate, and the stalls' median, p99 and
 maximum while the pull runs (target: p99 at most 16 ms, one frame at 60 Hz),
 with the same probe on an idle window for comparison.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_lag.py [--docs 50000] [--runs 1] [--inline]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_lag.py [--docs 50000] [--runs 1] [--threaded-database]
 
-``--inline`` runs the replicator's database work on the GUI thread
-(``threaded_database=False``) instead of its own thread, to show what the
-thread is for.
+The replicator runs on the app's engine thread (:mod:`inventory_qt.engine_thread`);
+``--threaded-database`` gives its database work a thread of its own as well
+(``threaded_database=True``) instead of running it inline on the engine thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import shutil
 import statistics
@@ -81,7 +80,7 @@ def summary(stalls: list[float]) -> dict[str, float]:
     }
 
 
-async def one_run(url: str, docs: int, work: Path, *, inline: bool) -> dict[str, object]:
+async def one_run(url: str, docs: int, work: Path) -> dict[str, object]:
     window = MainWindow(work / "client")
     window.resize(860, 620)
     window.show()
@@ -92,16 +91,6 @@ async def one_run(url: str, docs: int, work: Path, *, inline: bool) -> dict[str,
     await asyncio.sleep(1.0)
     idle = summary(probe.stop())
 
-    original = engine_config.replicator_configuration
-    if inline:
-
-        def inline_configuration(*args: object, **kwargs: object) -> object:
-            return dataclasses.replace(original(*args, **kwargs), threaded_database=False)  # type: ignore[arg-type]
-
-        engine_config.replicator_configuration = inline_configuration  # type: ignore[assignment]
-        import inventory_qt.bridge as bridge  # noqa: PLC0415
-
-        bridge.replicator_configuration = inline_configuration  # type: ignore[assignment]
     probe.start()
     started = time.perf_counter()
     peer_id = window.browser_tab.add_url(url)
@@ -127,8 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--inline", action="store_true", help="database work on the GUI thread (for comparison)")
+    parser.add_argument("--threaded-database", action="store_true", help="database work on a thread of its own")
     args = parser.parse_args()
+    engine_config.THREADED_DATABASE = args.threaded_database
     template = Path(tempfile.mkdtemp(prefix="ui-lag-"))
     seed(template / "source", "s1", args.docs)
     app = QApplication([sys.argv[0]])
@@ -148,9 +138,7 @@ def main() -> None:
         asyncio.set_event_loop(loop)
         try:
             with loop:
-                result = loop.run_until_complete(
-                    one_run(f"ws://127.0.0.1:{port}/userdb", args.docs, work, inline=args.inline)
-                )
+                result = loop.run_until_complete(one_run(f"ws://127.0.0.1:{port}/userdb", args.docs, work))
         finally:
             server.stdin.write("quit\n")
             server.stdin.flush()
@@ -168,7 +156,7 @@ def main() -> None:
         )
     shutil.rmtree(template, ignore_errors=True)
     p99s = [r["pull"]["p99 ms"] for r in results]  # type: ignore[index]
-    mode = "inline (GUI thread)" if args.inline else "database thread"
+    mode = "on a thread of its own" if args.threaded_database else "inline on the engine thread"
     print(f"database work: {mode}; p99 stall per run: {', '.join(f'{p:.1f}' for p in p99s)} ms (target <= 16 ms)")
 
 

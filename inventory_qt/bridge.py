@@ -1,9 +1,11 @@
 """The engine's listener and replicators as QObjects: their events reach widgets only as Qt signals.
 
-The engine calls its status listeners on the asyncio loop, which qasync runs
-inside the Qt event loop (the GUI thread); the bridges turn each call into a
-signal. Database work of both runs on their own threads
-(``threaded_database``), so no commit happens on the GUI thread.
+The listener and the replicators run on the session's engine thread
+(:mod:`inventory_qt.engine_thread`); the bridges start and stop them there
+and await the outcome on the GUI loop. The engine calls its status listeners
+on its own thread; each bridge re-emits the value on a private signal
+connected with ``Qt.QueuedConnection`` to a method of the bridge, which lives
+on the GUI thread, so widgets only ever hear of the engine on the GUI thread.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 
 from engine.replication.errors import ConfigurationError
 from engine.replication.listener import ConnectionEvent, ListenerStatus, URLEndpointListener
@@ -61,13 +63,17 @@ class ListenerBridge(QObject):
     stateChanged = Signal(int)  # noqa: N815  (ListenerState)
     countsChanged = Signal(int, int)  # noqa: N815  (connected, active)
     client = Signal(object)  # ClientEvent
+    #: from the engine thread to the GUI thread
+    _status_relay = Signal(object)
+    _client_relay = Signal(object)
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self._session = session
         self._listener: URLEndpointListener | None = None
         self._state = ListenerState.STOPPED
-        self._removers: list[object] = []
+        self._status_relay.connect(self._on_status, Qt.ConnectionType.QueuedConnection)
+        self._client_relay.connect(self._on_connection, Qt.ConnectionType.QueuedConnection)
         self.fingerprint: str | None = None
         #: EXTENSION POINT (discovery): whether the listener is advertised on the network
         self.advertised = False
@@ -114,11 +120,9 @@ class ListenerBridge(QObject):
             if host is not None:
                 setup.configuration.host = host
             listener = URLEndpointListener(setup.configuration)
-            self._removers = [
-                listener.add_status_listener(self._on_status),
-                listener.add_connection_listener(self._on_connection),
-            ]
-            await listener.start()
+            listener.add_status_listener(self._status_relay.emit)  # called on the engine thread
+            listener.add_connection_listener(self._client_relay.emit)
+            await session.engine.call(listener.start)
         except BaseException:
             self._set_state(ListenerState.STOPPED)
             raise
@@ -135,7 +139,7 @@ class ListenerBridge(QObject):
         self._set_state(ListenerState.STOPPING)
         try:
             # EXTENSION POINT (discovery): stop advertising here
-            await asyncio.wait_for(listener.stop(), STOP_TIMEOUT)
+            await asyncio.wait_for(self._session.engine.call(listener.stop), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
         finally:
@@ -155,6 +159,8 @@ class PeerReplication(QObject):
     """The replicator of one peer row: Connect, Disconnect (keeps it), Reset checkpoint, Remove."""
 
     statusChanged = Signal(object)  # noqa: N815  (ReplicatorStatus)
+    #: from the engine thread to the GUI thread
+    _status_relay = Signal(object)
 
     def __init__(
         self, session: Session, url: str, *, remote_name: str | None = None, trust: TrustPrompt | None = None
@@ -165,9 +171,10 @@ class PeerReplication(QObject):
         self.remote_name = remote_name
         self._trust = trust
         self._replicator: Replicator | None = None
-        self._remover: object = None
         self._status = ReplicatorStatus()
-        self._config_error: ConfigurationError | None = None
+        #: Disconnect was asked for: the stop is no error to show
+        self._stopped_on_request = False
+        self._status_relay.connect(self._on_status, Qt.ConnectionType.QueuedConnection)
 
     @property
     def status(self) -> ReplicatorStatus:
@@ -180,6 +187,8 @@ class PeerReplication(QObject):
         return self._status.activity is not ActivityLevel.STOPPED
 
     def _on_status(self, status: ReplicatorStatus) -> None:
+        if status.activity is ActivityLevel.STOPPED and self._stopped_on_request:
+            status = ReplicatorStatus(ActivityLevel.STOPPED, status.progress)
         self._status = status
         self.statusChanged.emit(status)
 
@@ -199,7 +208,7 @@ class PeerReplication(QObject):
             except ValueError as exc:  # a user name with ':' cannot be sent with Basic authentication
                 raise ConfigurationError(str(exc)) from None
             self._replicator = Replicator(config)
-            self._remover = self._replicator.add_change_listener(self._on_status)
+            self._replicator.add_change_listener(self._status_relay.emit)  # called on the engine thread
         return self._replicator
 
     def connect_peer(self, *, reset_checkpoint: bool = False) -> None:
@@ -210,17 +219,20 @@ class PeerReplication(QObject):
         """
         replicator = self._replicator_for_session()
         if self._status.activity is ActivityLevel.STOPPED:
-            replicator.start(reset_checkpoint=reset_checkpoint)
+            self._stopped_on_request = False
+            self._on_status(ReplicatorStatus(ActivityLevel.CONNECTING))  # at once, not after the engine's turn
+            self._session.engine.call_soon(lambda: replicator.start(reset_checkpoint=reset_checkpoint))
 
     async def disconnect_peer(self) -> None:
         """Stop, keeping the replicator: the next Connect resumes from its checkpoint."""
-        if self._replicator is not None:
+        replicator = self._replicator
+        if replicator is not None:
+            self._stopped_on_request = True
             try:
-                await asyncio.wait_for(self._replicator.stop(), STOP_TIMEOUT)
+                await asyncio.wait_for(self._session.engine.call(replicator.stop), STOP_TIMEOUT)
             except TimeoutError:
                 raise StopTimeoutError(f"the replication with {self.url} did not stop in time") from None
-            if self._replicator.status.error is not None:  # a stop on request is no error to show
-                self._on_status(ReplicatorStatus())
+            self._on_status(ReplicatorStatus())
 
     async def reset_checkpoint(self) -> None:
         """Start over from the beginning: stop, then connect with the checkpoint reset."""
@@ -231,6 +243,4 @@ class PeerReplication(QObject):
         """Stop and forget the replicator."""
         with contextlib.suppress(StopTimeoutError):
             await self.disconnect_peer()
-        if self._replicator is not None and callable(self._remover):
-            self._remover()
         self._replicator = None

@@ -37,6 +37,7 @@ from engine.replication.replicator_types import ReplicatorConfiguration, Replica
 from inventory_qt.settings import ListenerSettings, ReplicatorSettings, TlsMode
 
 __all__ = [
+    "THREADED_DATABASE",
     "ListenerSetup",
     "TrustPrompt",
     "listener_authenticator",
@@ -49,6 +50,12 @@ __all__ = [
 #: Asked when a peer shows a certificate not seen before (trust on first use) or a changed
 #: one: ``(url, sha256 fingerprint, changed)`` -> whether to trust it. Wired by the TLS merge.
 TrustPrompt = Callable[[str, str, bool], bool]
+
+#: Database work of the listener and replicators on a thread of its own (True), or inline on the
+#: engine thread (False). Both keep commits off the GUI thread, since the engine has a thread of its
+#: own (:mod:`inventory_qt.engine_thread`); inline leaves one thread fewer wanting the GIL, and the
+#: GUI stalled less during a 50,000-document pull with it (docs/notes.md).
+THREADED_DATABASE = False
 
 _NO_TLS_YET = "the {what} TLS mode is not available in this version yet; choose Disabled in Settings > Listener > TLS"
 
@@ -111,7 +118,7 @@ def listener_setup(db: Database, settings: ListenerSettings, user: str, password
         read_only=settings.read_only,
         enable_delta_sync=settings.delta_sync,
         tls=tls,
-        threaded_database=True,  # no commit on the GUI thread
+        threaded_database=THREADED_DATABASE,
     )
     return ListenerSetup(config, fingerprint)
 
@@ -141,6 +148,6 @@ def replicator_configuration(
         authenticator=BasicAuthenticator(user, password),
         tls=replicator_tls(settings, url, trust),
         conflict_resolver=ItemMergeResolver(),
-        threaded_database=True,  # no commit on the GUI thread
+        threaded_database=THREADED_DATABASE,
         remote_name=remote_name,
     )

@@ -1,7 +1,9 @@
 """A signed-in user: the open database, the thread that works on it, the password, the settings.
 
 Everything that touches the disk runs on the session's database thread
-(:meth:`Session.run`), so the GUI thread never waits on a commit. Every
+(:meth:`Session.run`), so the GUI thread never waits on a commit; the
+listener and the replicators run on the session's engine thread
+(:attr:`Session.engine`). Every
 committed transaction, local, replicated or from another process, reaches
 the GUI thread as one :class:`~engine.changes.Changes` on
 :attr:`Session.changed` (a queued Qt signal), and each model decides whether
@@ -28,6 +30,7 @@ from engine.errors import InvalidUserNameError
 from engine.replication.db_runner import DbRunner
 from engine.replication.external_changes import follow_external_changes
 from engine.userdata import encode_user_name, open_user_database
+from inventory_qt.engine_thread import EngineThread
 from inventory_qt.settings import Settings, load_settings, save_settings
 
 __all__ = ["Session", "open_session"]
@@ -56,6 +59,8 @@ class Session(QObject):
         self.db = db
         self._runner = runner
         self.settings = Settings()
+        #: where the listener and the replicators run (see :mod:`inventory_qt.engine_thread`)
+        self.engine = EngineThread()
         self._closed = False
         self._relay.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._remove_listener = db.add_change_listener(self._relay.emit)
@@ -94,13 +99,23 @@ class Session(QObject):
         self.settingsChanged.emit(settings)
 
     async def close(self) -> None:
-        """Stop following changes and close the database on its thread. Idempotent."""
+        """Stop the engine's thread and following changes, close the database on its thread. Idempotent.
+
+        Stop the listener and the replicators first (they stop cleanly, saving checkpoints);
+        whatever still runs on the engine's loop here is cancelled.
+        """
         if self._closed:
             return
         self._closed = True
         self._remove_listener()
         if self._follower is not None:
             self._follower.cancel()
+        try:
+            await self.engine.stop()
+        finally:
+            await self._close_database()
+
+    async def _close_database(self) -> None:
         try:
             await self._runner.run(self.db.close)
         finally:

@@ -10,6 +10,7 @@ screen; closing the window does the same first.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -117,6 +118,9 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.tabs)
         self._signed_in_actions(True)
         self._update_summary()
+        # the objects made so far live as long as the session: a full collection need not walk them
+        # again and again while a large pull runs (one took 100 ms on the GUI thread, bench/ui_lag.py)
+        gc.freeze()
         self.signedIn.emit(True)
 
     def _listener_state(self, _state: int) -> None:
