@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from PySide6.QtWidgets import QWidget
@@ -28,7 +28,7 @@ _running: set[asyncio.Task[Any]] = set()
 
 
 def run_op(
-    work: Coroutine[Any, Any, T],
+    work: Awaitable[T],
     *,
     parent: QWidget | None = None,
     disable: Sequence[QWidget] = (),

@@ -92,11 +92,15 @@ class Session(QObject):
         if self._follower is None:
             self._follower = asyncio.create_task(follow_external_changes(self.db, self._runner), name="app follower")
 
-    async def update_settings(self, settings: Settings) -> None:
-        """Store new settings (off the GUI thread) and tell whoever shows them."""
-        await self.run(save_settings, self.db, settings)
+    def update_settings(self, settings: Settings) -> asyncio.Future[None]:
+        """Use new settings at once and tell whoever shows them; store them off the GUI thread.
+
+        In effect before the write (two updates in a row build on each other); await the
+        returned future for the write.
+        """
         self.settings = settings
         self.settingsChanged.emit(settings)
+        return asyncio.ensure_future(self.run(save_settings, self.db, settings))
 
     async def close(self) -> None:
         """Stop the engine's thread and following changes, close the database on its thread. Idempotent.

@@ -6,13 +6,16 @@ sign-in); discovered peers arrive through :meth:`BrowserTab.peer_found` and
 added/changed/removed events), and are connected at once when
 "auto-connect" is on. Double-click or Enter connects; the context menu offers
 Connect, Disconnect (stops, keeps the replicator: Connect resumes from its
-checkpoint), Remove, Reset checkpoint and Copy URL.
+checkpoint), Remove, Reset checkpoint and Copy URL. A certificate refused as
+new or changed (trust on first use) asks the user, showing its fingerprint
+(:meth:`BrowserTab.ask_trust`, an extension point for the TLS merge).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
@@ -24,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
+    QMessageBox,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -31,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.replication.errors import ConfigurationError
-from engine.replication.replicator_types import ReplicatorStatus, check_url
+from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus, check_url
 from inventory_qt.bridge import PeerReplication
 from inventory_qt.errors import show_error
 from inventory_qt.models.peers_model import PeerColumn, PeerInfo, PeersModel, manual_peer
@@ -74,6 +78,11 @@ class BrowserTab(QWidget):
         self.model = PeersModel()
         self.replications: dict[str, PeerReplication] = {}
         self.dialog: QInputDialog | None = None
+        self._asking: set[str] = set()
+        #: EXTENSION POINT (TLS): remembers a certificate the user trusted, ``(url, fingerprint)``;
+        #: the TLS merge wires it to the trust store (until then: this session only)
+        self.trusted: dict[str, str] = {}
+        self.trust_certificate: Callable[[str, str], None] = self.trusted.__setitem__
         self._build()
         for url in session.settings.peers:
             self.model.upsert_peer(manual_peer(url))
@@ -188,6 +197,48 @@ class BrowserTab(QWidget):
     def _on_status(self, peer_id: str, status: ReplicatorStatus) -> None:
         self.model.set_status(peer_id, status)
         self.peersChanged.emit()
+        fingerprint = getattr(status.error, "fingerprint", None)
+        if status.activity is ActivityLevel.STOPPED and isinstance(fingerprint, str):
+            self.ask_trust(peer_id, fingerprint, changed=bool(getattr(status.error, "changed", False)))
+
+    def ask_trust(self, peer_id: str, fingerprint: str, *, changed: bool) -> QMessageBox | None:
+        """EXTENSION POINT (TLS, trust on first use): the peer's certificate was refused as new or changed.
+
+        The TLS module's refusal carries the certificate's SHA-256 ``fingerprint`` and whether it
+        ``changed`` since it was trusted. Asks (not waited for); Trust calls :attr:`trust_certificate`
+        and connects again; Cancel leaves the peer stopped with the error shown.
+        """
+        row = self.model.row_of(peer_id)
+        if row < 0 or peer_id in self._asking:
+            return None
+        url = self.model.peer_row(row).info.url
+        if changed:
+            icon, title = QMessageBox.Icon.Warning, "Certificate changed"
+            text = (
+                f"The certificate of {url} is not the one you trusted before. Someone may be pretending "
+                f"to be this peer.\n\nNew SHA-256 fingerprint:\n{fingerprint}\n\nTrust the new certificate?"
+            )
+        else:
+            icon, title = QMessageBox.Icon.Question, "Trust this peer?"
+            text = (
+                f"{url} shows a certificate this computer has not seen before.\n\nSHA-256 fingerprint:\n"
+                f"{fingerprint}\n\nCompare it with the one its Listener tab shows. Trust it?"
+            )
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Cancel, self)
+        trust = box.addButton("Trust", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._asking.add(peer_id)
+
+        def answered() -> None:
+            self._asking.discard(peer_id)
+            if box.clickedButton() is trust:
+                self.trust_certificate(url, fingerprint)
+                self.connect_row(self.model.row_of(peer_id))
+
+        box.finished.connect(answered)
+        box.open()
+        return box
 
     def connect_row(self, row: int) -> None:
         """Connect (or resume) continuous push and pull with the peer at ``row``."""
