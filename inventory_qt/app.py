@@ -1,57 +1,152 @@
-"""Application entry point: a main window over the signed-in user's inventory."""
+"""Application entry point (``inventory-sync-app``, ``python -m inventory_qt``, ``make run``).
+
+qasync runs asyncio inside the Qt event loop: engine work (the listener, the
+replicators) runs as asyncio tasks on the GUI thread's loop, and database
+work on the session's database thread. Before Qt starts, the platform check
+says what a desktop is missing instead of letting Qt abort.
+
+``--screenshot OUTDIR`` signs in as ``--user`` without the dialog (password
+from ``INVENTORY_PASSWORD``), renders the sign-in screen, each tab and the
+Settings dialog to PNG files in OUTDIR and exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication, QHeaderView, QMainWindow, QTableView
+import qasync
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QApplication
 
-from engine.database import Database
-from engine.userdata import open_user_database
 from inventory_qt import platform_check
-from inventory_qt.models.items_model import ItemsModel
+from inventory_qt.errors import describe_error
+from inventory_qt.ui.main_window import MainWindow
 
-__all__ = ["MainWindow", "main"]
+__all__ = ["PASSWORD_ENV", "main", "take_screenshots"]
+
+log = logging.getLogger(__name__)
+
+#: Where ``--screenshot`` reads the password from.
+PASSWORD_ENV = "INVENTORY_PASSWORD"  # noqa: S105  (a variable name, not a password)
+#: Seconds the screenshots wait for pictures to load before rendering anyway.
+PICTURE_WAIT = 10.0
 
 
-class MainWindow(QMainWindow):
-    """The inventory list of one user's database."""
-
-    def __init__(self, db: Database, user: str) -> None:
-        super().__init__()
-        self.setWindowTitle(f"Inventory Sync — {user}")
-        self.model = ItemsModel()
-        self.view = QTableView()
-        self.view.setModel(self.model)
-        self.view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.view.verticalHeader().hide()
-        self.setCentralWidget(self.view)
-        self.resize(420, 560)
-        self.model.load(db)  # a damaged list shows its last valid revision, never a traceback
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inventory-sync-app", description="Inventory Sync desktop app.")
+    parser.add_argument("--user", default=None, help="user name to fill in (and sign in as, with --screenshot)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where users' databases live")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="OUTDIR",
+        default=None,
+        help=f"sign in (password from ${PASSWORD_ENV}), save each screen as PNG in OUTDIR, exit",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log at debug level")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app; return its exit code."""
-    parser = argparse.ArgumentParser(prog="inventory-sync-app")
-    parser.add_argument("--user", default=getpass.getuser())
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser = _parser()
     args, qt_args = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    password = ""
+    if args.screenshot is not None:
+        if not args.user:
+            parser.error("--screenshot needs --user")
+        password = os.environ.get(PASSWORD_ENV, "")
+        if not password:
+            parser.error(f"--screenshot reads the password from ${PASSWORD_ENV}, which is not set")
     problem = platform_check.check()
     if problem is not None:  # Qt would abort with a misleading message
         sys.stderr.write(f"inventory-sync-app: {problem}\n")
         return 1
+    return _run(args, qt_args, password)
+
+
+def _run(args: argparse.Namespace, qt_args: list[str], password: str) -> int:
     app = QApplication([sys.argv[0], *qt_args])
     app.setApplicationName("Inventory Sync")
-    db = open_user_database(args.user, args.data_dir)
-    try:
-        window = MainWindow(db, args.user)
+    app.setQuitOnLastWindowClosed(False)  # the window closes after logging out; then the loop ends
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow(args.data_dir)
+    if args.user:
+        window.login.reset(args.user)
+    with loop:
+        if args.screenshot is not None:
+            code: int = loop.run_until_complete(take_screenshots(window, args.user, password, args.screenshot))
+            return code
+        closed = asyncio.Event()
+        app.lastWindowClosed.connect(closed.set)
         window.show()
-        return app.exec()
-    finally:
-        db.close()
+        loop.run_until_complete(closed.wait())
+    return 0
+
+
+async def take_screenshots(window: MainWindow, user: str, password: str, outdir: Path) -> int:
+    """Sign in, save the sign-in screen, each tab and the Settings dialog as PNGs; return the exit code."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    window.resize(860, 620)
+    window.show()
+    window.login.password.setText(password)
+    await _settle()
+    _save(window.grab(), outdir / "login.png")
+    problems: list[str] = []
+    await window.sign_in(user, password)
+    if window.session is None or window.list_tab is None:
+        sys.stderr.write(f"inventory-sync-app: cannot sign in: {window.login.status.text()}\n")
+        return 1
+    try:
+        await _pictures_loaded(window)
+        for index, name in enumerate(("list", "listener", "browser")):
+            window.tabs.setCurrentIndex(index)
+            await _settle()
+            _save(window.grab(), outdir / f"{name}.png")
+        dialog = window.open_settings()
+        if dialog is not None:
+            await _settle()
+            _save(dialog.grab(), outdir / "settings.png")
+            dialog.reject()
+    except Exception as exc:  # say what went wrong in words, still log out cleanly
+        problems.append(describe_error(exc) or str(exc))
+    await window.log_out()
+    window.close()
+    if problems:
+        sys.stderr.write(f"inventory-sync-app: {problems[0]}\n")
+        return 1
+    return 0
+
+
+async def _settle() -> None:
+    """Let Qt lay out and paint (a few turns of the event loop)."""
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+
+
+async def _pictures_loaded(window: MainWindow) -> None:
+    assert window.list_tab is not None
+    tab = window.list_tab
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PICTURE_WAIT
+    for row in range(tab.model.rowCount()):  # asks for every thumbnail
+        tab.model.data(tab.model.index(row, 0), Qt.ItemDataRole.DecorationRole)
+    while tab.thumbnails.loading and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def _save(pixmap: QPixmap, path: Path) -> None:
+    if not pixmap.save(str(path), "PNG"):
+        raise OSError(f"cannot write {path}")
+    log.info("wrote %s", path)

@@ -24,7 +24,7 @@ from engine.replication.replicator_types import (
     ReplicatedDocument,
     ReplicatorStatus,
 )
-from engine.replication.trust_store import peer_key
+from engine.replication.trust_store import key_to_text, peer_key
 
 __all__ = ["ServeReport", "SyncReport"]
 
@@ -170,7 +170,7 @@ class SyncReport:
         if status.error is not None and interrupted is None:
             message = str(status.error)
             if isinstance(status.error, CertificateChangedError):
-                peer = peer_key(status.error.host, status.error.port)
+                peer = key_to_text(status.error.trust_key or peer_key(status.error.host, status.error.port))
                 message += f" (inventory-sync trust accept {peer} {status.error.new_fingerprint})"
             self.out.error(message)
             return 1

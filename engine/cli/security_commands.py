@@ -38,7 +38,7 @@ from engine.replication.listener_tls import GeneratedIdentity, ListenerTLSMode, 
 from engine.replication.passwords import allow_list_entry
 from engine.replication.server_validation import ServerValidation, ValidationMode
 from engine.replication.tls import TLSIdentity, parse_fingerprint
-from engine.replication.trust_store import TRUST_STORE_FILE, TrustStore
+from engine.replication.trust_store import TRUST_STORE_FILE, TrustStore, key_from_text, key_to_text
 from engine.userdata import database_exists, user_database_path
 
 __all__ = [
@@ -163,17 +163,17 @@ def trust_store_path(args: argparse.Namespace) -> Path:
     return user_database_path(args.user, args.data_dir) / TRUST_STORE_FILE
 
 
-def validation_from_args(args: argparse.Namespace) -> ServerValidation | None:
-    """How ``sync`` checks the listener (None for a ``ws://`` URL); a mismatch of URL and options is a usage error."""
+def validation_from_args(args: argparse.Namespace, url: str) -> ServerValidation | None:
+    """How ``sync`` checks the listener at ``url`` (None for ``ws://``); TLS options for ``ws://`` are a usage error."""
     tls_options = [
         name
         for name in ("verify", "pinned_cert", "pin", "ca_file", "client_identity", "client_cert", "client_key")
         if getattr(args, name) is not None
     ]
-    if urlsplit(args.url).scheme != "wss":
+    if urlsplit(url).scheme != "wss":
         if tls_options:
             option = "--" + tls_options[0].replace("_", "-")
-            raise UsageError(f"{option} is for wss:// URLs; {args.url} does not use TLS")
+            raise UsageError(f"{option} is for wss:// URLs; {url} does not use TLS")
         return None
     mode = args.verify
     if mode is None:
@@ -239,11 +239,11 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     p = actions.add_parser("list", parents=[common], help="the trusted peers and their fingerprints")
     p.set_defaults(handler=cmd_trust_list)
     p = actions.add_parser("accept", parents=[common], help="trust a peer's new certificate")
-    p.add_argument("peer", metavar="HOST:PORT")
+    p.add_argument("peer", metavar="HOST:PORT|PEER_ID")
     p.add_argument("fingerprint", metavar="SHA256")
     p.set_defaults(handler=cmd_trust_accept)
     p = actions.add_parser("forget", parents=[common], help="forget a peer (its next certificate is trusted)")
-    p.add_argument("peer", metavar="HOST:PORT")
+    p.add_argument("peer", metavar="HOST:PORT|PEER_ID")
     p.set_defaults(handler=cmd_trust_forget)
 
 
@@ -322,11 +322,11 @@ def cmd_identity_renew(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _peer(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"not HOST:PORT: {text!r} (IPv6 hosts in brackets: [fe80::1]:4984)")
-    return host.strip("[]"), int(port)
+def _trust_key(text: str) -> str:
+    try:
+        return key_from_text(text)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
@@ -334,9 +334,9 @@ def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
     peers = TrustStore(trust_store_path(args)).peers()
     for peer in peers:
         out.result(
-            {"event": "trusted_peer", "peer": peer.key, "fingerprint": peer.fingerprint,
+            {"event": "trusted_peer", "peer": key_to_text(peer.key), "fingerprint": peer.fingerprint,
              "first_seen": peer.first_seen, "subject": peer.subject},
-            f"{peer.key}  {peer.fingerprint}  since {peer.first_seen[:10]}  {peer.subject or ''}".rstrip(),
+            f"{key_to_text(peer.key)}  {peer.fingerprint}  since {peer.first_seen[:10]}  {peer.subject or ''}".rstrip(),
         )  # fmt: skip
     if not peers:
         out.note("no peer trusted yet")
@@ -345,23 +345,22 @@ def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_trust_accept(args: argparse.Namespace, out: Output) -> int:
     """Trust a peer's (new) certificate by its fingerprint."""
-    host, port = _peer(args.peer)
+    key = _trust_key(args.peer)
     try:
         fingerprint = parse_fingerprint(args.fingerprint)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
-    peer = TrustStore(trust_store_path(args)).accept(host, port, fingerprint)
+    peer = TrustStore(trust_store_path(args)).accept(key, fingerprint)
     out.record(
-        {"event": "trusted", "peer": peer.key, "fingerprint": peer.fingerprint},
-        f"trusting {peer.key}: SHA-256 {peer.fingerprint}",
+        {"event": "trusted", "peer": key_to_text(peer.key), "fingerprint": peer.fingerprint},
+        f"trusting {key_to_text(peer.key)}: SHA-256 {peer.fingerprint}",
     )
     return 0
 
 
 def cmd_trust_forget(args: argparse.Namespace, out: Output) -> int:
     """Forget a peer's certificate."""
-    host, port = _peer(args.peer)
-    if not TrustStore(trust_store_path(args)).forget(host, port):
+    if not TrustStore(trust_store_path(args)).forget(_trust_key(args.peer)):
         out.error(f"{args.peer} is not a trusted peer")
         return 1
     out.record({"event": "forgotten", "peer": args.peer}, f"forgot {args.peer}")

@@ -16,9 +16,11 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from engine.cli.databases import creating_database
+from engine.cli.discovery_commands import add_advertise_options, add_peer_options, advertising, following_peer
 from engine.cli.output import Output, UsageError
 from engine.cli.reports import SUMMARY_INTERVAL, ServeReport, SyncReport
 from engine.cli.security_commands import (
@@ -44,7 +46,7 @@ from engine.replication.replicator_types import (
     check_url,
 )
 from engine.replication.server_validation import ValidationMode
-from engine.replication.trust_store import TrustStore
+from engine.replication.trust_store import TrustStore, key_to_text, trust_key
 
 __all__ = ["register"]
 
@@ -80,10 +82,11 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--read-only", action="store_true", help="refuse pushes; serve pulls")
     p.add_argument("--no-delta", action="store_true", help="never send or accept deltas")
     add_listener_tls_options(p)
+    add_advertise_options(p)
     p.set_defaults(handler=cmd_serve)
 
     p = commands.add_parser("sync", parents=[common], help="replicate with a listener")
-    p.add_argument("url", metavar="URL", help="ws://host:port/<db> (IPv6 hosts in brackets)")
+    p.add_argument("url", metavar="URL", nargs="?", help="wss://host:port/<db> (IPv6 hosts in brackets), or --peer")
     p.add_argument("--username", help="user name, if the listener asks for one")
     p.add_argument("--password", help=f"(default: ${PASSWORD_ENV}, or asked for)")
     direction = p.add_mutually_exclusive_group()
@@ -98,6 +101,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         help="connection attempts before giving up (default: 1 for one-shot, unlimited when continuous)",
     )
     add_validation_options(p)
+    add_peer_options(p)
     p.set_defaults(handler=cmd_sync)
 
 
@@ -126,27 +130,41 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             enable_delta_sync=not args.no_delta,
             tls=identity,
         )
-        return asyncio.run(_serve(URLEndpointListener(config), out, args.tls))
+        return asyncio.run(_serve(URLEndpointListener(config), out, args))
 
 
-async def _serve(listener: URLEndpointListener, out: Output, tls_mode: str) -> int:
+async def _serve(listener: URLEndpointListener, out: Output, args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     _on_signals(lambda _sig: stop.set())
     report = ServeReport(listener, out)
     await listener.start()
     identity = listener.config.tls
     out.record(
-        {"event": "listening", "urls": listener.urls, "tls": tls_mode,
+        {"event": "listening", "urls": listener.urls, "tls": args.tls,
          "fingerprint": identity.fingerprint if identity is not None else None},
         "listening on " + ", ".join(listener.urls),
     )  # fmt: skip
     if identity is not None:  # without TLS the listener itself warns that passwords cross in clear
-        out.note(f"TLS ({tls_mode}), certificate SHA-256 fingerprint: {identity.fingerprint}")
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
-        report.summarize()
-    await listener.stop()
+        out.note(f"TLS ({args.tls}), certificate SHA-256 fingerprint: {identity.fingerprint}")
+    try:
+        async with contextlib.AsyncExitStack() as advert:
+            if args.advertise:
+                await advert.enter_async_context(
+                    advertising(
+                        listener,
+                        listener.config.database.peer_id,
+                        out,
+                        user=args.user,
+                        interfaces=args.interfaces,
+                        fingerprint=identity.fingerprint if identity is not None else None,
+                    )
+                )
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
+                report.summarize()
+    finally:
+        await listener.stop()
     out.record({"event": "stopped"}, "stopped")
     return 0
 
@@ -174,46 +192,68 @@ def _authenticator(args: argparse.Namespace) -> BasicAuthenticator | None:
 
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     """Replicate once (or continuously) and report."""
-    # before anything opens or connects (exit 2); a wss:// URL always gets a validation mode (tofu by default)
-    check_url(args.url, tls=args.url.lower().startswith("wss:"))
-    validation = validation_from_args(args)
+    if (args.url is None) == (args.peer is None):
+        raise UsageError("sync needs a URL or --peer PEER (one of them)")
+    if args.url is not None:
+        # before anything opens or connects (exit 2); a wss:// URL always gets a validation mode (tofu by default)
+        check_url(args.url, tls=args.url.lower().startswith("wss:"))
+        validation_from_args(args, args.url)
     client_identity = client_identity_from_args(args)
     if args.max_attempts is not None and args.max_attempts < 0:
         raise UsageError("--max-attempts must be 0 (no limit) or more")
-    kind = ReplicatorType.PUSH if args.push else ReplicatorType.PULL if args.pull else ReplicatorType.PUSH_AND_PULL
     authenticator = _authenticator(args)
     with creating_database(args, out, seed=False) as db:
-        config = ReplicatorConfiguration(
-            db,
-            args.url,
-            type=kind,
-            continuous=args.continuous,
-            authenticator=authenticator,
-            conflict_resolver=ItemMergeResolver(),
-            tls=validation,
-            client_identity=client_identity,
-            max_attempts=args.max_attempts if args.max_attempts is not None else (0 if args.continuous else 1),
-        )
-        replicator = Replicator(config)
-        if validation is not None and validation.mode is ValidationMode.TOFU:
-            _announce_first_use(replicator, out, TrustStore(trust_store_path(args)), args.url)
-        return asyncio.run(_sync(replicator, out, args.url, continuous=args.continuous))
+        kind = ReplicatorType.PUSH if args.push else ReplicatorType.PULL if args.pull else ReplicatorType.PUSH_AND_PULL
+        attempts = args.max_attempts if args.max_attempts is not None else (0 if args.continuous else 1)
+
+        def replicator_for(url: str, **options: Any) -> Replicator:
+            validation = validation_from_args(args, url)
+            config = ReplicatorConfiguration(
+                db,
+                url,
+                type=kind,
+                continuous=args.continuous,
+                authenticator=authenticator,
+                conflict_resolver=ItemMergeResolver(),
+                tls=validation,
+                client_identity=client_identity,
+                max_attempts=attempts,
+                **options,
+            )
+            replicator = Replicator(config)
+            if validation is not None and validation.mode is ValidationMode.TOFU:
+                peer_id = options.get("remote_name") if "endpoint" in options else None
+                _announce_first_use(replicator, out, TrustStore(trust_store_path(args)), url, peer_id)
+            return replicator
+
+        async def run() -> int:
+            if args.url is not None:
+                return await _sync(replicator_for(args.url), out, args.url, continuous=args.continuous)
+            async with following_peer(args.peer, out, own_peer_id=db.peer_id, interfaces=args.interfaces) as target:
+                options = target.replicator_options()
+                url = options.pop("url")
+                check_url(url, tls=url.lower().startswith("wss:"))
+                return await _sync(replicator_for(url, **options), out, url, continuous=args.continuous)
+
+        return asyncio.run(run())
 
 
-def _announce_first_use(replicator: Replicator, out: Output, store: TrustStore, url: str) -> None:
+def _announce_first_use(
+    replicator: Replicator, out: Output, store: TrustStore, url: str, peer_id: str | None = None
+) -> None:
     """Say so when the listener's certificate is trusted for the first time (trust on first use)."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 443
-    if store.get(host, port) is not None:
+    key = trust_key(parts.hostname or "", parts.port or 443, peer_id)
+    if store.get(key) is not None:
         return
 
     def check(_status: ReplicatorStatus) -> None:
-        peer = store.get(host, port)
+        peer = store.get(key)
         if peer is not None:
             remove()
             out.record(
-                {"event": "trusted_on_first_use", "peer": peer.key, "fingerprint": peer.fingerprint},
-                f"trusting {peer.key} on first use: SHA-256 {peer.fingerprint} "
+                {"event": "trusted_on_first_use", "peer": key_to_text(peer.key), "fingerprint": peer.fingerprint},
+                f"trusting {key_to_text(peer.key)} on first use: SHA-256 {peer.fingerprint} "
                 "(compare it with `inventory-sync identity show` on the listener's machine)",
             )
 

@@ -34,6 +34,7 @@ from engine.errors import EngineError
 __all__ = [
     "BlipError",
     "CertificateChangedError",
+    "CertificateNotTrustedError",
     "CertificateRefusedError",
     "ConfigurationError",
     "ConnectionClosedError",
@@ -165,15 +166,26 @@ class CertificateRefusedError(HandshakeError):
         seen_fingerprint: str | None = None,
         seen_subject: str | None = None,
         seen_issuer: str | None = None,
+        trust_key: str | None = None,
     ) -> None:
         super().__init__(message)
         self.host = host
         self.port = port
+        #: where trust on first use keeps this peer's certificate (peer ID or host and port)
+        self.trust_key = trust_key
         self.expected = expected
         self.expected_fingerprint = expected_fingerprint
         self.seen_fingerprint = seen_fingerprint
         self.seen_subject = seen_subject
         self.seen_issuer = seen_issuer
+
+
+class CertificateNotTrustedError(CertificateRefusedError):
+    """Trust on first use that asks first: the peer's certificate is not trusted yet.
+
+    The user is shown ``seen_fingerprint`` and, if they trust it, it is
+    accepted into the trust store under ``trust_key`` before connecting again.
+    """
 
 
 class CertificateChangedError(CertificateRefusedError):

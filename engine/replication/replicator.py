@@ -293,7 +293,13 @@ class Replicator:
         parts = urlsplit(config.url)
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80)
         # a context per connection: the certificate checks need the host and port
-        context = None if config.tls is None else config.tls.client_context(host, port, config.client_identity)
+        # a discovered peer (an endpoint) is trusted by its peer ID, whatever its address
+        peer_id = config.remote_name if config.endpoint is not None else None
+        context = (
+            None
+            if config.tls is None
+            else config.tls.client_context(host, port, config.client_identity, peer_id=peer_id)
+        )
         try:
             socket = await connect(config.url, headers=headers, ssl=context, ping_interval=config.heartbeat)
         except ssl.SSLError as exc:  # a refused certificate stops for good; see is_transient

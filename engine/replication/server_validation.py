@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 
 from engine.replication.errors import (
     CertificateChangedError,
+    CertificateNotTrustedError,
     CertificateRefusedError,
     ConfigurationError,
     HandshakeError,
@@ -52,7 +53,7 @@ from engine.replication.tls import (
     sha256_fingerprint,
     use_identity,
 )
-from engine.replication.trust_store import TrustStore, peer_key
+from engine.replication.trust_store import TrustStore, peer_key, trust_key
 
 __all__ = ["ServerValidation", "ValidationMode", "connection_error"]
 
@@ -81,6 +82,9 @@ class ServerValidation:
     ca_source: str = SYSTEM_ROOTS
     pinned_fingerprint: str | None = None
     trust_store: TrustStore | None = None
+    #: trust on first use asks first: an unknown certificate is refused with
+    #: CertificateNotTrustedError until it is accepted into the store (the app asks the user)
+    confirm_first_use: bool = False
 
     @classmethod
     def self_signed(cls) -> ServerValidation:
@@ -128,9 +132,14 @@ class ServerValidation:
         return cls(ValidationMode.PINNED, pinned_fingerprint=sha256_fingerprint(certificate))
 
     @classmethod
-    def tofu(cls, store: TrustStore | Path) -> ServerValidation:
-        """Trust each peer's first certificate, kept in ``store``; refuse another one until accepted."""
-        return cls(ValidationMode.TOFU, trust_store=store if isinstance(store, TrustStore) else TrustStore(store))
+    def tofu(cls, store: TrustStore | Path, *, confirm_first_use: bool = False) -> ServerValidation:
+        """Trust each peer's first certificate, kept in ``store``; refuse another one until accepted.
+
+        With ``confirm_first_use`` a certificate not seen before is refused too
+        (:class:`CertificateNotTrustedError`) until someone accepts it into the store.
+        """
+        store = store if isinstance(store, TrustStore) else TrustStore(store)
+        return cls(ValidationMode.TOFU, trust_store=store, confirm_first_use=confirm_first_use)
 
     @classmethod
     def from_mode(
@@ -167,8 +176,14 @@ class ServerValidation:
             raise ConfigurationError("trust on first use needs a trust store file")
         return cls.tofu(trust_store)
 
-    def client_context(self, host: str, port: int, identity: TLSIdentity | None = None) -> ssl.SSLContext:
-        """A client context for one connection to ``host:port``, presenting ``identity`` if given."""
+    def client_context(
+        self, host: str, port: int, identity: TLSIdentity | None = None, *, peer_id: str | None = None
+    ) -> ssl.SSLContext:
+        """A client context for one connection to ``host:port``, presenting ``identity`` if given.
+
+        ``peer_id`` (a peer found by discovery) keys trust on first use by the
+        peer rather than by its address (:func:`~engine.replication.trust_store.trust_key`).
+        """
         context = _CheckingContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.mode is ValidationMode.CA:
             if self.ca_certificates is not None:
@@ -180,7 +195,7 @@ class ServerValidation:
             context.verify_mode = ssl.CERT_NONE
         harden(context)
         context.sslobject_class = _CheckingSSLObject
-        context.peer_check = _PeerCheck(self, host.strip("[]"), port)
+        context.peer_check = _PeerCheck(self, host.strip("[]"), port, trust_key(host.strip("[]"), port, peer_id))
         if identity is not None:
             use_identity(context, identity)
         return context
@@ -230,10 +245,12 @@ class _PeerCheck:
     validation: ServerValidation
     host: str
     port: int
+    trust_key: str
 
     @property
     def where(self) -> str:
-        return peer_key(self.host, self.port)
+        address = peer_key(self.host, self.port)
+        return address if self.trust_key == address else f"{address} ({self.trust_key})"
 
     def __call__(self, der: bytes | None) -> CertificateRefusedError | None:
         mode = self.validation.mode
@@ -266,9 +283,11 @@ class _PeerCheck:
         assert store is not None
         subject = certificate.subject.rfc4514_string() if certificate is not None else None
         try:
-            known = store.get(self.host, self.port)
+            known = store.get(self.trust_key)
+            if known is None and self.validation.confirm_first_use:
+                return self._not_trusted_yet(fingerprint, certificate)
             if known is None:
-                known = store.remember(self.host, self.port, fingerprint, subject=subject)
+                known = store.remember(self.trust_key, fingerprint, subject=subject)
                 if known.fingerprint == fingerprint:
                     log.info("trusting %s on first use: SHA-256 %s (%s)", self.where, fingerprint, subject)
         except (OSError, ConfigurationError) as exc:
@@ -288,6 +307,21 @@ class _PeerCheck:
             seen_fingerprint=fingerprint,
             seen_subject=seen_subject,
             seen_issuer=seen_issuer,
+            trust_key=self.trust_key,
+        )
+
+    def _not_trusted_yet(self, fingerprint: str, certificate: x509.Certificate | None) -> CertificateRefusedError:
+        seen_subject, seen_issuer = _names(certificate)
+        return CertificateNotTrustedError(
+            f"{self.where}: the server's certificate is not trusted yet: SHA-256 {fingerprint} ({seen_subject}); "
+            "compare it with the fingerprint the peer shows, and trust it if they match",
+            host=self.host,
+            port=self.port,
+            expected="a certificate trusted on first use",
+            seen_fingerprint=fingerprint,
+            seen_subject=seen_subject,
+            seen_issuer=seen_issuer,
+            trust_key=self.trust_key,
         )
 
     def _check_self_signed(
@@ -339,6 +373,7 @@ class _PeerCheck:
             seen_fingerprint=fingerprint,
             seen_subject=subject,
             seen_issuer=issuer,
+            trust_key=self.trust_key,
         )
 
 

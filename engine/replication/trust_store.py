@@ -1,7 +1,10 @@
 """Trust on first use: the certificate fingerprint remembered for each peer, as SSH's ``known_hosts``.
 
-Peers are keyed by host and port (``192.168.1.5:4984``, ``[fe80::1]:4984``)
-until discovery gives them a stable ID. The store is a small JSON file::
+A peer is remembered under a key: its peer ID when discovery found it
+(``peer 6f1c...``, :func:`peer_id_key`: it keeps its trust when it moves to
+another address or port, and an impostor advertising its ID with another key
+is refused), else its host and port (``192.168.1.5:4984``, ``[fe80::1]:4984``,
+:func:`peer_key`). The store is a small JSON file::
 
     {"version": 1, "peers": {"192.168.1.5:4984": {"sha256": "5C:94:...", "first_seen": "2026-12-01T10:00:00Z",
                                                   "subject": "CN=shop-laptop,O=Inventory Sync"}}}
@@ -27,7 +30,16 @@ from engine.json_codec import loads, pretty
 from engine.replication.errors import ConfigurationError
 from engine.replication.tls import parse_fingerprint
 
-__all__ = ["TRUST_STORE_FILE", "TrustStore", "TrustedPeer", "peer_key"]
+__all__ = [
+    "TRUST_STORE_FILE",
+    "TrustStore",
+    "TrustedPeer",
+    "key_from_text",
+    "key_to_text",
+    "peer_id_key",
+    "peer_key",
+    "trust_key",
+]
 
 #: The store's usual name inside the app's data directory.
 TRUST_STORE_FILE = "trusted-peers.json"
@@ -42,6 +54,38 @@ def peer_key(host: str, port: int) -> str:
     except ValueError:
         return f"{name}:{port}"
     return f"[{address.compressed}]:{port}" if address.version == 6 else f"{address.compressed}:{port}"
+
+
+def peer_id_key(peer_id: str) -> str:
+    """The key of a peer found by discovery: its stable peer ID."""
+    return f"{_PEER_ID_PREFIX}{peer_id.strip().lower()}"
+
+
+def trust_key(host: str, port: int, peer_id: str | None = None) -> str:
+    """The key a connection's certificate is remembered under: the peer ID if known, else host and port."""
+    return peer_id_key(peer_id) if peer_id else peer_key(host, port)
+
+
+_PEER_ID_PREFIX = "peer "
+
+
+def key_to_text(key: str) -> str:
+    """A key as people type it: ``HOST:PORT``, or the peer ID."""
+    return key.removeprefix(_PEER_ID_PREFIX)
+
+
+def key_from_text(text: str) -> str:
+    """The key for ``HOST:PORT`` (IPv6 in brackets) or a peer ID, as :func:`key_to_text` writes them.
+
+    Raises:
+        ConfigurationError: neither.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if sep and host and port.isdigit() and 0 < int(port) < 65536 and (":" not in host or host.startswith("[")):
+        return peer_key(host, int(port))
+    if text.strip() and all(c.isalnum() or c == "-" for c in text.strip()):
+        return peer_id_key(text)
+    raise ConfigurationError(f"not HOST:PORT or a peer ID: {text!r} (IPv6 hosts in brackets: [fe80::1]:4984)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,25 +108,24 @@ class TrustStore:
     def __repr__(self) -> str:
         return f"TrustStore({str(self.path)!r})"
 
-    def get(self, host: str, port: int) -> TrustedPeer | None:
-        """The certificate remembered for ``host:port``, or None.
+    def get(self, key: str) -> TrustedPeer | None:
+        """The certificate remembered under ``key`` (:func:`trust_key`), or None.
 
         Raises:
             ConfigurationError: the file is not a trust store.
         """
-        return self._read().get(peer_key(host, port))
+        return self._read().get(key)
 
     def peers(self) -> list[TrustedPeer]:
         """Every remembered peer, sorted by key."""
         return sorted(self._read().values(), key=lambda peer: peer.key)
 
-    def remember(self, host: str, port: int, fingerprint: str, *, subject: str | None = None) -> TrustedPeer:
+    def remember(self, key: str, fingerprint: str, *, subject: str | None = None) -> TrustedPeer:
         """Trust ``fingerprint`` for a peer seen for the first time; return what is trusted now.
 
         A peer already known keeps its entry (another connection may have come
         first): the caller compares the returned fingerprint with what it saw.
         """
-        key = peer_key(host, port)
         with self._lock:
             peers = self._read()
             if key not in peers:
@@ -90,18 +133,16 @@ class TrustStore:
                 self._write(peers)
             return peers[key]
 
-    def accept(self, host: str, port: int, fingerprint: str, *, subject: str | None = None) -> TrustedPeer:
-        """Trust ``fingerprint`` for ``host:port`` from now on, replacing what was remembered."""
-        key = peer_key(host, port)
+    def accept(self, key: str, fingerprint: str, *, subject: str | None = None) -> TrustedPeer:
+        """Trust ``fingerprint`` under ``key`` from now on, replacing what was remembered."""
         with self._lock:
             peers = self._read()
             peers[key] = TrustedPeer(key, parse_fingerprint(fingerprint), _now(), subject)
             self._write(peers)
             return peers[key]
 
-    def forget(self, host: str, port: int) -> bool:
-        """Forget ``host:port`` (its next certificate is trusted on first use again); whether it was known."""
-        key = peer_key(host, port)
+    def forget(self, key: str) -> bool:
+        """Forget the peer under ``key`` (its next certificate is trusted on first use again); whether it was known."""
         with self._lock:
             peers = self._read()
             if peers.pop(key, None) is None:

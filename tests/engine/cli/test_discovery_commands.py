@@ -35,7 +35,7 @@ from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ReplicatorConfiguration, ReplicatorType
 from engine.userdata import open_user_database
 from tests.conftest import TIME_UNIT
-from tests.engine.cli.test_sync_commands import CLI
+from tests.engine.cli.test_sync_commands import CLI, CREDENTIALS, Server, allow_list, cli
 
 LOOPBACK = ["127.0.0.1"]
 TIMEOUT = 30 * TIME_UNIT
@@ -203,3 +203,35 @@ async def test_a_peer_not_on_the_network_is_not_found() -> None:
     with pytest.raises(PeerNotFoundError, match=missing):
         async with following_peer(missing, RecordingOutput(), interfaces=LOOPBACK, timeout=0.3):
             raise AssertionError("not reached")
+
+
+def test_serve_advertise_and_sync_peer_over_tls_trust_the_peer_by_its_id(tmp_path: Path) -> None:
+    """The whole way through the command line: a TLS listener advertised, found by its name,
+    trusted on first use under its peer ID, and synced with."""
+    server = Server(tmp_path, "--allow-list", str(allow_list(tmp_path)), "--advertise", "--interface", "127.0.0.1")
+    try:
+        advert = server.wait_for("advertising")
+        synced = cli(tmp_path, "--json", "sync", "--peer", str(advert["name"]), "--interface", "127.0.0.1",
+                     *CREDENTIALS)  # fmt: skip
+        assert synced.returncode == 0, synced.stderr
+        events = [json.loads(line) for line in synced.stdout.splitlines()]
+        found = next(e for e in events if e["event"] == "peer_found")
+        assert found["peer_id"] == advert["peer_id"] and found["tls"] and found["fingerprint"] == server.fingerprint
+        trusted = next(e for e in events if e["event"] == "trusted_on_first_use")
+        assert trusted == {
+            "event": "trusted_on_first_use",
+            "peer": advert["peer_id"],
+            "fingerprint": server.fingerprint,
+        }
+        assert events[-1]["event"] == "done"
+        listed = [json.loads(line) for line in cli(tmp_path, "--json", "trust", "list").stdout.splitlines()]
+        assert [e["peer"] for e in listed] == [advert["peer_id"]]
+    finally:
+        out = server.stop()
+    assert server.proc.returncode == 0 and json.loads(out.splitlines()[-1])["event"] == "stopped"
+
+
+def test_sync_needs_a_url_or_a_peer(tmp_path: Path) -> None:
+    for args in ([], ["wss://127.0.0.1:9/userdb", "--peer", "shop"]):
+        failed = cli(tmp_path, "sync", *args)
+        assert failed.returncode == 2 and "sync needs a URL or --peer PEER" in failed.stderr

@@ -18,16 +18,19 @@ from engine.database import Database
 from engine.replication.auth import PasswordAuthenticator
 from engine.replication.blip.websocket import HandshakeRequest
 from engine.replication.errors import (
+    CertificateChangedError,
+    CertificateNotTrustedError,
     CertificateRefusedError,
     ConfigurationError,
     HandshakeError,
     TransportError,
 )
+from engine.replication.listener import URLEndpointListener
 from engine.replication.replicator import is_transient
 from engine.replication.replicator_types import ReplicatorConfiguration
 from engine.replication.server_validation import ServerValidation, ValidationMode, connection_error
 from engine.replication.tls import TLSIdentity
-from engine.replication.trust_store import TrustStore
+from engine.replication.trust_store import TrustStore, peer_id_key
 from tests.conftest import TIME_UNIT, needs_shared
 from tests.engine.replication.conftest import USERS, Peers
 from tests.engine.replication.tls_helpers import SEED_FINGERPRINT, SEED_PINNED_CER, make_ca
@@ -138,12 +141,20 @@ def test_tls_failures_become_replication_errors() -> None:
 
 
 async def _sync(
-    peers: Peers, served_identity: TLSIdentity, validation: ServerValidation, url_host: str = "127.0.0.1"
+    peers: Peers,
+    served_identity: TLSIdentity,
+    validation: ServerValidation,
+    url_host: str = "127.0.0.1",
+    *,
+    listener: URLEndpointListener | None = None,
 ) -> object:
+    """A one-shot pull of a new listener's document (or ``listener``'s): the error, or the document."""
     run = len(peers.databases)
-    served, client = peers.database(f"served{run}"), peers.database(f"client{run}")
-    served.save("doc", {"n": 1})
-    listener = await peers.listener(served, tls=served_identity)
+    client = peers.database(f"client{run}")
+    if listener is None:
+        served = peers.database(f"served{run}")
+        served.save("doc", {"n": 1})
+        listener = await peers.listener(served, tls=served_identity)
     url = f"wss://{url_host}:{listener.port}/userdb"
     replicator = peers.replicator(client, url, tls=validation, max_attempts=1)
     replicator.start()
@@ -215,3 +226,57 @@ async def test_the_replicator_presents_its_client_identity(peers: Peers) -> None
     await peers.replicate(client, listener, tls=pin, client_identity=me)
     await peers.replicate(client, listener, tls=pin)
     assert seen == [me.certificate_der, None]
+
+
+@pytest.mark.asyncio
+async def test_trust_on_first_use_can_ask_first(peers: Peers, tmp_path: Path, identity: TLSIdentity) -> None:
+    store = TrustStore(tmp_path / "trusted.json")
+    asking = ServerValidation.tofu(store, confirm_first_use=True)
+    error = await _sync(peers, identity, asking)
+    assert isinstance(error, CertificateNotTrustedError) and not is_transient(error)
+    assert error.seen_fingerprint == identity.fingerprint and "not trusted yet" in str(error)
+    assert error.trust_key is not None and store.get(error.trust_key) is None  # nothing trusted without a yes
+    store.accept(error.trust_key, identity.fingerprint)  # the user said yes
+    assert await _sync(peers, identity, asking, listener=peers.listeners[-1]) is not None
+
+
+class FixedEndpoint:
+    """A discovered peer's endpoint that always gives one URL (discovery itself is tested elsewhere)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def resolve(self, *, after_failure: bool = False) -> str:
+        return self.url
+
+    async def wait_announced(self) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_a_discovered_peer_keeps_its_trust_when_it_moves_and_an_impostor_of_its_id_is_refused(
+    peers: Peers, tmp_path: Path, identity: TLSIdentity
+) -> None:
+    store = TrustStore(tmp_path / "trusted.json")
+    validation = ServerValidation.tofu(store)
+    peer_id = "6f1c2a3b-0000-4000-8000-00000000000a"
+
+    async def sync_with_peer(served_identity: TLSIdentity) -> object:
+        served = peers.database(f"served{len(peers.databases)}")
+        served.save("doc", {"n": 1})
+        listener = await peers.listener(served, tls=served_identity)
+        client = peers.database(f"client{len(peers.databases)}")
+        url = listener.urls[0]
+        replicator = peers.replicator(
+            client, url, tls=validation, max_attempts=1, remote_name=peer_id, endpoint=FixedEndpoint(url)
+        )
+        replicator.start()
+        status = await asyncio.wait_for(replicator.wait_stopped(), 30 * TIME_UNIT)
+        return status.error if status.error is not None else client.get("doc")
+
+    assert await sync_with_peer(identity) is not None  # first use, keyed by the peer ID
+    assert [p.key for p in store.peers()] == [peer_id_key(peer_id)]
+    assert await sync_with_peer(identity) is not None  # the same peer on another port: still trusted
+    impostor = await sync_with_peer(TLSIdentity.create_self_signed(["127.0.0.1"]))
+    assert isinstance(impostor, CertificateChangedError) and impostor.trust_key == peer_id_key(peer_id)
+    assert [p.fingerprint for p in store.peers()] == [identity.fingerprint]

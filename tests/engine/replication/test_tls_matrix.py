@@ -33,7 +33,7 @@ from engine.replication.listener_tls import listener_identity
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
 from engine.replication.server_validation import ServerValidation
 from engine.replication.tls import TLSIdentity, load_certificate_file, sha256_fingerprint
-from engine.replication.trust_store import TrustStore
+from engine.replication.trust_store import TrustStore, peer_key
 from tests.conftest import TIME_UNIT, needs_shared
 from tests.engine.replication.conftest import USERS, Peers
 from tests.engine.replication.tls_helpers import (
@@ -215,9 +215,9 @@ async def test_listener_mode_against_validation_mode(
 
     store = TrustStore(peers.root / "trusted-peers.json")
     if validation_mode == "tofu-reuse" and identity is not None:
-        store.accept("127.0.0.1", port, identity.fingerprint)
+        store.accept(peer_key("127.0.0.1", port), identity.fingerprint)
     if validation_mode == "tofu-changed":
-        store.accept("127.0.0.1", port, OTHER_FINGERPRINT)
+        store.accept(peer_key("127.0.0.1", port), OTHER_FINGERPRINT)
     if validation_mode == "ws-scheme":
         url, tls = "ws://" + url.partition("://")[2], None
     else:
@@ -234,7 +234,7 @@ async def test_listener_mode_against_validation_mode(
         assert status.error is None, status.error
         assert client.get("seeded") is not None
         if validation_mode.startswith("tofu") and identity is not None:
-            known = store.get("127.0.0.1", port)
+            known = store.get(peer_key("127.0.0.1", port))
             assert known is not None and known.fingerprint == identity.fingerprint
         return
     assert client.get("seeded") is None
@@ -294,7 +294,7 @@ async def test_a_refused_certificate_gets_no_http_byte(
     listener = await peers.listener(served, tls=identity, authenticator=authenticator)
     assert listener.port is not None
     store = TrustStore(peers.root / "trusted.json")
-    store.accept("127.0.0.1", listener.port, OTHER_FINGERPRINT)
+    store.accept(peer_key("127.0.0.1", listener.port), OTHER_FINGERPRINT)
     validation = {
         "pinned-mismatch": ServerValidation.pinned(fingerprint=OTHER_FINGERPRINT),
         "tofu-changed": ServerValidation.tofu(store),

@@ -1,0 +1,175 @@
+"""The one place where exceptions become sentences a user understands.
+
+:func:`describe_error` turns any exception the app meets (engine errors,
+network and TLS failures, file errors) into one sentence; :func:`show_error`
+shows it in a message box. Cancellation is silent: it returns None and shows
+nothing (Anki ``qt/aqt/errors.py``). Errors never carry passwords or document
+bodies (``engine/errors.py``), so the words are safe to show.
+
+New kinds of failure (the TLS module's refused certificates, discovery) get
+their words by adding a describer with :func:`register_describer`, checked
+before the built-in rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from engine.errors import DiskFullError, EngineError, InvalidUserNameError, InventoryError, StorageError
+from engine.replication.errors import (
+    BlipError,
+    ConnectionClosedError,
+    HandshakeError,
+    HTTPStatusError,
+    IncompatibleProtocolError,
+    ProtocolError,
+    ReplicationError,
+    TransportError,
+)
+
+__all__ = ["describe_error", "register_describer", "sentence", "show_error"]
+
+log = logging.getLogger(__name__)
+
+#: Returns the words for an exception it knows, else None.
+Describer = Callable[[BaseException], str | None]
+_describers: list[Describer] = []
+
+_HTTP_WORDS = {
+    401: "wrong user name or password",
+    403: "the peer refused access to its database",
+    404: "the peer has no inventory at that address (check the database name in the URL)",
+    408: "the peer took too long to answer",
+    429: "the peer is busy with too many connections; it will be tried again",
+    503: "the peer is not accepting connections right now",
+}
+_CLOSE_WORDS = {
+    1001: "the peer stopped sharing its inventory",
+    1002: "the peer broke the sync protocol",
+    1008: "the peer refused the connection",
+    1009: "the peer sent a message that is too large",
+    1011: "the peer ran into an internal error",
+    4002: "the peer refused a change it was sent",
+}
+_OS_WORDS = {
+    errno.EADDRINUSE: "that port is already in use by another program (choose another port in Settings, or 0)",
+    errno.EADDRNOTAVAIL: "that address does not belong to this computer",
+    errno.EACCES: "not allowed to use that port (ports below 1024 need administrator rights)",
+    errno.ECONNREFUSED: "nobody is listening at that address (connection refused)",
+    errno.ECONNRESET: "the connection was cut by the peer",
+    errno.EHOSTUNREACH: "that computer cannot be reached from this network",
+    errno.ENETUNREACH: "that network cannot be reached",
+    errno.ETIMEDOUT: "the peer did not answer in time",
+    errno.ENOENT: "the file does not exist",
+    errno.ENOSPC: "the disk is full",
+}
+
+
+def register_describer(describer: Describer) -> None:
+    """Add words for exceptions the built-in rules do not know (checked first, newest first)."""
+    _describers.insert(0, describer)
+
+
+def sentence(text: str) -> str:
+    """``text`` as a sentence: first letter upper case, ending with a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def _os_words(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "unknown computer name (check the address)"
+    words = _OS_WORDS.get(exc.errno or 0)
+    if words is None:
+        return exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename and exc.errno in (errno.ENOENT, errno.EACCES):
+        return f"{exc.filename}: {exc.strerror}"
+    return words
+
+
+def _transport_words(exc: TransportError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return _tls_words(cause)
+    if isinstance(cause, TimeoutError):
+        return "the peer did not answer in time"
+    if isinstance(cause, OSError):
+        return _os_words(cause)
+    return f"the network connection failed ({exc})"
+
+
+def _tls_words(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or "not trusted"
+        return f"the peer's certificate cannot be trusted ({reason})"
+    return f"the secure (TLS) connection failed ({getattr(exc, 'reason', None) or exc})"
+
+
+_REPLICATION_WORDS: list[tuple[type[ReplicationError], Callable[[Any], str]]] = [
+    (HTTPStatusError, lambda e: _HTTP_WORDS.get(e.status, f"the peer refused the connection (HTTP {e.status})")),
+    (IncompatibleProtocolError, lambda _: "the peer speaks an incompatible version of the sync protocol"),
+    (TransportError, _transport_words),
+    (ConnectionClosedError, lambda e: _CLOSE_WORDS.get(e.code or 0, "the connection to the peer was closed")),
+    (HandshakeError, lambda e: f"the peer could not be connected to ({e})"),
+    (ProtocolError, lambda _: "the peer broke the sync protocol"),
+    (BlipError, lambda e: f"the peer reported an error ({e})"),
+]
+
+
+def _replication_words(exc: ReplicationError) -> str:
+    for kind, words in _REPLICATION_WORDS:
+        if isinstance(exc, kind):
+            return words(exc)
+    return str(exc) or "replication failed"
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """One sentence for ``exc``; None for cancellation, which is not an error to show."""
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return None
+    for describer in _describers:
+        words = describer(exc)
+        if words is not None:
+            return sentence(words)
+    if isinstance(exc, ReplicationError):
+        words = _replication_words(exc)
+    elif isinstance(exc, DiskFullError):
+        words = f"the disk is full ({exc})"
+    elif isinstance(exc, StorageError):
+        words = f"the inventory could not be read or written ({exc})"
+    elif isinstance(exc, InventoryError | InvalidUserNameError | EngineError):
+        words = str(exc)
+    elif isinstance(exc, ssl.SSLError):
+        words = _tls_words(exc)
+    elif isinstance(exc, OSError):
+        words = _os_words(exc)
+    elif isinstance(exc, TimeoutError):
+        words = "that took too long"
+    else:
+        log.error("unexpected error", exc_info=exc)
+        words = f"something went wrong inside the app ({type(exc).__name__}: {exc})"
+    return sentence(words)
+
+
+def show_error(parent: QWidget | None, exc: BaseException, *, title: str = "Inventory Sync") -> QMessageBox | None:
+    """Show ``exc`` in words in a window-modal message box (not waited for); nothing for cancellation."""
+    words = describe_error(exc)
+    if words is None:
+        return None
+    box = QMessageBox(QMessageBox.Icon.Warning, title, words, QMessageBox.StandardButton.Ok, parent)
+    box.setObjectName("errorBox")
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box

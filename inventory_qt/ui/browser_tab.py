@@ -1,0 +1,307 @@
+"""The Browser tab (active peer): peers, each with a continuous replication and its status.
+
+"Connect to URL..." adds a peer by hand (kept in the settings for the next
+sign-in); discovered peers arrive through :meth:`BrowserTab.peer_found` and
+:meth:`BrowserTab.peer_lost` (EXTENSION POINT: the discovery browser's
+added/changed/removed events), and are connected at once when
+"auto-connect" is on. Double-click or Enter connects; the context menu offers
+Connect, Disconnect (stops, keeps the replicator: Connect resumes from its
+checkpoint), Remove, Reset checkpoint and Copy URL. A certificate refused as
+new or changed (trust on first use) asks the user, showing its fingerprint
+(:meth:`BrowserTab.ask_trust`, an extension point for the TLS merge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.replication.errors import ConfigurationError
+from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus, check_url
+from inventory_qt.bridge import PeerReplication
+from inventory_qt.errors import show_error
+from inventory_qt.models.peers_model import PeerColumn, PeerInfo, PeersModel, manual_peer
+from inventory_qt.ops import run_op
+from inventory_qt.session import Session
+from inventory_qt.ui.delegates import PeerStatusDelegate
+
+__all__ = ["BrowserTab"]
+
+log = logging.getLogger(__name__)
+
+
+class _EnterConnects(QObject):
+    def __init__(self, tab: BrowserTab) -> None:
+        super().__init__(tab)
+        self._tab = tab
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if (
+            event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        ):
+            index = self._tab.view.currentIndex()
+            if index.isValid():
+                self._tab.connect_row(index.row())
+                return True
+        return False
+
+
+class BrowserTab(QWidget):
+    """See the module docstring."""
+
+    #: some peer's status changed (for the status bar)
+    peersChanged = Signal()  # noqa: N815
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.model = PeersModel()
+        self.replications: dict[str, PeerReplication] = {}
+        self.dialog: QInputDialog | None = None
+        self._asking: set[str] = set()
+        #: EXTENSION POINT (TLS): remembers a certificate the user trusted, ``(url, fingerprint)``;
+        #: the TLS merge wires it to the trust store (until then: this session only)
+        self.trusted: dict[str, str] = {}
+        self.trust_certificate: Callable[[str, str], None] = self.trusted.__setitem__
+        self._build()
+        for url in session.settings.peers:
+            self.model.upsert_peer(manual_peer(url))
+
+    def _build(self) -> None:
+        self.connect_url_button = QPushButton("Connect to &URL\u2026")
+        self.connect_url_button.clicked.connect(self.ask_url)
+        self.connect_button = QPushButton("&Connect")
+        self.disconnect_button = QPushButton("&Disconnect")
+        self.connect_button.clicked.connect(lambda: self._on_current(self.connect_row))
+        self.disconnect_button.clicked.connect(lambda: self._on_current(self.disconnect_row))
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.verticalHeader().hide()
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(PeerColumn.NAME, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(PeerColumn.ADDRESS, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(PeerColumn.TLS, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(PeerColumn.STATUS, QHeaderView.ResizeMode.Stretch)
+        self.view.setItemDelegateForColumn(PeerColumn.STATUS, PeerStatusDelegate(self.view))
+        self.view.doubleClicked.connect(lambda index: self.connect_row(index.row()))
+        self.view.installEventFilter(_EnterConnects(self))
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        hint = QLabel(
+            "Double-click a peer (or press Enter) to sync with it continuously; right-click for more. "
+            "Peers found on the network appear here by themselves."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #555")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.connect_url_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.connect_button)
+        buttons.addWidget(self.disconnect_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(hint)
+
+    def _on_current(self, action: object) -> None:
+        index = self.view.currentIndex()
+        if index.isValid() and callable(action):
+            action(index.row())
+
+    # -- peers ----------------------------------------------------------------------------------
+
+    def add_url(self, url: str, *, connect: bool = True) -> str | None:
+        """Add a peer by URL (and connect); return its peer ID, or None if refused (shown in words)."""
+        url = url.strip()
+        try:
+            check_url(url, tls=url.lower().startswith("wss://"))
+        except ConfigurationError as exc:
+            show_error(self, exc)
+            return None
+        info = manual_peer(url)
+        if not self.model.upsert_peer(info):
+            show_error(self, ConfigurationError(f"{url} is this app's own listener"))
+            return None
+        if url not in self.session.settings.peers:
+            self._store_peers([*self.session.settings.peers, url])
+        if connect:
+            self.connect_row(self.model.row_of(info.peer_id))
+        return info.peer_id
+
+    def peer_found(self, info: PeerInfo) -> None:
+        """EXTENSION POINT (discovery): a peer appeared or changed; auto-connect if asked to."""
+        if self.model.upsert_peer(info) and self.session.settings.replicator.auto_connect:
+            replication = self.replications.get(info.peer_id)
+            if replication is None or not replication.running:
+                self.connect_row(self.model.row_of(info.peer_id))
+
+    def peer_lost(self, peer_id: str) -> None:
+        """EXTENSION POINT (discovery): a peer left the network; a running replication keeps retrying."""
+        replication = self.replications.get(peer_id)
+        if replication is None or not replication.running:
+            self.model.remove_peer(peer_id)
+
+    def _store_peers(self, urls: list[str]) -> None:
+        from dataclasses import replace  # noqa: PLC0415
+
+        run_op(self.session.update_settings(replace(self.session.settings, peers=tuple(urls))), parent=self)
+
+    def ask_url(self) -> QInputDialog:
+        """Connect to URL...: asks for ws://host:port/db (not waited for)."""
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("Connect to URL")
+        dialog.setLabelText("Peer address (ws://host:port/userdb; IPv6 hosts in brackets):")
+        dialog.setTextValue("ws://")
+        dialog.setInputMode(QInputDialog.InputMode.TextInput)
+        dialog.setTextEchoMode(QLineEdit.EchoMode.Normal)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.textValueSelected.connect(self.add_url)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _replication(self, row: int) -> PeerReplication:
+        info = self.model.peer_row(row).info
+        replication = self.replications.get(info.peer_id)
+        if replication is None:
+            remote_name = None if info.peer_id.startswith("url:") else info.peer_id
+            replication = PeerReplication(self.session, info.url, remote_name=remote_name)
+            peer_id = info.peer_id
+            replication.statusChanged.connect(lambda status: self._on_status(peer_id, status))
+            self.replications[peer_id] = replication
+        return replication
+
+    def _on_status(self, peer_id: str, status: ReplicatorStatus) -> None:
+        self.model.set_status(peer_id, status)
+        self.peersChanged.emit()
+        fingerprint = getattr(status.error, "fingerprint", None)
+        if status.activity is ActivityLevel.STOPPED and isinstance(fingerprint, str):
+            self.ask_trust(peer_id, fingerprint, changed=bool(getattr(status.error, "changed", False)))
+
+    def ask_trust(self, peer_id: str, fingerprint: str, *, changed: bool) -> QMessageBox | None:
+        """EXTENSION POINT (TLS, trust on first use): the peer's certificate was refused as new or changed.
+
+        The TLS module's refusal carries the certificate's SHA-256 ``fingerprint`` and whether it
+        ``changed`` since it was trusted. Asks (not waited for); Trust calls :attr:`trust_certificate`
+        and connects again; Cancel leaves the peer stopped with the error shown.
+        """
+        row = self.model.row_of(peer_id)
+        if row < 0 or peer_id in self._asking:
+            return None
+        url = self.model.peer_row(row).info.url
+        if changed:
+            icon, title = QMessageBox.Icon.Warning, "Certificate changed"
+            text = (
+                f"The certificate of {url} is not the one you trusted before. Someone may be pretending "
+                f"to be this peer.\n\nNew SHA-256 fingerprint:\n{fingerprint}\n\nTrust the new certificate?"
+            )
+        else:
+            icon, title = QMessageBox.Icon.Question, "Trust this peer?"
+            text = (
+                f"{url} shows a certificate this computer has not seen before.\n\nSHA-256 fingerprint:\n"
+                f"{fingerprint}\n\nCompare it with the one its Listener tab shows. Trust it?"
+            )
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Cancel, self)
+        trust = box.addButton("Trust", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._asking.add(peer_id)
+
+        def answered() -> None:
+            self._asking.discard(peer_id)
+            if box.clickedButton() is trust:
+                self.trust_certificate(url, fingerprint)
+                self.connect_row(self.model.row_of(peer_id))
+
+        box.finished.connect(answered)
+        box.open()
+        return box
+
+    def connect_row(self, row: int) -> None:
+        """Connect (or resume) continuous push and pull with the peer at ``row``."""
+        if not 0 <= row < self.model.rowCount():
+            return
+        try:
+            self._replication(row).connect_peer()
+        except ConfigurationError as exc:
+            show_error(self, exc)
+
+    def disconnect_row(self, row: int) -> asyncio.Task[None | None]:
+        """Stop, keeping the replicator and its checkpoint."""
+        replication = self._replication(row)
+        return run_op(replication.disconnect_peer(), parent=self)
+
+    def reset_row(self, row: int) -> asyncio.Task[None | None]:
+        """Sync everything again from the start."""
+        replication = self._replication(row)
+        return run_op(replication.reset_checkpoint(), parent=self)
+
+    def remove_row(self, row: int) -> asyncio.Task[None | None]:
+        """Stop and forget the peer."""
+        info = self.model.peer_row(row).info
+
+        async def remove() -> None:
+            replication = self.replications.pop(info.peer_id, None)
+            self.model.remove_peer(info.peer_id)
+            if info.url in self.session.settings.peers:
+                self._store_peers([u for u in self.session.settings.peers if u != info.url])
+            if replication is not None:
+                await replication.remove()
+            self.peersChanged.emit()
+
+        return run_op(remove(), parent=self)
+
+    def copy_url(self, row: int) -> None:
+        """Copy the peer's URL."""
+        QGuiApplication.clipboard().setText(self.model.peer_row(row).info.url)
+
+    def menu_for(self, row: int) -> QMenu:
+        """The context menu of a peer (the desktop equivalent of the sample's swipe)."""
+        replication = self.replications.get(self.model.peer_row(row).info.peer_id)
+        running = replication is not None and replication.running
+        menu = QMenu(self)
+        menu.addAction("Connect", lambda: self.connect_row(row)).setEnabled(not running)
+        menu.addAction("Disconnect", lambda: self.disconnect_row(row)).setEnabled(running)
+        menu.addAction("Remove", lambda: self.remove_row(row))
+        menu.addAction("Reset checkpoint", lambda: self.reset_row(row))
+        menu.addSeparator()
+        menu.addAction("Copy URL", lambda: self.copy_url(row))
+        return menu
+
+    def _context_menu(self, point: QPoint) -> None:
+        index: QModelIndex = self.view.indexAt(point)
+        if not index.isValid():
+            return
+        self.view.setCurrentIndex(index)
+        menu = self.menu_for(index.row())
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(self.view.viewport().mapToGlobal(point))
+
+    async def stop_all(self) -> None:
+        """Log out: stop every replication (concurrently)."""
+        replications = list(self.replications.values())
+        self.replications.clear()
+        await asyncio.gather(*(r.remove() for r in replications), return_exceptions=True)

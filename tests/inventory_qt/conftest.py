@@ -1,0 +1,52 @@
+"""Fixtures for the desktop app's tests: async tests run on a qasync loop, so Qt and asyncio share one loop.
+
+Pitfall (../shared/stack.md §4): never use a blocking qtbot wait (waitSignal, waitUntil, qWait) inside an
+async test; await :func:`wait_until` or a signal turned into a future instead. Every test has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import qasync
+from PySide6.QtCore import SignalInstance
+from PySide6.QtWidgets import QApplication
+
+from tests.conftest import TIME_UNIT, wait_until
+
+__all__ = ["next_emission", "wait_until"]
+
+
+def _qasync_loop() -> asyncio.AbstractEventLoop:
+    app = QApplication.instance() or QApplication([])
+    return qasync.QEventLoop(app)  # type: ignore[no-any-return]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Async tests under tests/inventory_qt run on a qasync loop (the app's)."""
+    return {"qasync": _qasync_loop}
+
+
+async def next_emission(signal: SignalInstance, timeout: float = 5.0) -> tuple[Any, ...]:
+    """Wait for ``signal``'s next emission (its arguments), failing after ``timeout * TIME_UNIT`` s."""
+    future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+
+    def fire(*args: Any) -> None:
+        if not future.done():
+            future.set_result(args)
+
+    signal.connect(fire)
+    try:
+        return await asyncio.wait_for(future, timeout * TIME_UNIT)
+    finally:
+        signal.disconnect(fire)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory for users' databases."""
+    return tmp_path / "data"
