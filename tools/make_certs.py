@@ -107,20 +107,22 @@ class CertificateAuthority:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, names: Iterable[str], *, client: bool = False, days: int = 825) -> TLSIdentity:
-        """An identity signed by this CA: a server naming ``names`` (CN and SANs), or a client named by the first."""
+        """An identity signed by this CA: a server naming ``names`` (CN and SANs of both kinds), or a client."""
         names = list(names) or ["localhost"]
         key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
+        # every name as a DNS name, addresses also as IP addresses: Couchbase Lite 3.0 (mbedTLS 2.x)
+        # matches a host against DNS names only, newer TLS stacks an address against IP addresses only
+        sans: list[x509.GeneralName] = [x509.DNSName(name) for name in names]
         for name in names:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(name)))
             except ValueError:
-                sans.append(x509.DNSName(name))
+                continue
         now = dt.datetime.now(dt.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         certificate = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name) for name in names]))
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -12,5 +12,6 @@ connection is closed with WebSocket code 4002 "An exception was thrown".
 from tests.litecore_peer.active import StrictReplicator
 from tests.litecore_peer.passive import StrictListener
 from tests.litecore_peer.store import PeerStore
+from tests.litecore_peer.tls import ClientTLS, limit_like_mbedtls2
 
-__all__ = ["PeerStore", "StrictListener", "StrictReplicator"]
+__all__ = ["ClientTLS", "PeerStore", "StrictListener", "StrictReplicator", "limit_like_mbedtls2"]

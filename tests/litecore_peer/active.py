@@ -24,6 +24,7 @@ from tests.litecore_peer.connection import BlipConnection, ConnectionClosedError
 from tests.litecore_peer.handshake import HandshakeError, Upgraded, client_handshake
 from tests.litecore_peer.outgoing import RevSender
 from tests.litecore_peer.store import PeerStore
+from tests.litecore_peer.tls import ClientTLS
 
 __all__ = ["StrictReplicator"]
 
@@ -43,8 +44,10 @@ class StrictReplicator:
         push: bool = True,
         pull: bool = True,
         continuous: bool = False,
+        tls: ClientTLS | None = None,
     ) -> None:
         self.store = store
+        self.tls = tls
         self.url = url
         self.username = username
         self.password = password
@@ -109,7 +112,7 @@ class StrictReplicator:
     async def _session(self) -> None:
         try:
             reader, writer, self.upgraded = await client_handshake(
-                self.url, self.username, self.password, violations=self.violations
+                self.url, self.username, self.password, violations=self.violations, tls=self.tls
             )
         except (HandshakeError, OSError) as exc:
             self.errors.append(f"connection failed: {exc}")

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from tests.litecore_peer.tls import ClientTLS
+
 __all__ = [
     "CLIENT_SUBPROTOCOLS",
     "HandshakeError",
@@ -162,9 +164,24 @@ async def server_handshake(
 
 
 async def _attempt(
-    host: str, port: int, path: str, authorization: str | None, protocols: tuple[str, ...]
+    host: str,
+    port: int,
+    path: str,
+    authorization: str | None,
+    protocols: tuple[str, ...],
+    tls: ClientTLS | None,
+    violations: list[str],
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str, dict[str, str], str]:
-    reader, writer = await asyncio.open_connection(host, port)
+    if tls is None:
+        reader, writer = await asyncio.open_connection(host, port)
+    else:
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls.context(), server_hostname=host)
+        ssl_object = writer.get_extra_info("ssl_object")
+        refused = tls.check(ssl_object.getpeercert(binary_form=True) if ssl_object else None, host)
+        if refused is not None:  # LiteCore closes before any HTTP byte
+            writer.close()
+            violations.append(refused)
+            raise HandshakeError(refused)
     key = base64.b64encode(secrets.token_bytes(16)).decode()
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "User-Agent: CouchbaseLite/3.0 (litecore-peer double)"]
     if authorization:
@@ -193,10 +210,11 @@ async def client_handshake(
     *,
     violations: list[str],
     protocols: tuple[str, ...] = CLIENT_SUBPROTOCOLS,
+    tls: ClientTLS | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Upgraded]:
-    """Connect and upgrade as a LiteCore 3.0 replicator with challenge auth does."""
+    """Connect and upgrade as a LiteCore 3.0 replicator with challenge auth does (``tls`` for ``wss://``)."""
     parts = urlsplit(url)
-    if parts.scheme != "ws" or not parts.hostname:
+    if parts.scheme != ("wss" if tls is not None else "ws") or not parts.hostname:
         raise HandshakeError(f"unsupported URL {url!r}")
     path = parts.path.rstrip("/")
     if not path.endswith("/_blipsync"):
@@ -204,7 +222,7 @@ async def client_handshake(
     authorization = None
     for _attempt_number in range(2):
         reader, writer, status_line, headers, key = await _attempt(
-            parts.hostname, parts.port or 80, path, authorization, protocols
+            parts.hostname, parts.port or 80, path, authorization, protocols, tls, violations
         )
         fields = status_line.split(" ", 2)
         if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():

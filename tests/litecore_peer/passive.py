@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -65,8 +66,11 @@ class StrictListener:
         database: str = "db",
         *,
         conflict_includes_rev: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
+        #: a server context (limit it with tls.limit_like_mbedtls2 to speak as mbedTLS 2.x does)
+        self.tls = tls
         self.users = dict(users) if users is not None else {"bob": "pw"}
         self.database = database
         self.conflict_includes_rev = conflict_includes_rev
@@ -83,10 +87,10 @@ class StrictListener:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/{self.database}"
+        return f"{'wss' if self.tls is not None else 'ws'}://127.0.0.1:{self.port}/{self.database}"
 
     async def start(self) -> StrictListener:
-        self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

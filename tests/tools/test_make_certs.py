@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.replication.tls import TLSIdentity
 from tests.engine.cli.test_sync_commands import CLI, TIMEOUT, Server
+from tests.litecore_peer.tls import mbedtls2_names_host
 from tools.make_certs import CertificateAuthority, main
 
 PASSWORD = "demo-p12-pw"
@@ -63,3 +64,10 @@ def test_as_a_script_it_needs_a_password(tmp_path: Path) -> None:
     )  # fmt: skip
     assert failed.returncode == 2 and "--password" in failed.stderr
     assert not (tmp_path / "ca.key").exists()
+
+
+def test_a_listener_identity_names_its_addresses_as_couchbase_lite_3_matches_them() -> None:
+    identity = CertificateAuthority.create().issue(["shop.local", "192.168.1.20"])
+    assert identity.dns_names == ("shop.local", "192.168.1.20") and identity.ip_addresses == ("192.168.1.20",)
+    assert mbedtls2_names_host(identity.certificate, "192.168.1.20")
+    assert mbedtls2_names_host(identity.certificate, "shop.local")

@@ -16,11 +16,14 @@ import pytest_asyncio
 
 from engine.database import Database, RevisionInsert
 from engine.replication.listener import URLEndpointListener
+from engine.replication.listener_tls import GeneratedIdentity, serving_addresses
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
+from engine.replication.server_validation import ServerValidation
+from engine.replication.tls import KeyType, TLSIdentity, server_context
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
-from tests.litecore_peer import PeerStore, StrictListener, StrictReplicator
+from tests.litecore_peer import ClientTLS, PeerStore, StrictListener, StrictReplicator, limit_like_mbedtls2
 
 pytestmark = pytest.mark.asyncio
 
@@ -282,3 +285,54 @@ async def test_litecore_push_then_edit_after_restart(peers: Peers) -> None:
     assert restarted.violations == [] and restarted.errors == []
     assert restarted.conflicts == set() and restarted.pushed == 2
     assert body_of(db, "doc5") == {"v": 1} and deleted_in(db, "doc6")
+
+
+# -- (9) over TLS, as a Couchbase Lite 3.0 peer speaks it (mbedTLS 2.x) ------------------------------
+
+
+async def test_litecore_replicator_syncs_with_our_generated_tls_identity(peers: Peers) -> None:
+    """TLS 1.2 with mbedTLS 2.x's suites, the certificate pinned, and the host matched the way
+    mbedTLS 2.x does (DNS names only): the identity our listener generates passes all three."""
+    db = peers.database("ours")
+    db.save("doc", {"n": 1})
+    identity = GeneratedIdentity(db.path).load_or_create(serving_addresses("127.0.0.1"))
+    listener = await peers.listener(db, tls=identity)
+    assert listener.urls[0].startswith("wss://127.0.0.1:")
+    store = PeerStore("litecore")
+    store.put("theirs", {"n": 2})
+    tls = ClientTLS(pinned=identity.certificate_der)
+    replicator = StrictReplicator(store, listener.urls[0], USER, PASSWORD, tls=tls)
+    await asyncio.wait_for(replicator.run(), TIMEOUT)
+    assert replicator.violations == [] and replicator.errors == []
+    assert store_body(store, "doc") == {"n": 1} and body_of(db, "theirs") == {"n": 2}
+
+
+async def test_litecore_replicator_refuses_a_certificate_that_is_not_pinned(peers: Peers) -> None:
+    listener = await peers.listener(peers.database("ours"), tls=TLSIdentity.create_self_signed(["127.0.0.1"]))
+    other = TLSIdentity.create_self_signed(["127.0.0.1"])
+    replicator = StrictReplicator(
+        PeerStore("x"), listener.urls[0], USER, PASSWORD, tls=ClientTLS(other.certificate_der)
+    )
+    await asyncio.wait_for(replicator.run(), TIMEOUT)
+    assert replicator.violations == ["the listener's certificate is not the pinned one"]  # the double's own check
+    assert listener.stats.revs_sent == 0
+
+
+async def test_our_replicator_syncs_with_a_litecore_tls_listener(peers: Peers) -> None:
+    """A Couchbase Lite 3.0 listener: TLS 1.2 at most, mbedTLS 2.x's suites, an RSA key as its
+    anonymous identity has; our replicator pins its certificate."""
+    identity = TLSIdentity.create_self_signed(["127.0.0.1"], key_type=KeyType.RSA_2048)
+    store = PeerStore("litecore")
+    store.put("theirs", {"n": 2})
+    strict = await StrictListener(
+        store, users={USER: PASSWORD}, tls=limit_like_mbedtls2(server_context(identity))
+    ).start()
+    try:
+        db = peers.database("ours")
+        db.save("doc", {"n": 1})
+        replicator = await run_ours(peers, db, strict.url, tls=ServerValidation.pinned(identity.certificate))
+        assert replicator.status.error is None, replicator.status.error
+        assert strict.violations == []
+        assert store_body(store, "doc") == {"n": 1} and body_of(db, "theirs") == {"n": 2}
+    finally:
+        await strict.stop()
