@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from engine.private_files import write_private_file
 from engine.replication.tls import TLSIdentity
 
 __all__ = ["CertificateAuthority", "main"]
@@ -94,7 +95,7 @@ class CertificateAuthority:
     def save(self, certificate: Path, key: Path) -> None:
         """Write the certificate (PEM) and the key (PEM, created 0600)."""
         certificate.write_bytes(self.pem)
-        write_private(
+        write_private_file(
             key,
             self.key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -137,14 +138,6 @@ class CertificateAuthority:
         return TLSIdentity(key, [certificate])
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file only its owner can read (replacing an older one)."""
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-
-
 def pkcs12_bytes(identity: TLSIdentity, name: str, password: str) -> bytes:
     """``identity`` as a PKCS#12 file encrypted with ``password``."""
     key = serialization.load_pem_private_key(identity.export_private_key_pem(), None)
@@ -180,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"made a CA: {ca_pem} (keep {ca_key} private)")
     names = args.name or ["localhost", "127.0.0.1", "::1"]
     listener = ca.issue(names)
-    write_private(args.out / "listener.p12", pkcs12_bytes(listener, "listener", password))
+    write_private_file(args.out / "listener.p12", pkcs12_bytes(listener, "listener", password))
     print(f"listener.p12 for {', '.join(names)}: SHA-256 {listener.fingerprint}")
     for name in args.client:
         client = ca.issue([name], client=True)
-        write_private(args.out / f"client-{name}.p12", pkcs12_bytes(client, name, password))
+        write_private_file(args.out / f"client-{name}.p12", pkcs12_bytes(client, name, password))
         print(f"client-{name}.p12: SHA-256 {client.fingerprint}")
     return 0
 

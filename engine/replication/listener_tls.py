@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from engine.private_files import write_private_file
 from engine.replication.errors import ConfigurationError
 from engine.replication.tls import KeyType, TLSIdentity, default_names
 
@@ -146,20 +147,7 @@ class GeneratedIdentity:
 
     def _write(self, identity: TLSIdentity) -> None:
         """Write certificate and key to a new 0600 file, then move it into place in one step."""
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(identity.certificate_pem.encode() + identity.export_private_key_pem())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        write_private_file(self.path, identity.certificate_pem.encode() + identity.export_private_key_pem())
 
     def _check(self, identity: TLSIdentity, addresses: Sequence[str] | None) -> None:
         now = dt.datetime.now(dt.UTC)

@@ -21,7 +21,6 @@ import datetime as dt
 import enum
 import hashlib
 import ipaddress
-import os
 import secrets
 import socket
 import ssl
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from engine.private_files import write_private_file
 from engine.replication.errors import ConfigurationError
 
 __all__ = [
@@ -466,10 +466,8 @@ def use_identity(context: ssl.SSLContext, identity: TLSIdentity) -> None:
     password = secrets.token_hex(32).encode()
     pem = identity.certificate_pem.encode() + identity.export_private_key_pem(password)
     with tempfile.TemporaryDirectory(prefix="inventory-sync-tls-") as directory:
-        path = os.path.join(directory, "identity.pem")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(pem)
+        path = Path(directory) / "identity.pem"
+        write_private_file(path, pem, durable=False)
         context.load_cert_chain(path, password=password)
 
 

@@ -17,16 +17,15 @@ itself, whatever its validity period.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.json_codec import loads, pretty
+from engine.private_files import write_private_file
 from engine.replication.errors import ConfigurationError
 from engine.replication.tls import parse_fingerprint
 
@@ -177,20 +176,7 @@ class TrustStore:
             },
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(pretty(document) + "\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        write_private_file(self.path, (pretty(document) + "\n").encode())
 
 
 def _now() -> str:
