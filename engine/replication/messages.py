@@ -199,23 +199,25 @@ def parse_rev(properties: Mapping[str, str], body: bytes) -> IncomingRevision:
     Raises:
         BlipError: ``HTTP``/400 for a missing ID or an invalid revision ID (§3.7).
     """
-    doc_id, rev_id = properties.get("id", ""), properties.get("rev", "")
+    get = properties.get  # this runs for every revision received
+    doc_id, rev_id = get("id"), get("rev", "")
     if not doc_id:
         raise BlipError("HTTP", 400, "missing document ID")
     if not is_valid_rev_id(rev_id):
         raise BlipError("HTTP", 400, "received invalid version ID")
-    listed = properties.get("history")
+    listed = get("history")
     history = [h.strip() for h in listed.split(",") if h.strip()] if listed else []
     if history and not all(is_valid_rev_id(h) for h in history):
         raise BlipError("HTTP", 400, "received invalid revision history")
+    deleted, no_conflicts = get("deleted"), get("noconflicts")
     return IncomingRevision(
         doc_id,
         rev_id,
         history,
-        parse_bool(properties.get("deleted")),
-        properties.get("sequence"),
-        properties.get("deltaSrc") or None,
-        parse_bool(properties.get("noconflicts")),
+        parse_bool(deleted) if deleted else False,
+        get("sequence"),
+        get("deltaSrc") or None,
+        parse_bool(no_conflicts) if no_conflicts else False,
         body,
     )
 

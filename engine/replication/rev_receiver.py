@@ -85,7 +85,9 @@ class Inserter:
 
     def submit_no_reply(self, rev: IncomingRevision, insert: RevisionInsert) -> None:
         """Queue a revision nobody waits for (a NoReply ``rev``); the outcome goes to ``on_inserted`` only."""
-        self._enqueue(rev, insert, None)
+        self._queue.append((rev, insert, None))  # _enqueue inline: this runs for every pulled revision
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="inserter")
 
     def _enqueue(
         self, rev: IncomingRevision, insert: RevisionInsert, future: asyncio.Future[Reply | None] | None
@@ -184,17 +186,19 @@ class RevReceiver:
         """
         if self.read_only:
             raise BlipError("HTTP", 403, "this peer is read-only")
-        rev = parse_rev(message.properties, message.body)
+        raw = message.body
+        rev = parse_rev(message.properties, raw)
         self.revs_received += 1
-        self.bytes_received += len(message.body)
+        self.bytes_received += len(raw)
         if rev.delta_src is None:
-            body = parse_json(rev.body, "rev") if rev.body else {}
+            body = parse_json(raw, "rev") if raw else {}
             if not isinstance(body, dict):
                 raise BlipError("HTTP", 400, "revision body is not an object")
-            body = strip_special_properties(body)
+            if b'"_' in raw or b"\\u" in raw:  # else no key can start with "_"
+                body = strip_special_properties(body)
             if self.accept is not None and not self.accept(rev, body):
                 return None
-            blobs = _blobs_of(body, rev.body)
+            blobs = _blobs_of(body) if may_refer_to_blobs(raw) else []
             if not blobs:  # the usual case: no task, no await
                 if message.no_reply:  # as Sync Gateway and our listener send plain revisions (§3.7)
                     self.inserter.submit_no_reply(rev, self._insert(rev, body))
@@ -232,15 +236,13 @@ class RevReceiver:
         self, rev: IncomingRevision, body: dict[str, Any], new_blobs: list[tuple[bytes, bytes]] | None = None
     ) -> RevisionInsert:
         no_conflicts = self.no_conflicts or rev.no_conflicts
-        # parse_rev validated the revision ID and history (protocol §3.7)
+        # parse_rev validated the revision ID and history (protocol §3.7): ids_checked
         return RevisionInsert(
-            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts, new_blobs or (), ids_checked=True
+            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts, new_blobs or (), True
         )
 
 
-def _blobs_of(body: dict[str, Any], raw: bytes | None = None) -> list[Blob]:
-    if raw is not None and not may_refer_to_blobs(raw):
-        return []  # nothing in the JSON can name a blob
+def _blobs_of(body: dict[str, Any]) -> list[Blob]:
     try:
         return [Blob.from_dict(ref) for ref in iter_blob_refs(body)]
     except InvalidDocumentError as exc:
