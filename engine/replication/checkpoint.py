@@ -96,13 +96,13 @@ class RemoteSequences:
 
     def add(self, seq: Any, *, done: bool = False) -> None:
         """Note a sequence (in order); ``done`` when it needs no work."""
-        self._pending[_key(seq)] = (seq, done)
+        self._pending[seq if seq.__class__ is int else _key(seq)] = (seq, done)
         if done:
             self._advance()
 
     def complete(self, seq: Any) -> None:
         """Mark a sequence handled."""
-        key = _key(seq)
+        key = seq if seq.__class__ is int else _key(seq)  # the usual sequence first: once per revision
         if key in self._pending:
             self._pending[key] = (seq, True)
             self._advance()

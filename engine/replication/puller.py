@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from engine.changes import ChangeEntry
@@ -219,11 +220,23 @@ class Puller:
         self._done((rev.doc_id, rev.rev_id))
         return False
 
-    def _inserted(self, rev: IncomingRevision, result: InsertResult) -> None:
-        if result.error is None:  # stored with its remote mark, in the same commit
-            self.ctx.remote.stored(rev.doc_id, rev.rev_id)
-        self.ctx.report(False, rev.doc_id, rev.rev_id, rev.deleted, result.error)
-        self._done((rev.doc_id, rev.rev_id), synced=result.error is None)
+    def _inserted(self, revs: Sequence[IncomingRevision], results: Sequence[InsertResult]) -> None:
+        """A batch of received revisions was stored (or refused): each is done (see :meth:`_done`)."""
+        report, requested, sequences = self.ctx.report, self._requested, self.sequences
+        stored = []
+        done = 0
+        for rev, result in zip(revs, results, strict=True):  # _done inline: this runs for every pulled revision
+            error = result.error
+            if error is None:  # stored with its remote mark, in the same commit
+                stored.append((rev.doc_id, rev.rev_id))
+            report(False, rev.doc_id, rev.rev_id, rev.deleted, error)
+            sequence = requested.pop((rev.doc_id, rev.rev_id), None)
+            if sequence is not None:
+                done += 1
+                if error is None:
+                    sequences.complete(sequence)
+        self.ctx.remote.stored(stored)
+        self._finished(done)
 
     def _done(self, key: tuple[str, str], *, synced: bool = True) -> None:
         """Done with a requested revision. One that was not stored keeps its sequence pending:
@@ -233,7 +246,13 @@ class Puller:
             return
         if synced:
             self.sequences.complete(sequence)
-        self.ctx.completed += 1
+        self._finished(1)
+
+    def _finished(self, count: int) -> None:
+        """``count`` requested revisions are done: progress, and maybe room for more."""
+        if not count:
+            return
+        self.ctx.completed += count
         if len(self._requested) < tuning.MAX_PENDING_REVS:
             self._room.set()
         self.ctx.touch()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.blobs import Blob, iter_blob_refs, may_refer_to_blobs
@@ -30,8 +30,8 @@ __all__ = ["Inserter", "RevReceiver"]
 
 log = logging.getLogger(__name__)
 
-#: Called after each stored (or refused) revision, with the result.
-InsertCallback = Callable[[IncomingRevision, InsertResult], None]
+#: Called after each batch of revisions is stored (or refused), with the revisions and their results in order.
+InsertCallback = Callable[[Sequence[IncomingRevision], Sequence[InsertResult]], None]
 
 
 def _blip_error(exc: EngineError) -> BlipError:
@@ -118,15 +118,10 @@ class Inserter:
                 )
             except EngineError as exc:
                 log.error("storing %d received revisions failed: %s", len(batch), exc)
-                for rev, _, future in batch:
-                    if self.on_inserted is not None:
-                        self.on_inserted(rev, InsertResult(rev.doc_id, rev.rev_id, error=exc))
-                    if future is not None and not future.done():
-                        future.set_exception(_blip_error(exc))
-                continue
-            for (rev, _, future), result in zip(batch, results, strict=True):
-                if self.on_inserted is not None:
-                    self.on_inserted(rev, result)
+                results = [InsertResult(b[0].doc_id, b[0].rev_id, error=exc) for b in batch]
+            if self.on_inserted is not None:
+                self.on_inserted([b[0] for b in batch], results)
+            for (_, _, future), result in zip(batch, results, strict=True):
                 if future is None or future.done():
                     continue
                 if result.error is None:
