@@ -354,7 +354,8 @@ class SyncOperations(RemoteTracking):
     def read_trees(self, doc_ids: Sequence[str]) -> list[RevTree | None]:
         """The revision tree of each document (None: unknown), read in one snapshot."""
         with self._store.read() as txn:
-            return [self._tree_in(txn, check_doc_id(doc_id)) for doc_id in doc_ids]
+            found = [txn.get("revs", check_doc_id(doc_id)) for doc_id in doc_ids]
+        return [None if data is None else RevTree.decode(data) for data in found]
 
     def current_revisions(self, doc_ids: Sequence[str]) -> list[tuple[str, bool] | None]:
         """``(current rev ID, deleted)`` of each document (None: unknown), read in one snapshot."""

@@ -157,15 +157,18 @@ class Puller:
         for doc_id, rev_id in have:  # the peer holds a revision we have too (RevFinder::findRevs)
             self.ctx.remote.note(doc_id, rev_id)
         behind = find_left_behind([t for t, d in zip(trees, diff, strict=True) if d is None], have)
-        wanted = dict(zip(offered_ids, diff, strict=True))
-        entries: list[list[str] | None] = []
-        for row in rows:
-            entry = wanted.get((row.doc_id, row.rev_id)) if not row.removed else None
-            entries.append(entry)
-            self.sequences.add(row.sequence, done=entry is None)
+        entries: list[list[str] | None]
+        if len(offered) == len(rows):  # the usual case: every row was looked up, in order
+            entries = diff
+        else:
+            wanted = dict(zip(offered_ids, diff, strict=True))
+            entries = [wanted.get((row.doc_id, row.rev_id)) if not row.removed else None for row in rows]
+        requested = self._requested
+        for row, entry in zip(rows, entries, strict=True):
             if entry is not None:
-                self._requested[(row.doc_id, row.rev_id)] = row.sequence
-                self.ctx.total += 1
+                requested[(row.doc_id, row.rev_id)] = row.sequence
+        self.sequences.add_all([(row.sequence, entry is None) for row, entry in zip(rows, entries, strict=True)])
+        self.ctx.total += len(entries) - entries.count(None)
         return entries, [row for row, b in zip(have, behind, strict=True) if b]
 
     async def _answer_later(self, entries: list[list[str] | None], behind: list[tuple[str, str]]) -> Reply:
