@@ -307,11 +307,13 @@ class BlipConnection:
         """
         if self._closed:
             raise ProtocolError("frame received after the connection was closed")
-        # the usual cases first: a message number of one or two varint bytes, one flags byte
+        # the usual cases first: a message number of one to three varint bytes (up to 2,097,151), one flags byte
         if len(frame) >= 3 and frame[0] < 0x80 and frame[1] < 0x80:
             number, flags, pos = frame[0], frame[1], 2
         elif len(frame) >= 4 and frame[1] < 0x80 and frame[2] < 0x80:
             number, flags, pos = (frame[0] & 0x7F) | (frame[1] << 7), frame[2], 3
+        elif len(frame) >= 5 and frame[0] >= 0x80 and frame[2] < 0x80 and frame[3] < 0x80:
+            number, flags, pos = (frame[0] & 0x7F) | ((frame[1] & 0x7F) << 7) | (frame[2] << 14), frame[3], 4
         else:
             number, flags, pos = _decode_header(frame)
         ftype = flags & 0x07
