@@ -17,7 +17,7 @@ from engine.blobstore import BlobStore
 from engine.changes import Changes, ChangeSource
 from engine.conflicts import KEEP, ConflictView
 from engine.db_core import DELETED_FLAG, body_key, decode_summary, unique_ids
-from engine.db_remotes import RemoteTracking
+from engine.db_remotes import REMOTES_DB, RemoteTracking, remote_key
 from engine.documents import Document, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoundError
 from engine.json_codec import loads
@@ -127,16 +127,19 @@ class SyncOperations(RemoteTracking):
         (see :mod:`engine.db_remotes`).
         """
         prepared: list[tuple[RevisionInsert, bytes, bytes, list[Blob]] | InsertResult] = []
+        validator = self.validator
         for rev in revs:
             try:
                 raw_id = check_doc_id(rev.doc_id)
                 canonical, blobs = check_body(rev.body)
-                self.validate(rev.doc_id, rev.body, rev.deleted)
-                if not rev.history and rev.rev_id.partition("-")[0] != "1":
+                if validator is not None:
+                    validator(rev.doc_id, rev.body, rev.deleted)
+                if not rev.history and not rev.rev_id.startswith("1-"):
                     log.warning("revision %s of %r arrived without history", rev.rev_id, rev.doc_id)
                 prepared.append((rev, raw_id, canonical, blobs))
             except EngineError as exc:
                 prepared.append(InsertResult(rev.doc_id, rev.rev_id, error=exc))
+        remote_prefix = None if remote_id is None else remote_key(remote_id, b"")
 
         def fn(txn: Txn) -> tuple[list[InsertResult], Changes]:
             seq = self._last_seq(txn)
@@ -150,11 +153,11 @@ class SyncOperations(RemoteTracking):
                     result = self._apply_insert(txn, rev, raw_id, canonical, blobs, seq=seq + 1)
                 except EngineError as exc:
                     result = InsertResult(rev.doc_id, rev.rev_id, error=exc)
-                if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
+                if result.status is InsertStatus.ADDED or result.status is InsertStatus.FILLED:
                     seq += 1
                     changed.append(rev.doc_id)
-                if remote_id is not None and result.error is None:
-                    self._mark_remote(txn, remote_id, raw_id, rev.rev_id)
+                if remote_prefix is not None and result.error is None:  # see engine.db_remotes
+                    txn.put(REMOTES_DB, remote_prefix + raw_id, rev.rev_id.encode())
                 if resolve is not None and self._needs_resolving(result):
                     resolved_seq = self._resolve_inserted(txn, resolve, result, seq)
                     if resolved_seq != seq:
@@ -198,10 +201,11 @@ class SyncOperations(RemoteTracking):
             if missing:
                 raise BlobNotFoundError(f"revision {rev.rev_id} of {rev.doc_id!r} refers to missing blob {missing[0]}")
         tree_data = txn.get("revs", raw_id)
-        if tree_data is None and not rev.history:
+        if tree_data is None and not rev.history:  # a new document (a pull's usual case)
             if not rev.ids_checked:
                 parse_rev_id(rev.rev_id)
-            self._install_blobs(txn, rev)
+            if rev.new_blobs:
+                self._install_blobs(txn, rev)
             self._write_new_doc(txn, raw_id, rev.rev_id, canonical, seq=seq, deleted=rev.deleted)
             return InsertResult(rev.doc_id, rev.rev_id, InsertStatus.ADDED)
         tree = RevTree() if tree_data is None else RevTree.decode(tree_data)
@@ -350,7 +354,8 @@ class SyncOperations(RemoteTracking):
     def read_trees(self, doc_ids: Sequence[str]) -> list[RevTree | None]:
         """The revision tree of each document (None: unknown), read in one snapshot."""
         with self._store.read() as txn:
-            return [self._tree_in(txn, check_doc_id(doc_id)) for doc_id in doc_ids]
+            found = [txn.get("revs", check_doc_id(doc_id)) for doc_id in doc_ids]
+        return [None if data is None else RevTree.decode(data) for data in found]
 
     def current_revisions(self, doc_ids: Sequence[str]) -> list[tuple[str, bool] | None]:
         """``(current rev ID, deleted)`` of each document (None: unknown), read in one snapshot."""

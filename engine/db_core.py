@@ -300,10 +300,11 @@ class DatabaseCore:
         """Store the first revision of a new document (no tree to build or prune)."""
         flags = DELETED_FLAG if deleted else 0
         rev = rev_id.encode()
-        txn.put("bodies", raw_id + b"\x00" + rev, canonical)
-        txn.put("revs", raw_id, RevTree.encode_single(rev_id, deleted=deleted, sequence=seq))
-        txn.put("docs", raw_id, b"%d,%d,%s" % (seq, flags, rev))
-        txn.put(SEQ_DB, seq_key(seq), b"%d,%d,%s,%s" % (flags, len(canonical), rev, raw_id))
+        put = txn.put
+        put("bodies", raw_id + b"\x00" + rev, canonical)
+        put("revs", raw_id, RevTree.encode_single(rev_id, deleted=deleted, sequence=seq))
+        put("docs", raw_id, b"%d,%d,%s" % (seq, flags, rev))
+        put(SEQ_DB, seq.to_bytes(8, "big"), b"%d,%d,%s,%s" % (flags, len(canonical), rev, raw_id))
 
     def _store_tree(
         self, txn: Txn, raw_id: bytes, tree: RevTree, *, seq: int, existed: bool, body: bytes | None = None

@@ -17,8 +17,9 @@ from engine.db_core import DatabaseCore
 from engine.documents import check_doc_id
 from engine.lmdb_store import Txn
 
-__all__ = ["RemoteTracking", "remote_key"]
+__all__ = ["REMOTES_DB", "RemoteTracking", "remote_key"]
 
+#: the sub-database of these records: remote number (4 bytes, big-endian) + doc ID -> rev ID
 REMOTES_DB = "remotes"
 _NAME_PREFIX = b"remote:"
 _COUNT_KEY = b"remote_count"
@@ -86,11 +87,6 @@ class RemoteTracking(DatabaseCore):
             return len(keys)
 
         return self._store.write(drop)
-
-    @staticmethod
-    def _mark_remote(txn: Txn, remote_id: int, raw_id: bytes, rev_id: str) -> None:
-        """Inside a write: ``rev_id`` is on remote ``remote_id`` (a pulled revision, stored in the same commit)."""
-        txn.put(REMOTES_DB, remote_key(remote_id, raw_id), rev_id.encode())
 
     @staticmethod
     def _forget_document(txn: Txn, raw_id: bytes) -> None:

@@ -78,18 +78,24 @@ def check_body(body: object) -> tuple[bytes, list[Blob]]:
         raise InvalidDocumentError(f"document body must be a JSON object, not {type(body).__name__}")
     blobs: list[Blob] = []
     floats = False
-    for key, item in body.items():
-        if not isinstance(key, str):
+    for key, item in body.items():  # exact types first: this runs for every document stored
+        if key.__class__ is not str and not isinstance(key, str):
             raise InvalidDocumentError(f"property names must be strings, not {type(key).__name__}")
         if key[:1] == "_" and key != "_attachments":
             raise InvalidDocumentError(f"top-level property {key[:40]!r} is reserved (starts with '_')")
-        if not isinstance(item, _SCALARS):
+        kind = item.__class__
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            floats = True
+        elif not isinstance(item, _SCALARS):
             floats = _check_value(item, 1, blobs) or floats
-        elif item.__class__ is float:
+        elif isinstance(item, float):
             floats = True
     if body.get("@type") == "blob":
         blobs.append(Blob.from_dict(body))
-    _add_attachment_blobs(body.get("_attachments"), blobs)
+    if "_attachments" in body:
+        _add_attachment_blobs(body["_attachments"], blobs)
     try:
         return canonical(body, floats=floats), blobs
     except UnicodeEncodeError:

@@ -48,7 +48,8 @@ def parse_rev_id(rev_id: str) -> tuple[int, str]:
 
 def is_valid_rev_id(rev_id: str) -> bool:
     """Return whether ``rev_id`` is a revision ID this store accepts."""
-    return _match(rev_id) is not None
+    match = _REV_ID.fullmatch(rev_id) if isinstance(rev_id, str) else None  # _match inline: runs per received rev
+    return match is not None and len(match[2]) % 2 == 0
 
 
 def generation(rev_id: str) -> int:

@@ -9,7 +9,7 @@ import base64
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,13 +96,20 @@ class RemoteSequences:
 
     def add(self, seq: Any, *, done: bool = False) -> None:
         """Note a sequence (in order); ``done`` when it needs no work."""
-        self._pending[_key(seq)] = (seq, done)
+        self._pending[seq if seq.__class__ is int else _key(seq)] = (seq, done)
         if done:
             self._advance()
 
+    def add_all(self, sequences: Iterable[tuple[Any, bool]]) -> None:
+        """Note ``(sequence, done)`` pairs, in order: :meth:`add` for many (a ``changes`` message's rows)."""
+        pending = self._pending
+        for seq, done in sequences:
+            pending[seq if seq.__class__ is int else _key(seq)] = (seq, done)
+        self._advance()
+
     def complete(self, seq: Any) -> None:
         """Mark a sequence handled."""
-        key = _key(seq)
+        key = seq if seq.__class__ is int else _key(seq)  # the usual sequence first: once per revision
         if key in self._pending:
             self._pending[key] = (seq, True)
             self._advance()

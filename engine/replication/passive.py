@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.changes import ChangeEntry, Changes
@@ -252,14 +252,13 @@ class PassiveSession:
             if self.on_activity is not None:
                 self.on_activity(self)
 
-    def _received_from_client(self, rev: IncomingRevision, result: InsertResult) -> None:
+    def _received_from_client(self, revs: Sequence[IncomingRevision], results: Sequence[InsertResult]) -> None:
         feeder = self.feeder
-        if (
-            result.status in (InsertStatus.ADDED, InsertStatus.FILLED)
-            and feeder is not None
-            and (feeder.continuous or not feeder.caught_up)
-        ):
-            self._pushed[rev.doc_id] = rev.rev_id
+        if feeder is None or not (feeder.continuous or not feeder.caught_up):
+            return
+        for rev, result in zip(revs, results, strict=True):
+            if result.status in (InsertStatus.ADDED, InsertStatus.FILLED):
+                self._pushed[rev.doc_id] = rev.rev_id
 
     def pushed_here(self, doc_id: str, rev_id: str) -> bool:
         """Whether the client pushed this revision on this connection (then the feed skips it, once)."""

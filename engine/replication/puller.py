@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from engine.changes import ChangeEntry
@@ -156,15 +157,18 @@ class Puller:
         for doc_id, rev_id in have:  # the peer holds a revision we have too (RevFinder::findRevs)
             self.ctx.remote.note(doc_id, rev_id)
         behind = find_left_behind([t for t, d in zip(trees, diff, strict=True) if d is None], have)
-        wanted = dict(zip(offered_ids, diff, strict=True))
-        entries: list[list[str] | None] = []
-        for row in rows:
-            entry = wanted.get((row.doc_id, row.rev_id)) if not row.removed else None
-            entries.append(entry)
-            self.sequences.add(row.sequence, done=entry is None)
+        entries: list[list[str] | None]
+        if len(offered) == len(rows):  # the usual case: every row was looked up, in order
+            entries = diff
+        else:
+            wanted = dict(zip(offered_ids, diff, strict=True))
+            entries = [wanted.get((row.doc_id, row.rev_id)) if not row.removed else None for row in rows]
+        requested = self._requested
+        for row, entry in zip(rows, entries, strict=True):
             if entry is not None:
-                self._requested[(row.doc_id, row.rev_id)] = row.sequence
-                self.ctx.total += 1
+                requested[(row.doc_id, row.rev_id)] = row.sequence
+        self.sequences.add_all([(row.sequence, entry is None) for row, entry in zip(rows, entries, strict=True)])
+        self.ctx.total += len(entries) - entries.count(None)
         return entries, [row for row, b in zip(have, behind, strict=True) if b]
 
     async def _answer_later(self, entries: list[list[str] | None], behind: list[tuple[str, str]]) -> Reply:
@@ -219,11 +223,23 @@ class Puller:
         self._done((rev.doc_id, rev.rev_id))
         return False
 
-    def _inserted(self, rev: IncomingRevision, result: InsertResult) -> None:
-        if result.error is None:  # stored with its remote mark, in the same commit
-            self.ctx.remote.stored(rev.doc_id, rev.rev_id)
-        self.ctx.report(False, rev.doc_id, rev.rev_id, rev.deleted, result.error)
-        self._done((rev.doc_id, rev.rev_id), synced=result.error is None)
+    def _inserted(self, revs: Sequence[IncomingRevision], results: Sequence[InsertResult]) -> None:
+        """A batch of received revisions was stored (or refused): each is done (see :meth:`_done`)."""
+        report, requested, sequences = self.ctx.report, self._requested, self.sequences
+        stored = []
+        done = 0
+        for rev, result in zip(revs, results, strict=True):  # _done inline: this runs for every pulled revision
+            error = result.error
+            if error is None:  # stored with its remote mark, in the same commit
+                stored.append((rev.doc_id, rev.rev_id))
+            report(False, rev.doc_id, rev.rev_id, rev.deleted, error)
+            sequence = requested.pop((rev.doc_id, rev.rev_id), None)
+            if sequence is not None:
+                done += 1
+                if error is None:
+                    sequences.complete(sequence)
+        self.ctx.remote.stored(stored)
+        self._finished(done)
 
     def _done(self, key: tuple[str, str], *, synced: bool = True) -> None:
         """Done with a requested revision. One that was not stored keeps its sequence pending:
@@ -233,7 +249,13 @@ class Puller:
             return
         if synced:
             self.sequences.complete(sequence)
-        self.ctx.completed += 1
+        self._finished(1)
+
+    def _finished(self, count: int) -> None:
+        """``count`` requested revisions are done: progress, and maybe room for more."""
+        if not count:
+            return
+        self.ctx.completed += count
         if len(self._requested) < tuning.MAX_PENDING_REVS:
             self._room.set()
         self.ctx.touch()

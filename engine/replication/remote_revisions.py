@@ -60,13 +60,16 @@ class RemoteRevisions:
             self._flush_task = asyncio.create_task(self._flush_soon(), name="remote revisions")
         self._tell(doc_id, rev_id)
 
-    def stored(self, doc_id: str, rev_id: str) -> None:
-        """A pulled revision was stored with its remote mark in the same commit: tell listeners."""
-        if doc_id in self._flushing:  # a write in progress holds an older value: write this one after it
-            self._pending[doc_id] = rev_id
-        else:
-            self._pending.pop(doc_id, None)
-        self._tell(doc_id, rev_id)
+    def stored(self, revisions: Sequence[tuple[str, str]]) -> None:
+        """Pulled revisions ``(doc ID, rev ID)`` were stored with their remote marks in one commit: tell listeners."""
+        pending, flushing, listeners = self._pending, self._flushing, self._listeners
+        for doc_id, rev_id in revisions:
+            if doc_id in flushing:  # a write in progress holds an older value: write this one after it
+                pending[doc_id] = rev_id
+            elif pending:
+                pending.pop(doc_id, None)
+            for listener in listeners:
+                listener(doc_id, rev_id)
 
     def _tell(self, doc_id: str, rev_id: str) -> None:
         for listener in self._listeners:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.blobs import Blob, iter_blob_refs, may_refer_to_blobs
@@ -30,8 +30,8 @@ __all__ = ["Inserter", "RevReceiver"]
 
 log = logging.getLogger(__name__)
 
-#: Called after each stored (or refused) revision, with the result.
-InsertCallback = Callable[[IncomingRevision, InsertResult], None]
+#: Called after each batch of revisions is stored (or refused), with the revisions and their results in order.
+InsertCallback = Callable[[Sequence[IncomingRevision], Sequence[InsertResult]], None]
 
 
 def _blip_error(exc: EngineError) -> BlipError:
@@ -85,7 +85,9 @@ class Inserter:
 
     def submit_no_reply(self, rev: IncomingRevision, insert: RevisionInsert) -> None:
         """Queue a revision nobody waits for (a NoReply ``rev``); the outcome goes to ``on_inserted`` only."""
-        self._enqueue(rev, insert, None)
+        self._queue.append((rev, insert, None))  # _enqueue inline: this runs for every pulled revision
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="inserter")
 
     def _enqueue(
         self, rev: IncomingRevision, insert: RevisionInsert, future: asyncio.Future[Reply | None] | None
@@ -116,15 +118,10 @@ class Inserter:
                 )
             except EngineError as exc:
                 log.error("storing %d received revisions failed: %s", len(batch), exc)
-                for rev, _, future in batch:
-                    if self.on_inserted is not None:
-                        self.on_inserted(rev, InsertResult(rev.doc_id, rev.rev_id, error=exc))
-                    if future is not None and not future.done():
-                        future.set_exception(_blip_error(exc))
-                continue
-            for (rev, _, future), result in zip(batch, results, strict=True):
-                if self.on_inserted is not None:
-                    self.on_inserted(rev, result)
+                results = [InsertResult(b[0].doc_id, b[0].rev_id, error=exc) for b in batch]
+            if self.on_inserted is not None:
+                self.on_inserted([b[0] for b in batch], results)
+            for (_, _, future), result in zip(batch, results, strict=True):
                 if future is None or future.done():
                     continue
                 if result.error is None:
@@ -184,17 +181,19 @@ class RevReceiver:
         """
         if self.read_only:
             raise BlipError("HTTP", 403, "this peer is read-only")
-        rev = parse_rev(message.properties, message.body)
+        raw = message.body
+        rev = parse_rev(message.properties, raw)
         self.revs_received += 1
-        self.bytes_received += len(message.body)
+        self.bytes_received += len(raw)
         if rev.delta_src is None:
-            body = parse_json(rev.body, "rev") if rev.body else {}
+            body = parse_json(raw, "rev") if raw else {}
             if not isinstance(body, dict):
                 raise BlipError("HTTP", 400, "revision body is not an object")
-            body = strip_special_properties(body)
+            if b'"_' in raw or b"\\u" in raw:  # else no key can start with "_"
+                body = strip_special_properties(body)
             if self.accept is not None and not self.accept(rev, body):
                 return None
-            blobs = _blobs_of(body, rev.body)
+            blobs = _blobs_of(body) if may_refer_to_blobs(raw) else []
             if not blobs:  # the usual case: no task, no await
                 if message.no_reply:  # as Sync Gateway and our listener send plain revisions (§3.7)
                     self.inserter.submit_no_reply(rev, self._insert(rev, body))
@@ -232,15 +231,13 @@ class RevReceiver:
         self, rev: IncomingRevision, body: dict[str, Any], new_blobs: list[tuple[bytes, bytes]] | None = None
     ) -> RevisionInsert:
         no_conflicts = self.no_conflicts or rev.no_conflicts
-        # parse_rev validated the revision ID and history (protocol §3.7)
+        # parse_rev validated the revision ID and history (protocol §3.7): ids_checked
         return RevisionInsert(
-            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts, new_blobs or (), ids_checked=True
+            rev.doc_id, rev.rev_id, rev.history, body, rev.deleted, no_conflicts, new_blobs or (), True
         )
 
 
-def _blobs_of(body: dict[str, Any], raw: bytes | None = None) -> list[Blob]:
-    if raw is not None and not may_refer_to_blobs(raw):
-        return []  # nothing in the JSON can name a blob
+def _blobs_of(body: dict[str, Any]) -> list[Blob]:
     try:
         return [Blob.from_dict(ref) for ref in iter_blob_refs(body)]
     except InvalidDocumentError as exc:

@@ -307,13 +307,31 @@ class BlipConnection:
         """
         if self._closed:
             raise ProtocolError("frame received after the connection was closed")
-        # the usual cases first: a message number of one or two varint bytes, one flags byte
+        # the usual cases first: a message number of one to three varint bytes (up to 2,097,151), one flags byte
         if len(frame) >= 3 and frame[0] < 0x80 and frame[1] < 0x80:
             number, flags, pos = frame[0], frame[1], 2
         elif len(frame) >= 4 and frame[1] < 0x80 and frame[2] < 0x80:
             number, flags, pos = (frame[0] & 0x7F) | (frame[1] << 7), frame[2], 3
+        elif len(frame) >= 5 and frame[0] >= 0x80 and frame[2] < 0x80 and frame[3] < 0x80:
+            number, flags, pos = (frame[0] & 0x7F) | ((frame[1] & 0x7F) << 7) | (frame[2] << 14), frame[3], 4
         else:
             number, flags, pos = _decode_header(frame)
+        ftype = flags & 0x07
+        if ftype <= 2 and not flags & (_MORE | _COMPRESSED) and len(frame) >= pos + 4:
+            is_request = ftype == _REQ
+            if not (self._incoming and (is_request, number) in self._incoming):
+                # the usual case: a whole uncompressed message in one frame, no reassembly
+                data = frame[pos:-4]
+                if len(data) > self.max_message_size:
+                    raise self._too_large(0, len(data))
+                self._check_crc(data, frame)
+                self._check_new(is_request, number)
+                self._complete(number, ftype, flags, data)
+                return
+        self._receive_other(frame, number, flags, pos)
+
+    def _receive_other(self, frame: bytes, number: int, flags: int, pos: int) -> None:
+        """A frame that is not a whole uncompressed message: an ACK, a compressed or a partial message."""
         ftype = flags & 0x07
         if ftype in (_ACK_REQ, _ACK_RES):
             self._receive_ack(ftype, number, decode_varint(frame, pos)[0])
@@ -322,7 +340,6 @@ class BlipConnection:
             raise ProtocolError(f"frame of undefined type {ftype}")
         if len(frame) < pos + 4:
             raise ProtocolError("frame too short for its checksum")
-        payload = frame[pos:-4]
         is_request = ftype == _REQ
         key = (is_request, number)
         msg = self._incoming.get(key)
@@ -330,20 +347,24 @@ class BlipConnection:
         room = self.max_message_size - held
         if flags & _MORE:  # kept until the last frame comes (§2.5): within the unfinished-bytes budgets
             room = min(room, self._unfinished_room())
+        payload = frame[pos:-4]
         data = self._inflate(payload, room) if flags & _COMPRESSED else payload
         if len(data) > room:
             raise self._too_large(held, len(data))
-        # protocol §2.6: one running CRC-32 per direction over the uncompressed bytes
+        self._check_crc(data, frame)
+        if msg is None:
+            self._check_new(is_request, number)
+            if not flags & _MORE:  # a whole compressed message in one frame
+                self._complete(number, ftype, flags, data)
+                return
+            msg = self._start_incoming(is_request, number, ftype, flags)
+        self._append(msg, is_request, data, bool(flags & _MORE), len(frame) - pos)
+
+    def _check_crc(self, data: bytes, frame: bytes) -> None:
+        """Protocol §2.6: one running CRC-32 per direction over the uncompressed bytes, in each frame's last four."""
         self._crc_in = zlib.crc32(data, self._crc_in)
         if self._crc_in != int.from_bytes(frame[-4:], "big"):
             raise ProtocolError("frame checksum mismatch")
-        if msg is None:
-            msg = self._start_incoming(is_request, number, ftype, flags)
-            if not flags & _MORE:  # a whole message in one frame: no reassembly
-                del self._incoming[key]
-                self._complete(msg, is_request, data)
-                return
-        self._append(msg, is_request, data, bool(flags & _MORE), len(frame) - pos)
 
     def _append(self, msg: _Incoming, is_request: bool, data: bytes, more: bool, wire_bytes: int) -> None:
         """Add a frame's data to a message: buffer it (and ACK, §2.8), or complete the message."""
@@ -361,7 +382,7 @@ class BlipConnection:
         del self._incoming[(is_request, msg.number)]
         self._hold(-len(msg.buffer))
         msg.buffer += data
-        self._complete(msg, is_request, bytes(msg.buffer))
+        self._complete(msg.number, msg.type, msg.flags, bytes(msg.buffer))
 
     def _inflate(self, payload: bytes, room: int) -> bytes:
         """Inflate one frame's payload (§2.7), stopping one byte past ``room``."""
@@ -411,7 +432,9 @@ class BlipConnection:
         self._incoming.clear()
         self._hold(-self._unfinished_bytes)
 
-    def _start_incoming(self, is_request: bool, number: int, ftype: int, flags: int) -> _Incoming:
+    def _check_new(self, is_request: bool, number: int) -> None:
+        """The first frame of an incoming message: a request must be the next in sequence (§2.4), a reply
+        must answer a request of ours that awaits one."""
         if is_request:
             if number != self._last_incoming_request + 1:  # protocol §2.4
                 raise ProtocolError(f"request #{number} out of sequence (expected #{self._last_incoming_request + 1})")
@@ -420,32 +443,34 @@ class BlipConnection:
             self._awaiting_replies.discard(number)
         else:
             raise ProtocolError(f"reply to unknown request #{number}")
+
+    def _start_incoming(self, is_request: bool, number: int, ftype: int, flags: int) -> _Incoming:
+        """Buffer a message whose first frame has come (checked by :meth:`_check_new`) and more will follow."""
         if len(self._incoming) >= self.max_pending_incoming:
             raise MessageTooLargeError(f"more than {self.max_pending_incoming} incoming messages at once")
         msg = _Incoming(number, ftype, flags)
         self._incoming[(is_request, number)] = msg
         return msg
 
-    def _complete(self, msg: _Incoming, is_request: bool, buffer: bytes) -> None:
+    def _complete(self, number: int, ftype: int, flags: int, buffer: bytes) -> None:
         size, pos = (buffer[0], 1) if buffer and buffer[0] < 0x80 else decode_varint(buffer, 0)
         if size > self.max_properties_size:
             raise MessageTooLargeError(f"properties block of {size} bytes exceeds {self.max_properties_size}")
         if pos + size > len(buffer):
             raise ProtocolError("message ends inside its properties")
-        properties = decode_properties(buffer[pos : pos + size])
-        flags = msg.flags
+        urgent = bool(flags & _URGENT)
         message = Message(  # positional: this runs for every message
-            msg.number,
-            _MESSAGE_TYPES[msg.type],
-            properties,
+            number,
+            _MESSAGE_TYPES[ftype],
+            decode_properties(buffer[pos : pos + size]),
             buffer[pos + size :],
-            bool(flags & _URGENT),
+            urgent,
             bool(flags & _NO_REPLY),
             bool(flags & _COMPRESSED),
         )
-        if is_request:
-            if not message.no_reply:
-                self._owed_replies[msg.number] = message.urgent
+        if ftype == _REQ:
+            if not flags & _NO_REPLY:
+                self._owed_replies[number] = urgent
             self._events.append(RequestReceived(message))
         else:
             self._events.append(ReplyReceived(message))

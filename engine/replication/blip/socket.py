@@ -32,27 +32,47 @@ log = logging.getLogger(__name__)
 
 
 class DirectFrames:
-    """Mixin for ``websockets`` connections: hand whole data frames straight to a sink.
+    """Mixin for ``websockets`` connections: hand whole data frames straight to a sink, a read's worth at a time.
 
     ``websockets`` queues each incoming message for an ``async for`` reader;
     for BLIP, whose every frame is a small WebSocket message, that costs more
-    than the frame's own processing. With ``frame_sink`` set, unfragmented
-    data frames go to the sink as they are parsed (``process_event`` is the
-    hook ``websockets`` documents for subclasses). Once a fragmented message
-    appears, every later frame takes the queue, so that order is kept.
+    than the frame's own processing. Once :meth:`send_frames_to` has set a
+    sink, unfragmented data frames are collected as they are parsed
+    (``process_event`` is the hook ``websockets`` documents for subclasses) and
+    handed over in one call once the bytes of one read are parsed. Once a
+    fragmented message appears, every later frame takes the queue, so that
+    order is kept.
     """
 
-    frame_sink: Callable[[bytes | str], None] | None = None
+    frame_sink: Callable[[list[bytes | str]], None] | None = None
+    _arrived: list[bytes | str]
+
+    def send_frames_to(self, sink: Callable[[list[bytes | str]], None]) -> None:
+        """From now on, hand whole data frames to ``sink``, in order, each read's in one list."""
+        self._arrived = []
+        self.frame_sink = sink
 
     def process_event(self, event: Event) -> None:
-        sink = self.frame_sink
-        if sink is not None and isinstance(event, Frame) and event.opcode in (Opcode.BINARY, Opcode.TEXT):
+        if self.frame_sink is not None and isinstance(event, Frame) and event.opcode in _DATA_OPCODES:
             if event.fin:
                 data = bytes(event.data)
-                sink(data if event.opcode is Opcode.BINARY else data.decode(errors="replace"))
+                self._arrived.append(data if event.opcode is Opcode.BINARY else data.decode(errors="replace"))
                 return
+            self._hand_over()  # the whole frames before this fragment go first
             self.frame_sink = None
         super().process_event(event)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # type: ignore[misc]
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self.frame_sink is not None and self._arrived:
+            arrived, self._arrived = self._arrived, []
+            self.frame_sink(arrived)
+
+
+_DATA_OPCODES = (Opcode.BINARY, Opcode.TEXT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +140,7 @@ class BlipSocket:
         if self._reader is not None:
             raise RuntimeError("BlipSocket already started")
         if isinstance(self.ws, DirectFrames):
-            self.ws.frame_sink = self._receive_direct
+            self.ws.send_frames_to(self._receive_direct)
         self._reader = asyncio.create_task(self._read_loop(), name=f"blip-read {self.name}")
         self._writer = asyncio.create_task(self._write_loop(), name=f"blip-write {self.name}")
 
@@ -226,26 +246,33 @@ class BlipSocket:
         """Feed one WebSocket message to the core and dispatch what completes."""
         if self.closed:
             return
+        self._receive_frame(data)
+        self._schedule_flush()
+
+    def _receive_frame(self, data: bytes | str) -> None:
         if isinstance(data, str):
             raise ProtocolError("text WebSocket message")
-        self._conn.receive_frame(data)
-        for event in self._conn.events_received():
+        conn = self._conn
+        conn.receive_frame(data)
+        for event in conn.events_received():  # dispatched frame by frame: handlers see the state right after it
             if isinstance(event, ReplyReceived):
                 self._resolve(event.message)
             else:
                 self._dispatch(event.message)
-        self._schedule_flush()
 
-    def _receive_direct(self, data: bytes | str) -> None:
-        """Frames handed over by the connection as they arrive (see ``DirectFrames``)."""
-        if self._failure is not None:
+    def _receive_direct(self, frames: list[bytes | str]) -> None:
+        """The frames of one read, handed over by the connection as they arrive (see ``DirectFrames``)."""
+        if self._failure is not None or self.closed:
             return
         try:
-            self._receive(data)
+            for data in frames:
+                self._receive_frame(data)
         except ProtocolError as exc:
             self._failure = exc.with_traceback(None)  # kept: its frames would keep their buffers alive
             self._conn.close()  # free what it buffered now, not after the closing handshake
             self._closing = asyncio.create_task(self._close_for(exc))
+            return
+        self._schedule_flush()
 
     async def _close_for(self, exc: ProtocolError) -> None:
         log.warning("closing %s: %s", self.name, exc)
@@ -323,7 +350,7 @@ class BlipSocket:
             future.set_result(message)
 
     def _dispatch(self, message: Message) -> None:
-        handler = self._handlers.get(message.profile or "")
+        handler = self._handlers.get(message.properties.get("Profile", ""))
         if handler is None:
             if not message.no_reply:
                 self._conn.send_error(message.number, "BLIP", 404, "no handler for message")
@@ -334,7 +361,8 @@ class BlipSocket:
             self._answer_error(message, exc)
             return
         if result is None or type(result) is Reply:  # the usual answers: no awaitable check
-            self._answer(message, result)
+            if not message.no_reply:
+                self._answer(message, result)
         elif inspect.isawaitable(result):
             # a Future (a deferred reply) stays as it is; a coroutine becomes a task we can cancel
             future = asyncio.ensure_future(result)

@@ -30,7 +30,9 @@ def make_inserter(db: Database, outcomes: list[tuple[str, InsertResult]]) -> Ins
         DbRunner(),
         remote="peer",
         resolver=None,
-        on_inserted=lambda rev, result: outcomes.append((rev.doc_id, result)),
+        on_inserted=lambda revs, results: outcomes.extend(
+            (rev.doc_id, r) for rev, r in zip(revs, results, strict=True)
+        ),
     )
 
 
