@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import socket
-import ssl
 import tracemalloc
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +31,7 @@ from engine.replication.listener import ConnectionEvent, URLEndpointListener
 from engine.replication.replicator_types import ReplicatorType
 from engine.replication.server_validation import ServerValidation
 from tests.conftest import RAW_WEBSOCKETS_LOG, TIME_UNIT, wait_until
-from tests.engine.replication.certificates import test_identity
+from tests.engine.replication.certificates import client_hello, test_identity
 from tests.engine.replication.conftest import USERS, Peers
 
 pytestmark = pytest.mark.asyncio
@@ -318,11 +317,3 @@ async def test_a_slowloris(shop: MakeShop) -> None:
     for _reader, writer in connections:
         writer.close()
     await served.settled()
-
-
-def client_hello() -> bytes:
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()

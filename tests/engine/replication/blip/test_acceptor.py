@@ -22,7 +22,7 @@ from engine.replication.blip.acceptor import address_key, descriptor_room
 from engine.replication.blip.websocket import ServerLimits
 from engine.replication.replicator_types import ReplicatorType
 from tests.conftest import TIME_UNIT, wait_until
-from tests.engine.replication.certificates import tls_contexts
+from tests.engine.replication.certificates import client_hello, tls_contexts
 from tests.engine.replication.conftest import EchoServer, Peers
 
 MakeServer = Callable[..., Awaitable[EchoServer]]
@@ -195,15 +195,6 @@ UPGRADE = (
     f"Sec-WebSocket-Key: {base64.b64encode(bytes(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
     "Sec-WebSocket-Protocol: BLIP_3+CBMobile_3\r\n" + "X-Padding: 0123456789\r\n" * 50 + "\r\n"
 ).encode()
-
-
-def client_hello() -> bytes:
-    """The first flight of a TLS client."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 async def dribble(writer: asyncio.StreamWriter, data: bytes) -> None:
