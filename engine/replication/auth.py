@@ -34,10 +34,7 @@ import binascii
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Final
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Final
 
 from engine.replication.blip.websocket import Authenticator, HandshakeRequest
 from engine.replication.errors import ConfigurationError, HTTPStatusError
@@ -51,6 +48,9 @@ from engine.replication.passwords import (
     load_allow_list,
 )
 from engine.replication.throttle import SignInThrottle, ThrottledAuthenticator
+
+if TYPE_CHECKING:  # cryptography loads at first use (see engine/replication/tls.py)
+    from cryptography import x509
 
 __all__ = [
     "NO_AUTHENTICATION",
@@ -182,6 +182,8 @@ def load_certificates(source: Path | bytes) -> list[x509.Certificate]:
         data = source.read_bytes() if isinstance(source, Path) else source
     except OSError as exc:
         raise ConfigurationError(f"cannot read {name}: {exc.strerror or exc}") from None
+    from cryptography import x509
+
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)
@@ -190,7 +192,7 @@ def load_certificates(source: Path | bytes) -> list[x509.Certificate]:
         raise ConfigurationError(f"{name}: no certificate in it") from None
 
 
-Acceptor = Callable[[x509.Certificate], str | None]
+Acceptor = Callable[["x509.Certificate"], str | None]
 
 
 class ClientCertificateAuthenticator:
@@ -231,6 +233,8 @@ class ClientCertificateAuthenticator:
     def __call__(self, request: HandshakeRequest) -> str:
         if request.peer_certificate is None:
             raise unauthorized("a client certificate is required")
+        from cryptography import x509
+
         certificate = x509.load_der_x509_certificate(request.peer_certificate)
         if self._accept is None:
             return _subject_name(certificate)
@@ -244,6 +248,8 @@ class ClientCertificateAuthenticator:
 
 
 def _subject_name(certificate: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if names else None
     return value if isinstance(value, str) and value else certificate.subject.rfc4514_string()

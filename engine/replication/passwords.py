@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from engine.json_codec import read_json_lines
 from engine.replication import tuning
 from engine.replication.errors import ConfigurationError, HTTPStatusError
@@ -122,6 +120,8 @@ class PasswordHash:
 
     def derive(self, password: str) -> bytes:
         """scrypt of ``password`` with this hash's parameters and salt (CPU and memory bound)."""
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # at first use: see tls.py
+
         kdf = Scrypt(salt=self.salt, length=len(self.digest), n=self.n, r=self.r, p=self.p)
         return kdf.derive(password.encode("utf-8", "surrogatepass"))
 

@@ -30,9 +30,7 @@ import logging
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from engine.replication.errors import (
     CertificateChangedError,
@@ -45,6 +43,7 @@ from engine.replication.errors import (
 )
 from engine.replication.tls import (
     TLSIdentity,
+    certificates_pem,
     harden,
     is_self_signed,
     load_certificate,
@@ -54,6 +53,9 @@ from engine.replication.tls import (
     use_identity,
 )
 from engine.replication.trust_store import TrustStore, peer_key, trust_key
+
+if TYPE_CHECKING:  # cryptography loads at first use (see engine/replication/tls.py)
+    from cryptography import x509
 
 __all__ = ["ServerValidation", "ValidationMode", "connection_error"]
 
@@ -100,6 +102,8 @@ class ServerValidation:
         """
         if ca_file is None:
             return cls(ValidationMode.CA)
+        from cryptography import x509
+
         try:
             data = Path(ca_file).read_bytes()
         except OSError as exc:
@@ -108,7 +112,7 @@ class ServerValidation:
             roots = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [load_certificate(data)]
         except (ValueError, ConfigurationError):
             raise ConfigurationError(f"{ca_file}: no certificate in it (PEM or DER)") from None
-        pem = "".join(root.public_bytes(serialization.Encoding.PEM).decode() for root in roots)
+        pem = certificates_pem(roots)
         return cls(ValidationMode.CA, ca_certificates=pem, ca_source=f"the CA file {ca_file}")
 
     @classmethod
@@ -128,7 +132,7 @@ class ServerValidation:
             certificate = load_certificate_file(Path(certificate))
         elif isinstance(certificate, bytes):
             certificate = load_certificate(certificate)
-        assert isinstance(certificate, x509.Certificate)
+        assert certificate is not None
         return cls(ValidationMode.PINNED, pinned_fingerprint=sha256_fingerprint(certificate))
 
     @classmethod
@@ -259,6 +263,8 @@ class _PeerCheck:
         if der is None:
             return self._refuse("a certificate", "no certificate")
         fingerprint = sha256_fingerprint(der)
+        from cryptography import x509
+
         try:
             certificate: x509.Certificate | None = x509.load_der_x509_certificate(der)
         except ValueError:

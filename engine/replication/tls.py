@@ -27,22 +27,26 @@ import ssl
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING
 
 from engine.private_files import write_private_file
 from engine.replication.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    # ``cryptography`` (some 10 MiB resident) is imported by the functions that need it, at first
+    # use: a replicator or listener without TLS, or one that only compares fingerprints, never loads it.
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
 
 __all__ = [
     "ANONYMOUS_VALIDITY",
     "TLS_CIPHERS",
     "KeyType",
     "TLSIdentity",
+    "certificate_der",
+    "certificates_pem",
     "default_names",
     "format_fingerprint",
     "harden",
@@ -65,8 +69,6 @@ ANONYMOUS_VALIDITY = dt.timedelta(days=365)
 _BACKDATE = dt.timedelta(days=1)
 _ORGANIZATION = "Inventory Sync"
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
-
 
 class KeyType(enum.Enum):
     """The key of a created identity."""
@@ -76,6 +78,8 @@ class KeyType(enum.Enum):
 
     def generate(self) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
         """A new private key of this type."""
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
         if self is KeyType.RSA_2048:
             return rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return ec.generate_private_key(ec.SECP256R1())
@@ -91,8 +95,22 @@ def format_fingerprint(digest: bytes) -> str:
 
 def sha256_fingerprint(certificate: x509.Certificate | bytes) -> str:
     """The SHA-256 fingerprint of a certificate (or of its DER bytes)."""
-    der = certificate if isinstance(certificate, bytes) else certificate.public_bytes(serialization.Encoding.DER)
+    der = certificate if isinstance(certificate, bytes) else certificate_der(certificate)
     return format_fingerprint(hashlib.sha256(der).digest())
+
+
+def certificate_der(certificate: x509.Certificate) -> bytes:
+    """A certificate's DER bytes (a ``.cer`` file)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return certificate.public_bytes(Encoding.DER)
+
+
+def certificates_pem(certificates: Iterable[x509.Certificate]) -> str:
+    """Certificates as concatenated PEM text."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
 
 
 def parse_fingerprint(text: str) -> str:
@@ -122,6 +140,8 @@ def load_certificate(data: bytes, *, source: str = "certificate") -> x509.Certif
     Raises:
         ConfigurationError: neither.
     """
+    from cryptography import x509
+
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
@@ -140,6 +160,8 @@ def load_certificate_file(path: Path) -> x509.Certificate:
 
 
 def _load_pem_certificates(data: bytes, source: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -152,6 +174,8 @@ def is_self_signed(certificate: x509.Certificate) -> bool:
 
     The same test as LiteCore's ``Cert::isSelfSigned`` (Crypto/Certificate.cc).
     """
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
     try:
         certificate.verify_directly_issued_by(certificate)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -173,7 +197,9 @@ def _password_bytes(password: str | bytes | None) -> bytes | None:
 
 
 def _public_der(key: PrivateKey | x509.Certificate) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 # -- identities -------------------------------------------------------------------------------------
@@ -195,9 +221,14 @@ class TLSIdentity:
             ConfigurationError: no certificate, a key of a kind TLS cannot use, or a key that is not the
                 certificate's.
         """
+        from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
         if not chain:
             raise ConfigurationError("a TLS identity needs a certificate")
-        if not isinstance(private_key, PrivateKey):
+        if not isinstance(
+            private_key,
+            rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey,
+        ):
             raise ConfigurationError(f"a {type(private_key).__name__} cannot serve TLS; use an RSA or EC key")
         if _public_der(private_key) != _public_der(chain[0]):
             raise ConfigurationError("the private key does not belong to the certificate")
@@ -214,6 +245,9 @@ class TLSIdentity:
             ConfigurationError: unreadable, wrong password, not PKCS#12, or no key or certificate in it;
                 the message names the file (or ``name``).
         """
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
         label = name or (str(source) if not isinstance(source, bytes) else "PKCS#12 data")
         data = source if isinstance(source, bytes) else _read(source, "identity")
         try:
@@ -239,10 +273,13 @@ class TLSIdentity:
             ConfigurationError: unreadable files, no certificate, a wrong password or a key that does not
                 match; the message names the file.
         """
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         chain = _load_pem_certificates(_read(certificate, "certificate"), str(certificate))
         key_data = _read(private_key, "private key")
         try:
-            key = serialization.load_pem_private_key(key_data, _password_bytes(password))
+            key = load_pem_private_key(key_data, _password_bytes(password))
         except TypeError:
             raise ConfigurationError(f"{private_key}: the key is encrypted; give its password") from None
         except (ValueError, UnsupportedAlgorithm):
@@ -268,6 +305,11 @@ class TLSIdentity:
         with no address, the host name and ``localhost`` are named.
         The certificate serves as a client identity too (extended key usages).
         """
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         dns_names, ips = _split_addresses(addresses or default_names())
         names = [*dns_names, *(str(ip) for ip in ips)]
         key = key_type.generate()
@@ -329,12 +371,12 @@ class TLSIdentity:
     @property
     def certificate_der(self) -> bytes:
         """The leaf certificate, DER (a ``.cer`` file)."""
-        return self.certificate.public_bytes(serialization.Encoding.DER)
+        return certificate_der(self.certificate)
 
     @property
     def certificate_pem(self) -> str:
         """The certificate chain, PEM (no key)."""
-        return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in self._chain)
+        return certificates_pem(self._chain)
 
     @property
     def subject(self) -> str:
@@ -364,21 +406,29 @@ class TLSIdentity:
     @property
     def dns_names(self) -> tuple[str, ...]:
         """DNS names among the subject-alternative names."""
+        from cryptography import x509
+
         sans = self._sans()
         return tuple(sans.get_values_for_type(x509.DNSName)) if sans else ()
 
     @property
     def ip_addresses(self) -> tuple[str, ...]:
         """IP addresses among the subject-alternative names."""
+        from cryptography import x509
+
         sans = self._sans()
         return tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)) if sans else ()
 
     @property
     def common_names(self) -> tuple[str, ...]:
         """Every CN of the subject."""
+        from cryptography.x509.oid import NameOID
+
         return tuple(str(a.value) for a in self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
 
     def _sans(self) -> x509.SubjectAlternativeName | None:
+        from cryptography import x509
+
         try:
             return self.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
@@ -401,6 +451,8 @@ class TLSIdentity:
 
     def export_private_key_pem(self, password: str | bytes | None = None) -> bytes:
         """The PRIVATE KEY, PKCS#8 PEM, encrypted when ``password`` is given. Handle with care."""
+        from cryptography.hazmat.primitives import serialization
+
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(_password_bytes(password) or b"")
             if password
@@ -499,9 +551,7 @@ def server_context(
     use_identity(context, identity)
     roots = [load_certificate(r) if isinstance(r, bytes) else r for r in client_roots or ()]
     if roots:
-        context.load_verify_locations(
-            cadata="".join(r.public_bytes(serialization.Encoding.PEM).decode() for r in roots)
-        )
+        context.load_verify_locations(cadata=certificates_pem(roots))
         context.verify_mode = ssl.CERT_REQUIRED if require_client_certificate else ssl.CERT_OPTIONAL
     elif require_client_certificate:
         raise ConfigurationError("requiring client certificates needs the roots they must chain to")

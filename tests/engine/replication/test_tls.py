@@ -7,6 +7,8 @@ import datetime as dt
 import pickle
 import re
 import ssl
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -361,3 +363,19 @@ def test_an_identity_needs_a_matching_key_of_a_usable_kind(created: TLSIdentity)
         TLSIdentity(other, [created.certificate])
     with pytest.raises(ConfigurationError, match="needs a certificate"):
         TLSIdentity(other, [])
+
+
+def test_replication_without_certificates_never_loads_cryptography() -> None:
+    # some 10 MiB resident: loaded at first use only (a pin, an identity, a client certificate)
+    probe = (
+        "import sys\n"
+        "import engine.replication.listener, engine.replication.replicator, engine.replication.auth\n"
+        "from engine.replication.server_validation import ServerValidation\n"
+        "from engine.replication.tls import sha256_fingerprint\n"
+        "ServerValidation.pinned(fingerprint=sha256_fingerprint(b'x'))\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    identity = TLSIdentity.create_self_signed(["127.0.0.1"])  # and when it is needed, it is there
+    assert identity.names_address("127.0.0.1")
