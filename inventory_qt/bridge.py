@@ -22,9 +22,9 @@ from PySide6.QtCore import QObject, Qt, Signal
 from engine.replication.errors import ConfigurationError
 from engine.replication.listener import ConnectionEvent, ListenerStatus, URLEndpointListener
 from engine.replication.replicator import Replicator
-from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
+from engine.replication.replicator_types import ActivityLevel, EndpointResolver, ReplicatorStatus
 from engine.replication.trust_store import TRUST_STORE_FILE
-from inventory_qt.engine_config import TrustPrompt, listener_setup, replicator_configuration
+from inventory_qt.engine_config import listener_setup, replicator_configuration
 from inventory_qt.session import Session
 
 __all__ = ["ListenerBridge", "ListenerState", "PeerReplication", "StopTimeoutError"]
@@ -164,13 +164,19 @@ class PeerReplication(QObject):
     _status_relay = Signal(object)
 
     def __init__(
-        self, session: Session, url: str, *, remote_name: str | None = None, trust: TrustPrompt | None = None
+        self,
+        session: Session,
+        url: str,
+        *,
+        remote_name: str | None = None,
+        endpoint: EndpointResolver | None = None,
     ) -> None:
         super().__init__()
         self._session = session
         self.url = url
         self.remote_name = remote_name
-        self._trust = trust
+        #: a discovered peer's resolver: each attempt connects where the peer listens now
+        self.endpoint = endpoint
         self._replicator: Replicator | None = None
         self._status = ReplicatorStatus()
         #: Disconnect was asked for: the stop is no error to show
@@ -204,6 +210,7 @@ class PeerReplication(QObject):
                     session.user,
                     session.password,
                     remote_name=self.remote_name,
+                    endpoint=self.endpoint,
                     trust_store=session.db.path / TRUST_STORE_FILE,
                 )
             except ValueError as exc:  # a user name with ':' cannot be sent with Basic authentication

@@ -15,10 +15,12 @@ import pytest
 import qasync
 from PySide6.QtCore import SignalInstance
 from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
 
+from inventory_qt.ui.main_window import MainWindow
 from tests.conftest import TIME_UNIT, wait_until
 
-__all__ = ["next_emission", "wait_until"]
+__all__ = ["next_emission", "signed_in", "wait_until"]
 
 
 def _qasync_loop() -> asyncio.AbstractEventLoop:
@@ -50,3 +52,13 @@ async def next_emission(signal: SignalInstance, timeout: float = 5.0) -> tuple[A
 def data_dir(tmp_path: Path) -> Path:
     """A data directory for users' databases."""
     return tmp_path / "data"
+
+
+async def signed_in(qtbot: QtBot, data_dir: Path, user: str, password: str) -> MainWindow:
+    """A shown window signed in as ``user`` (its database in ``data_dir``)."""
+    window = MainWindow(data_dir)
+    qtbot.addWidget(window)
+    window.show()
+    await window.sign_in(user, password)
+    assert window.session is not None, window.login.status.text()
+    return window
