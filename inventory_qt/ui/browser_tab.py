@@ -1,10 +1,10 @@
 """The Browser tab (active peer): peers, each with a continuous replication and its status.
 
 "Connect to URL..." adds a peer by hand (kept in the settings for the next
-sign-in); discovered peers arrive through :meth:`BrowserTab.peer_found` and
-:meth:`BrowserTab.peer_lost` (EXTENSION POINT: the discovery browser's
-added/changed/removed events), and are connected at once when
-"auto-connect" is on. Double-click or Enter connects; the context menu offers
+sign-in); peers found on the network (:mod:`inventory_qt.discovery_bridge`)
+arrive through :meth:`BrowserTab.peer_found` and :meth:`BrowserTab.peer_lost`,
+are followed by their peer ID wherever they listen, and are connected at once
+when "auto-connect" is on; our own listener is never listed. Double-click or Enter connects; the context menu offers
 Connect, Disconnect (stops, keeps the replicator: Connect resumes from its
 checkpoint), Remove, Reset checkpoint and Copy URL. A certificate refused as
 new or changed (trust on first use) asks the user, showing its fingerprint
@@ -43,11 +43,13 @@ from engine.replication.errors import (
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus, check_url
 from engine.replication.trust_store import TRUST_STORE_FILE
 from inventory_qt.bridge import PeerReplication
+from inventory_qt.discovery_bridge import DiscoveryBridge
 from inventory_qt.engine_config import record_trust
 from inventory_qt.errors import show_error
 from inventory_qt.models.peers_model import PeerColumn, PeerInfo, PeersModel, manual_peer
 from inventory_qt.ops import run_op
 from inventory_qt.session import Session
+from inventory_qt.settings import Settings
 from inventory_qt.ui.delegates import PeerStatusDelegate
 from inventory_qt.ui.trust_dialog import TrustDialog
 
@@ -89,6 +91,10 @@ class BrowserTab(QWidget):
         self._asking: set[str] = set()
         #: the open trust questions, by peer ID (one per peer at a time)
         self.trust_dialogs: dict[str, TrustDialog] = {}
+        #: the discovery browser (:meth:`set_discovery`), through which discovered peers are followed
+        self.discovery: DiscoveryBridge | None = None
+        self._auto_connect = session.settings.replicator.auto_connect
+        session.settingsChanged.connect(self._settings_changed)
         self._build()
         for url in session.settings.peers:
             self.model.upsert_peer(manual_peer(url))
@@ -116,7 +122,7 @@ class BrowserTab(QWidget):
         self.view.installEventFilter(_EnterConnects(self))
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
-        hint = QLabel(
+        self.hint = hint = QLabel(
             "Double-click a peer (or press Enter) to sync with it continuously; right-click for more. "
             "Peers found on the network appear here by themselves."
         )
@@ -157,15 +163,42 @@ class BrowserTab(QWidget):
             self.connect_row(self.model.row_of(info.peer_id))
         return info.peer_id
 
+    def set_discovery(self, discovery: DiscoveryBridge) -> None:
+        """List the peers ``discovery`` finds; connect to them through it (following them when they move)."""
+        self.discovery = discovery
+        discovery.peerFound.connect(self.peer_found)
+        discovery.peerLost.connect(self.peer_lost)
+        discovery.runningChanged.connect(self.show_discovery_state)
+        self.show_discovery_state(discovery.running)
+
+    def show_discovery_state(self, running: bool) -> None:
+        discovery = self.discovery
+        if discovery is None:
+            return
+        if running:
+            self.model.set_own_peer_id(discovery.own_peer_id)
+        if discovery.problem:
+            self.hint.setText(f"Peers on the network cannot be found: {discovery.problem}")
+            self.hint.setStyleSheet("color: #c62828")
+
+    def _settings_changed(self, settings: Settings) -> None:
+        """Auto-connect just turned on: connect to the discovered peers not connected yet."""
+        if settings.replicator.auto_connect and not self._auto_connect:
+            for row in self.model.peers:
+                replication = self.replications.get(row.info.peer_id)
+                if row.info.discovered and (replication is None or not replication.running):
+                    self.connect_row(self.model.row_of(row.info.peer_id))
+        self._auto_connect = settings.replicator.auto_connect
+
     def peer_found(self, info: PeerInfo) -> None:
-        """EXTENSION POINT (discovery): a peer appeared or changed; auto-connect if asked to."""
+        """A discovered peer appeared or changed; auto-connect if asked to."""
         if self.model.upsert_peer(info) and self.session.settings.replicator.auto_connect:
             replication = self.replications.get(info.peer_id)
             if replication is None or not replication.running:
                 self.connect_row(self.model.row_of(info.peer_id))
 
     def peer_lost(self, peer_id: str) -> None:
-        """EXTENSION POINT (discovery): a peer left the network; a running replication keeps retrying."""
+        """A discovered peer left the network; a running replication keeps its row and retries."""
         replication = self.replications.get(peer_id)
         if replication is None or not replication.running:
             self.model.remove_peer(peer_id)
@@ -193,8 +226,13 @@ class BrowserTab(QWidget):
         info = self.model.peer_row(row).info
         replication = self.replications.get(info.peer_id)
         if replication is None:
-            remote_name = None if info.peer_id.startswith("url:") else info.peer_id
-            replication = PeerReplication(self.session, info.url, remote_name=remote_name)
+            remote_name, endpoint = None, None
+            if info.discovered:
+                # followed by its peer ID: a peer restarted on another port is reconnected, its
+                # checkpoint and its trusted certificate are the peer's, not its address's
+                remote_name = info.peer_id
+                endpoint = self.discovery.endpoint(info.peer_id) if self.discovery is not None else None
+            replication = PeerReplication(self.session, info.url, remote_name=remote_name, endpoint=endpoint)
             peer_id = info.peer_id
             replication.statusChanged.connect(lambda status: self._on_status(peer_id, status))
             self.replications[peer_id] = replication

@@ -17,6 +17,7 @@ from PySide6.QtCore import SignalInstance
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from inventory_qt.discovery_bridge import INTERFACES_ENV
 from inventory_qt.ui.main_window import MainWindow
 from tests.conftest import TIME_UNIT, wait_until
 
@@ -46,6 +47,12 @@ async def next_emission(signal: SignalInstance, timeout: float = 5.0) -> tuple[A
         return await asyncio.wait_for(future, timeout * TIME_UNIT)
     finally:
         signal.disconnect(fire)
+
+
+@pytest.fixture(autouse=True)
+def discovery_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discovery (windows and the screenshot subprocess) on 127.0.0.1 only: nothing leaves the machine."""
+    monkeypatch.setenv(INTERFACES_ENV, "127.0.0.1")
 
 
 @pytest.fixture

@@ -92,6 +92,7 @@ async def tls_listener(window: MainWindow, allow: Path, port: int = 0) -> str:
     await window.session.update_settings(replace(settings, listener=listener))
     await window.listener_tab.start(host="127.0.0.1")
     assert window.bridge.state is ListenerState.RUNNING, window.listener_tab.error_label.text()
+    assert window.listener_tab.advertised.text() == "No (turned off in Settings)"
     return window.bridge.urls[0]
 
 
