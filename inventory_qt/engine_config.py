@@ -138,8 +138,8 @@ def listener_authenticator(settings: ListenerSettings, user: str, password: str)
 def listener_setup(db: Database, settings: ListenerSettings, user: str, password: str) -> ListenerSetup:
     """The listener configuration for ``settings``. Reads files: call on the database thread.
 
-    EXTENSION POINT (discovery): advertising (``settings.advertise``) is started
-    beside the listener by :class:`inventory_qt.bridge.ListenerBridge`.
+    Advertising (``settings.advertise``) is started beside the listener by
+    :class:`inventory_qt.bridge.ListenerBridge` (:mod:`inventory_qt.discovery_bridge`).
     """
     tls, fingerprint = listener_tls(settings, db.path)
     config = ListenerConfiguration(
