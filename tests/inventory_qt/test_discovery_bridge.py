@@ -59,6 +59,7 @@ def test_interfaces_come_from_the_option_else_the_environment(monkeypatch: pytes
 
 
 @pytest.mark.asyncio
+@pytest.mark.discovery
 async def test_two_windows_find_each_other_auto_connect_and_follow_a_restarted_listener(
     qtbot: QtBot, tmp_path: Path
 ) -> None:
