@@ -1,23 +1,29 @@
 """Application entry point (``inventory-sync-app``, ``python -m inventory_qt``, ``make run``).
 
-qasync runs asyncio inside the Qt event loop: engine work (the listener, the
-replicators) runs as asyncio tasks on the GUI thread's loop, and database
-work on the session's database thread. Before Qt starts, the platform check
-says what a desktop is missing instead of letting Qt abort.
+qasync runs the app's asyncio work inside the Qt event loop; the listener and
+the replicators run on the session's engine thread
+(:mod:`inventory_qt.engine_thread`), database work on its database thread.
+Before Qt starts, the platform check says what a desktop is missing instead
+of letting Qt abort. ``--interface IP`` limits discovery to addresses of this
+machine.
 
 ``--screenshot OUTDIR`` signs in as ``--user`` without the dialog (password
 from ``INVENTORY_PASSWORD``), renders the sign-in screen, each tab and the
-Settings dialog to PNG files in OUTDIR and exits 0.
+Settings dialog to PNG files in OUTDIR and exits 0. For the Listener tab it
+starts the listener on 127.0.0.1 (advertised if the settings say so); the
+Browser tab is taken once a peer was found on the network, or after
+:data:`PEER_WAIT` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import qasync
@@ -26,6 +32,7 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QApplication
 
 from inventory_qt import platform_check
+from inventory_qt.discovery_bridge import INTERFACES_ENV
 from inventory_qt.errors import describe_error
 from inventory_qt.ui.main_window import MainWindow
 
@@ -37,6 +44,17 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "INVENTORY_PASSWORD"  # noqa: S105  (a variable name, not a password)
 #: Seconds the screenshots wait for pictures to load before rendering anyway.
 PICTURE_WAIT = 10.0
+#: Seconds the screenshot run waits for the listener's advert, then for a peer on the network.
+ADVERT_WAIT = 5.0
+PEER_WAIT = 2.0
+
+
+def interface_address(text: str) -> str:
+    """An interface's IP address, for argparse (``--interface``)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r} (give an address of this machine)") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OUTDIR",
         default=None,
         help=f"sign in (password from ${PASSWORD_ENV}), save each screen as PNG in OUTDIR, exit",
+    )
+    parser.add_argument(
+        "--interface",
+        dest="interfaces",
+        action="append",
+        type=interface_address,
+        metavar="IP",
+        help=f"an address of this machine for discovery (repeatable; default: ${INTERFACES_ENV}, else every interface)",
     )
     parser.add_argument("--verbose", action="store_true", help="log at debug level")
     return parser
@@ -81,7 +107,7 @@ def _run(args: argparse.Namespace, qt_args: list[str], password: str) -> int:
     app.setQuitOnLastWindowClosed(False)  # the window closes after logging out; then the loop ends
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow(args.data_dir)
+    window = MainWindow(args.data_dir, interfaces=args.interfaces)
     if args.user:
         window.login.reset(args.user)
     with loop:
@@ -111,6 +137,12 @@ async def take_screenshots(window: MainWindow, user: str, password: str, outdir:
     try:
         await _pictures_loaded(window)
         for index, name in enumerate(("list", "listener", "browser")):
+            if name == "listener":
+                await _listening(window)
+            elif name == "browser":
+                await _until(
+                    lambda: window.browser_tab is not None and window.browser_tab.model.rowCount() > 0, PEER_WAIT
+                )
             window.tabs.setCurrentIndex(index)
             await _settle()
             _save(window.grab(), outdir / f"{name}.png")
@@ -133,6 +165,23 @@ async def _settle() -> None:
     """Let Qt lay out and paint (a few turns of the event loop)."""
     for _ in range(3):
         await asyncio.sleep(0.05)
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``condition`` came true within ``timeout`` seconds (checked every 20 ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+async def _listening(window: MainWindow) -> None:
+    """Start the listener on 127.0.0.1 and wait (a bounded time) for its advert, for the Listener tab's picture."""
+    assert window.listener_tab is not None and window.bridge is not None
+    bridge = window.bridge
+    await window.listener_tab.start(host="127.0.0.1")
+    await _until(lambda: not bridge.advertising.starting, ADVERT_WAIT)
 
 
 async def _pictures_loaded(window: MainWindow) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -22,9 +23,10 @@ from PySide6.QtCore import QObject, Qt, Signal
 from engine.replication.errors import ConfigurationError
 from engine.replication.listener import ConnectionEvent, ListenerStatus, URLEndpointListener
 from engine.replication.replicator import Replicator
-from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
+from engine.replication.replicator_types import ActivityLevel, EndpointResolver, ReplicatorStatus
 from engine.replication.trust_store import TRUST_STORE_FILE
-from inventory_qt.engine_config import TrustPrompt, listener_setup, replicator_configuration
+from inventory_qt.discovery_bridge import ListenerAdvertising
+from inventory_qt.engine_config import listener_setup, replicator_configuration
 from inventory_qt.session import Session
 
 __all__ = ["ListenerBridge", "ListenerState", "PeerReplication", "StopTimeoutError"]
@@ -68,16 +70,21 @@ class ListenerBridge(QObject):
     _status_relay = Signal(object)
     _client_relay = Signal(object)
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, interfaces: Sequence[str] | None = None) -> None:
         super().__init__()
         self._session = session
+        #: the listener's advert on the local network (``interfaces``: see inventory_qt.discovery_bridge)
+        self.advertising = ListenerAdvertising(session, interfaces)
         self._listener: URLEndpointListener | None = None
         self._state = ListenerState.STOPPED
         self._status_relay.connect(self._on_status, Qt.ConnectionType.QueuedConnection)
         self._client_relay.connect(self._on_connection, Qt.ConnectionType.QueuedConnection)
         self.fingerprint: str | None = None
-        #: EXTENSION POINT (discovery): whether the listener is advertised on the network
-        self.advertised = False
+
+    @property
+    def advertised(self) -> bool:
+        """Whether the listener is advertised on the local network now."""
+        return self.advertising.advertised
 
     @property
     def state(self) -> ListenerState:
@@ -105,7 +112,7 @@ class ListenerBridge(QObject):
             self.stateChanged.emit(int(state))
 
     async def start(self, *, host: str | None = None) -> None:
-        """Start listening with the session's settings.
+        """Start listening with the session's settings; advertise it if they say so (in the background).
 
         Raises:
             ConfigurationError, OSError: it cannot start (the state goes back to stopped).
@@ -113,6 +120,51 @@ class ListenerBridge(QObject):
         if self._state is not ListenerState.STOPPED:
             return
         self._set_state(ListenerState.STARTING)
+        await self._start_listener(host)
+        if self._listener is not None and self._session.settings.listener.advertise:
+            self.advertising.start(self._listener, self.fingerprint)
+        self._set_state(ListenerState.RUNNING)
+
+    async def restart(self) -> None:
+        """Apply new settings: a new listener (port, certificate...) replaces the running one.
+
+        Clients are cut off (continuous replicators come back by themselves); the
+        advert stays and is re-announced with the new port and certificate, so
+        browsers see the peer change rather than leave, and replicators
+        following it reconnect at once.
+
+        Raises:
+            ConfigurationError, OSError: the new listener cannot start (the state is then stopped).
+        """
+        old = self._listener
+        if old is None or self._state is not ListenerState.RUNNING:
+            return
+        self._set_state(ListenerState.STOPPING)
+        host = old.config.host
+        try:
+            await asyncio.wait_for(self._session.engine.call(old.stop), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
+        self._listener = None
+        self.countsChanged.emit(0, 0)
+        self._set_state(ListenerState.STARTING)
+        try:
+            await self._start_listener(host)
+        except BaseException:
+            self.fingerprint = None
+            await self.advertising.stop()
+            raise
+        listener = self._listener
+        assert listener is not None and listener.port is not None
+        if not self._session.settings.listener.advertise:
+            await self.advertising.stop()
+        elif self.advertising.advertised:
+            await self.advertising.update(port=listener.port, fingerprint=self.fingerprint)
+        else:
+            self.advertising.start(listener, self.fingerprint)
+        self._set_state(ListenerState.RUNNING)
+
+    async def _start_listener(self, host: str | None) -> None:
         session = self._session
         try:
             setup = await session.run(
@@ -129,8 +181,6 @@ class ListenerBridge(QObject):
             raise
         self._listener = listener
         self.fingerprint = setup.fingerprint
-        # EXTENSION POINT (discovery): start advertising here when settings.listener.advertise
-        self._set_state(ListenerState.RUNNING)
 
     async def stop(self) -> None:
         """Close every connection and free the port."""
@@ -139,7 +189,7 @@ class ListenerBridge(QObject):
             return
         self._set_state(ListenerState.STOPPING)
         try:
-            # EXTENSION POINT (discovery): stop advertising here
+            await self.advertising.stop()  # first: browsers should not try a listener going away
             await asyncio.wait_for(self._session.engine.call(listener.stop), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
@@ -164,13 +214,19 @@ class PeerReplication(QObject):
     _status_relay = Signal(object)
 
     def __init__(
-        self, session: Session, url: str, *, remote_name: str | None = None, trust: TrustPrompt | None = None
+        self,
+        session: Session,
+        url: str,
+        *,
+        remote_name: str | None = None,
+        endpoint: EndpointResolver | None = None,
     ) -> None:
         super().__init__()
         self._session = session
         self.url = url
         self.remote_name = remote_name
-        self._trust = trust
+        #: a discovered peer's resolver: each attempt connects where the peer listens now
+        self.endpoint = endpoint
         self._replicator: Replicator | None = None
         self._status = ReplicatorStatus()
         #: Disconnect was asked for: the stop is no error to show
@@ -204,6 +260,7 @@ class PeerReplication(QObject):
                     session.user,
                     session.password,
                     remote_name=self.remote_name,
+                    endpoint=self.endpoint,
                     trust_store=session.db.path / TRUST_STORE_FILE,
                 )
             except ValueError as exc:  # a user name with ':' cannot be sent with Basic authentication

@@ -1,21 +1,19 @@
 """From the app's settings to the engine's configurations: the one place TLS and discovery plug in.
 
-Today the engine's listener serves plain ``ws://`` with a password allow list,
-and the replicator connects with Basic credentials. The security issue adds
-TLS identities, certificate validation and a new authenticator API, the
-discovery issue adds advertising and browsing; when they merge, the values
-the Settings dialog already stores and validates are handed to the engine
-here, and nowhere else:
+The values the Settings dialog stores and validates reach the engine here, and
+nowhere else:
 
-* :func:`listener_tls` -- EXTENSION POINT (TLS): build the listener's TLS
-  context and certificate fingerprint from ``ListenerSettings.tls_mode``,
-  ``identity_file`` and ``identity_password`` (engine/replication/tls.py).
-* :func:`replicator_tls` -- EXTENSION POINT (TLS): build the client context
-  from ``ReplicatorSettings.validation``, ``pinned_certificate``, ``ca_file``;
-  trust-on-first-use asks through the ``trust`` callback (see
-  :class:`inventory_qt.bridge.PeerReplication`).
+* :func:`listener_tls` -- the listener's TLS identity and certificate
+  fingerprint from ``ListenerSettings.tls_mode``, ``identity_file`` and
+  ``identity_password`` (:mod:`engine.replication.listener_tls`).
+* :func:`replicator_tls` -- how a peer's certificate is checked, from
+  ``ReplicatorSettings.validation``, ``pinned_certificate``, ``ca_file``;
+  trust on first use asks first (``confirm_first_use``): the Browser tab asks
+  the user and :func:`record_trust` writes the answer to the trust store.
 * :func:`listener_authenticator` -- the allow list from Settings, or only the
-  signed-in user; the security issue's explicit open-access choice goes here.
+  signed-in user.
+* :func:`replicator_configuration` -- a peer typed in by URL, or a discovered
+  peer followed by its peer ID (``endpoint``; :mod:`inventory_qt.discovery_bridge`).
 
 Everything here may read small files: call it on the database thread
 (:meth:`Session.run`), never on the GUI thread.
@@ -23,42 +21,37 @@ Everything here may read small files: call it on the database thread
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.database import Database
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator, load_allow_list
+from engine.replication.errors import ConfigurationError
 from engine.replication.listener import ListenerConfiguration
 from engine.replication.listener_tls import listener_identity
-from engine.replication.replicator_types import ReplicatorConfiguration, ReplicatorType
+from engine.replication.replicator_types import EndpointResolver, ReplicatorConfiguration, ReplicatorType
 from engine.replication.server_validation import ServerValidation
 from engine.replication.tls import TLSIdentity
+from engine.replication.trust_store import TrustStore
 from inventory_qt.settings import ListenerSettings, ReplicatorSettings, Validation
 
 __all__ = [
     "THREADED_DATABASE",
     "ListenerSetup",
-    "TrustPrompt",
     "listener_authenticator",
     "listener_setup",
     "listener_tls",
+    "record_trust",
     "replicator_configuration",
     "replicator_tls",
 ]
-
-#: Asked when a peer shows a certificate not seen before (trust on first use) or a changed
-#: one: ``(url, sha256 fingerprint, changed)`` -> whether to trust it. Wired by the TLS merge.
-TrustPrompt = Callable[[str, str, bool], bool]
 
 #: Database work of the listener and replicators on a thread of its own (True), or inline on the
 #: engine thread (False). Both keep commits off the GUI thread, since the engine has a thread of its
 #: own (:mod:`inventory_qt.engine_thread`); inline leaves one thread fewer wanting the GIL, and the
 #: GUI stalled less during a 50,000-document pull with it (docs/notes.md).
 THREADED_DATABASE = False
-
-_NO_TLS_YET = "the {what} TLS mode is not available in this version yet; choose Disabled in Settings > Listener > TLS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +105,25 @@ def replicator_tls(settings: ReplicatorSettings, url: str, trust_store: Path) ->
     )
 
 
+def record_trust(path: Path, key: str, fingerprint: str, *, subject: str | None, replace: bool) -> str:
+    """Trust ``fingerprint`` for the peer under ``key`` (the user said so); return what is trusted now.
+
+    First use (``replace`` False) keeps a fingerprint another connection stored
+    meanwhile (the next attempt then reports it as changed); a changed
+    certificate the user accepted (``replace`` True) replaces the old one.
+    Writes a file: call on the database thread.
+
+    Raises:
+        ConfigurationError: the trust store cannot be read or written.
+    """
+    store = TrustStore(path)
+    try:
+        trusted = (store.accept if replace else store.remember)(key, fingerprint, subject=subject)
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot write the trusted peers: {exc.strerror or exc}") from None
+    return trusted.fingerprint
+
+
 def listener_authenticator(settings: ListenerSettings, user: str, password: str) -> PasswordAuthenticator:
     """Who may connect: the users of the allow list file, or (no file chosen) the signed-in user only.
 
@@ -126,8 +138,8 @@ def listener_authenticator(settings: ListenerSettings, user: str, password: str)
 def listener_setup(db: Database, settings: ListenerSettings, user: str, password: str) -> ListenerSetup:
     """The listener configuration for ``settings``. Reads files: call on the database thread.
 
-    EXTENSION POINT (discovery): advertising (``settings.advertise``) is started
-    beside the listener by :class:`inventory_qt.bridge.ListenerBridge`.
+    Advertising (``settings.advertise``) is started beside the listener by
+    :class:`inventory_qt.bridge.ListenerBridge` (:mod:`inventory_qt.discovery_bridge`).
     """
     tls, fingerprint = listener_tls(settings, db.path)
     config = ListenerConfiguration(
@@ -150,11 +162,15 @@ def replicator_configuration(
     password: str,
     *,
     remote_name: str | None = None,
+    endpoint: EndpointResolver | None = None,
     trust_store: Path,
 ) -> ReplicatorConfiguration:
     """A continuous push-and-pull replication with ``url`` as the signed-in user.
 
-    ``remote_name`` is a discovered peer's stable ID (its checkpoint survives a new address).
+    ``remote_name`` is a discovered peer's stable ID (its checkpoint survives a new address);
+    with ``endpoint`` (the discovery browser's ``PeerEndpoint``) each attempt asks where the
+    peer listens now, so a peer restarted on another port is followed, and trust on first
+    use keys its certificate by the peer ID.
 
     Raises:
         ConfigurationError: a URL the replicator cannot use.
@@ -169,4 +185,5 @@ def replicator_configuration(
         conflict_resolver=ItemMergeResolver(),
         threaded_database=THREADED_DATABASE,
         remote_name=remote_name,
+        endpoint=endpoint,
     )

@@ -6,8 +6,11 @@ shows it in a message box. Cancellation is silent: it returns None and shows
 nothing (Anki ``qt/aqt/errors.py``). Errors never carry passwords or document
 bodies (``engine/errors.py``), so the words are safe to show.
 
-New kinds of failure (the TLS module's refused certificates, discovery) get
-their words by adding a describer with :func:`register_describer`, checked
+Refused certificates say which check refused them (not trusted yet, changed
+since trusted, not the pinned one, not self-signed, expired, not from the CA);
+TLS spoken to a plain listener, or plain WebSocket to a TLS one, says which
+scheme to use; discovery failures say what to check. Other kinds of failure
+get their words by adding a describer with :func:`register_describer`, checked
 before the built-in rules.
 """
 
@@ -27,10 +30,15 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from engine.errors import DiskFullError, EngineError, InvalidUserNameError, InventoryError, StorageError
 from engine.replication.errors import (
     BlipError,
+    CertificateChangedError,
+    CertificateNotTrustedError,
+    CertificateRefusedError,
     ConnectionClosedError,
+    DiscoveryError,
     HandshakeError,
     HTTPStatusError,
     IncompatibleProtocolError,
+    PeerNotFoundError,
     ProtocolError,
     ReplicationError,
     TransportError,
@@ -99,7 +107,57 @@ def _os_words(exc: OSError) -> str:
     return words
 
 
+def _certificate_words(exc: CertificateRefusedError) -> str:  # noqa: PLR0911  (one case per check)
+    if isinstance(exc, CertificateNotTrustedError):
+        return f"the peer's certificate is not trusted yet (SHA-256 {exc.seen_fingerprint})"
+    if isinstance(exc, CertificateChangedError):
+        return (
+            "the peer's certificate changed since you trusted it: someone may be pretending to be this peer "
+            f"(trusted SHA-256 {exc.old_fingerprint}, now {exc.new_fingerprint})"
+        )
+    expected = exc.expected
+    if expected.startswith("the pinned certificate"):
+        return "the peer's certificate does not match the pinned one (Settings > Replicator)"
+    if expected == "a self-signed certificate":
+        return "the peer's certificate is not self-signed, which Settings > Replicator asks for"
+    if expected == "a self-signed certificate valid now":
+        return "the peer's self-signed certificate has expired or is not valid yet"
+    if "trust store" in expected:
+        return f"the list of trusted peers cannot be read ({str(exc).partition('a trust store error: ')[2] or exc})"
+    if "from a CA" in expected:
+        reason = str(exc).rpartition("; ")[2]
+        return f"the peer's certificate is not signed for its address by your CA ({reason})"
+    if expected == "a certificate":
+        return "the peer sent no certificate"
+    return f"the peer's certificate was refused ({exc})"
+
+
+def _handshake_words(exc: HandshakeError) -> str:
+    text = str(exc)
+    if "does not answer in TLS" in text:
+        return "the peer does not use TLS: its address starts with ws://, not wss://"
+    if "refused the TLS handshake" in text:
+        return "the peer refused the secure connection (it may want a client certificate)"
+    if "TLS handshake" in text:
+        return f"the secure (TLS) connection failed ({text})"
+    return f"the peer could not be connected to ({text})"
+
+
+def _scheme_words(exc: TransportError) -> str | None:
+    """A connection cut where a TLS or plain listener met the other kind of client, else None."""
+    if "during the TLS handshake" in str(exc):
+        return "the connection closed during the secure (TLS) handshake"
+    if isinstance(exc.__cause__, EOFError) and "wss://" in str(exc):
+        return "the peer closed the connection at once; if its listener uses TLS, its address starts with wss://"
+    return None
+
+
 def _transport_words(exc: TransportError) -> str:
+    if isinstance(exc, PeerNotFoundError):
+        return "the peer is not on the network right now; it is looked for again"
+    words = _scheme_words(exc)
+    if words is not None:
+        return words
     cause = exc.__cause__
     if isinstance(cause, ssl.SSLCertVerificationError):
         return _tls_words(cause)
@@ -120,9 +178,11 @@ def _tls_words(exc: ssl.SSLError) -> str:
 _REPLICATION_WORDS: list[tuple[type[ReplicationError], Callable[[Any], str]]] = [
     (HTTPStatusError, lambda e: _HTTP_WORDS.get(e.status, f"the peer refused the connection (HTTP {e.status})")),
     (IncompatibleProtocolError, lambda _: "the peer speaks an incompatible version of the sync protocol"),
+    (CertificateRefusedError, _certificate_words),
     (TransportError, _transport_words),
     (ConnectionClosedError, lambda e: _CLOSE_WORDS.get(e.code or 0, "the connection to the peer was closed")),
-    (HandshakeError, lambda e: f"the peer could not be connected to ({e})"),
+    (HandshakeError, _handshake_words),
+    (DiscoveryError, lambda e: f"looking for peers on the local network failed ({e})"),
     (ProtocolError, lambda _: "the peer broke the sync protocol"),
     (BlipError, lambda e: f"the peer reported an error ({e})"),
 ]

@@ -1,4 +1,4 @@
-"""Peers in the Browser tab: those added by URL and, once discovery merges, those found on the network.
+"""Peers in the Browser tab: those added by URL and those found on the network.
 
 A row is a :class:`PeerInfo` (who and where) and the latest replicator status
 of that peer. Discovery plugs in through :meth:`PeersModel.upsert_peer` and
@@ -112,7 +112,7 @@ class PeersModel(QAbstractTableModel):
         self._drop_own()
 
     def set_own_peer_id(self, peer_id: str | None) -> None:
-        """EXTENSION POINT (discovery): our advertised peer ID, never listed as a peer."""
+        """Our database's peer ID (the one our listener advertises), never listed as a peer."""
         self._own_peer_id = peer_id
         self._drop_own()
 

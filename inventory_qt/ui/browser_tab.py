@@ -1,47 +1,57 @@
 """The Browser tab (active peer): peers, each with a continuous replication and its status.
 
 "Connect to URL..." adds a peer by hand (kept in the settings for the next
-sign-in); discovered peers arrive through :meth:`BrowserTab.peer_found` and
-:meth:`BrowserTab.peer_lost` (EXTENSION POINT: the discovery browser's
-added/changed/removed events), and are connected at once when
-"auto-connect" is on. Double-click or Enter connects; the context menu offers
+sign-in); peers found on the network (:mod:`inventory_qt.discovery_bridge`)
+arrive through :meth:`BrowserTab.peer_found` and :meth:`BrowserTab.peer_lost`,
+are followed by their peer ID wherever they listen, and are connected at once
+when "auto-connect" is on; our own listener is never listed. Double-click or Enter connects; the context menu offers
 Connect, Disconnect (stops, keeps the replicator: Connect resumes from its
 checkpoint), Remove, Reset checkpoint and Copy URL. A certificate refused as
 new or changed (trust on first use) asks the user, showing its fingerprint
-(:meth:`BrowserTab.ask_trust`, an extension point for the TLS merge).
+(:meth:`BrowserTab.ask_trust`, :class:`~inventory_qt.ui.trust_dialog.TrustDialog`);
+the answer goes to the trust store and the peer is connected again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
     QLabel,
     QLineEdit,
     QMenu,
-    QMessageBox,
     QPushButton,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from engine.replication.errors import ConfigurationError
+from engine.replication.errors import (
+    CertificateChangedError,
+    CertificateNotTrustedError,
+    CertificateRefusedError,
+    ConfigurationError,
+)
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus, check_url
+from engine.replication.trust_store import TRUST_STORE_FILE
 from inventory_qt.bridge import PeerReplication
+from inventory_qt.discovery_bridge import DiscoveryBridge
+from inventory_qt.engine_config import record_trust
 from inventory_qt.errors import show_error
 from inventory_qt.models.peers_model import PeerColumn, PeerInfo, PeersModel, manual_peer
 from inventory_qt.ops import run_op
 from inventory_qt.session import Session
+from inventory_qt.settings import Settings
 from inventory_qt.ui.delegates import PeerStatusDelegate
+from inventory_qt.ui.trust_dialog import TrustDialog
 
 __all__ = ["BrowserTab"]
 
@@ -79,10 +89,12 @@ class BrowserTab(QWidget):
         self.replications: dict[str, PeerReplication] = {}
         self.dialog: QInputDialog | None = None
         self._asking: set[str] = set()
-        #: EXTENSION POINT (TLS): remembers a certificate the user trusted, ``(url, fingerprint)``;
-        #: the TLS merge wires it to the trust store (until then: this session only)
-        self.trusted: dict[str, str] = {}
-        self.trust_certificate: Callable[[str, str], None] = self.trusted.__setitem__
+        #: the open trust questions, by peer ID (one per peer at a time)
+        self.trust_dialogs: dict[str, TrustDialog] = {}
+        #: the discovery browser (:meth:`set_discovery`), through which discovered peers are followed
+        self.discovery: DiscoveryBridge | None = None
+        self._auto_connect = session.settings.replicator.auto_connect
+        session.settingsChanged.connect(self._settings_changed)
         self._build()
         for url in session.settings.peers:
             self.model.upsert_peer(manual_peer(url))
@@ -110,7 +122,7 @@ class BrowserTab(QWidget):
         self.view.installEventFilter(_EnterConnects(self))
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
-        hint = QLabel(
+        self.hint = hint = QLabel(
             "Double-click a peer (or press Enter) to sync with it continuously; right-click for more. "
             "Peers found on the network appear here by themselves."
         )
@@ -151,15 +163,42 @@ class BrowserTab(QWidget):
             self.connect_row(self.model.row_of(info.peer_id))
         return info.peer_id
 
+    def set_discovery(self, discovery: DiscoveryBridge) -> None:
+        """List the peers ``discovery`` finds; connect to them through it (following them when they move)."""
+        self.discovery = discovery
+        discovery.peerFound.connect(self.peer_found)
+        discovery.peerLost.connect(self.peer_lost)
+        discovery.runningChanged.connect(self.show_discovery_state)
+        self.show_discovery_state(discovery.running)
+
+    def show_discovery_state(self, running: bool) -> None:
+        discovery = self.discovery
+        if discovery is None:
+            return
+        if running:
+            self.model.set_own_peer_id(discovery.own_peer_id)
+        if discovery.problem:
+            self.hint.setText(f"Peers on the network cannot be found: {discovery.problem}")
+            self.hint.setStyleSheet("color: #c62828")
+
+    def _settings_changed(self, settings: Settings) -> None:
+        """Auto-connect just turned on: connect to the discovered peers not connected yet."""
+        if settings.replicator.auto_connect and not self._auto_connect:
+            for row in self.model.peers:
+                replication = self.replications.get(row.info.peer_id)
+                if row.info.discovered and (replication is None or not replication.running):
+                    self.connect_row(self.model.row_of(row.info.peer_id))
+        self._auto_connect = settings.replicator.auto_connect
+
     def peer_found(self, info: PeerInfo) -> None:
-        """EXTENSION POINT (discovery): a peer appeared or changed; auto-connect if asked to."""
+        """A discovered peer appeared or changed; auto-connect if asked to."""
         if self.model.upsert_peer(info) and self.session.settings.replicator.auto_connect:
             replication = self.replications.get(info.peer_id)
             if replication is None or not replication.running:
                 self.connect_row(self.model.row_of(info.peer_id))
 
     def peer_lost(self, peer_id: str) -> None:
-        """EXTENSION POINT (discovery): a peer left the network; a running replication keeps retrying."""
+        """A discovered peer left the network; a running replication keeps its row and retries."""
         replication = self.replications.get(peer_id)
         if replication is None or not replication.running:
             self.model.remove_peer(peer_id)
@@ -187,8 +226,13 @@ class BrowserTab(QWidget):
         info = self.model.peer_row(row).info
         replication = self.replications.get(info.peer_id)
         if replication is None:
-            remote_name = None if info.peer_id.startswith("url:") else info.peer_id
-            replication = PeerReplication(self.session, info.url, remote_name=remote_name)
+            remote_name, endpoint = None, None
+            if info.discovered:
+                # followed by its peer ID: a peer restarted on another port is reconnected, its
+                # checkpoint and its trusted certificate are the peer's, not its address's
+                remote_name = info.peer_id
+                endpoint = self.discovery.endpoint(info.peer_id) if self.discovery is not None else None
+            replication = PeerReplication(self.session, info.url, remote_name=remote_name, endpoint=endpoint)
             peer_id = info.peer_id
             replication.statusChanged.connect(lambda status: self._on_status(peer_id, status))
             self.replications[peer_id] = replication
@@ -197,48 +241,50 @@ class BrowserTab(QWidget):
     def _on_status(self, peer_id: str, status: ReplicatorStatus) -> None:
         self.model.set_status(peer_id, status)
         self.peersChanged.emit()
-        fingerprint = getattr(status.error, "fingerprint", None)
-        if status.activity is ActivityLevel.STOPPED and isinstance(fingerprint, str):
-            self.ask_trust(peer_id, fingerprint, changed=bool(getattr(status.error, "changed", False)))
+        error = status.error
+        if status.activity is ActivityLevel.STOPPED and isinstance(
+            error, CertificateNotTrustedError | CertificateChangedError
+        ):
+            self.ask_trust(peer_id, error)
 
-    def ask_trust(self, peer_id: str, fingerprint: str, *, changed: bool) -> QMessageBox | None:
-        """EXTENSION POINT (TLS, trust on first use): the peer's certificate was refused as new or changed.
+    def ask_trust(self, peer_id: str, error: CertificateRefusedError) -> TrustDialog | None:
+        """Trust on first use: the peer's certificate was refused as new or changed; ask (not waited for).
 
-        The TLS module's refusal carries the certificate's SHA-256 ``fingerprint`` and whether it
-        ``changed`` since it was trusted. Asks (not waited for); Trust calls :attr:`trust_certificate`
-        and connects again; Cancel leaves the peer stopped with the error shown.
+        Trust records the fingerprint in the trust store under the refusal's
+        ``trust_key`` (the peer ID for a discovered peer, else host and port), on
+        the database thread, and connects again; a changed certificate replaces
+        the old one only when the user ticked that they checked it. Cancel leaves
+        the peer stopped with the refusal shown in words.
         """
         row = self.model.row_of(peer_id)
-        if row < 0 or peer_id in self._asking:
+        if row < 0 or peer_id in self.trust_dialogs or not error.trust_key or not error.seen_fingerprint:
             return None
-        url = self.model.peer_row(row).info.url
-        if changed:
-            icon, title = QMessageBox.Icon.Warning, "Certificate changed"
-            text = (
-                f"The certificate of {url} is not the one you trusted before. Someone may be pretending "
-                f"to be this peer.\n\nNew SHA-256 fingerprint:\n{fingerprint}\n\nTrust the new certificate?"
-            )
-        else:
-            icon, title = QMessageBox.Icon.Question, "Trust this peer?"
-            text = (
-                f"{url} shows a certificate this computer has not seen before.\n\nSHA-256 fingerprint:\n"
-                f"{fingerprint}\n\nCompare it with the one its Listener tab shows. Trust it?"
-            )
-        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Cancel, self)
-        trust = box.addButton("Trust", QMessageBox.ButtonRole.AcceptRole)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self._asking.add(peer_id)
+        info = self.model.peer_row(row).info
+        peer = info.name if info.name == info.address else f"{info.name} ({info.address})"
+        dialog = TrustDialog(peer, error, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.trust_dialogs[peer_id] = dialog
 
-        def answered() -> None:
-            self._asking.discard(peer_id)
-            if box.clickedButton() is trust:
-                self.trust_certificate(url, fingerprint)
-                self.connect_row(self.model.row_of(peer_id))
+        def answered(result: int) -> None:
+            self.trust_dialogs.pop(peer_id, None)
+            if result == QDialog.DialogCode.Accepted:
+                run_op(self._trust(peer_id, error), parent=self)
 
-        box.finished.connect(answered)
-        box.open()
-        return box
+        dialog.finished.connect(answered)
+        dialog.open()
+        return dialog
+
+    async def _trust(self, peer_id: str, error: CertificateRefusedError) -> None:
+        assert error.trust_key is not None and error.seen_fingerprint is not None
+        await self.session.run(
+            record_trust,
+            self.session.db.path / TRUST_STORE_FILE,
+            error.trust_key,
+            error.seen_fingerprint,
+            subject=error.seen_subject,
+            replace=isinstance(error, CertificateChangedError),
+        )
+        self.connect_row(self.model.row_of(peer_id))
 
     def connect_row(self, row: int) -> None:
         """Connect (or resume) continuous push and pull with the peer at ``row``."""

@@ -70,6 +70,7 @@ class ListenerTab(QWidget):
         bridge.stateChanged.connect(self._on_state)
         bridge.countsChanged.connect(self._on_counts)
         bridge.client.connect(self._on_client)
+        bridge.advertising.advertisedChanged.connect(self._show_advertised)
         session.settingsChanged.connect(self._show_settings)
         self._on_state(int(bridge.state))
         self._show_settings()
@@ -121,14 +122,14 @@ class ListenerTab(QWidget):
         self.urls.setMaximumHeight(90)
         self.copy_url_button = QPushButton("Copy &URL")
         self.copy_url_button.clicked.connect(self.copy_url)
-        # EXTENSION POINT (TLS): the fingerprint comes from ListenerBridge.fingerprint
         self.fingerprint = QLabel()
         self.fingerprint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.fingerprint.setWordWrap(True)
         self.copy_fingerprint_button = QPushButton("Copy &fingerprint")
         self.copy_fingerprint_button.clicked.connect(self.copy_fingerprint)
-        # EXTENSION POINT (discovery): ListenerBridge.advertised
         self.advertised = QLabel()
+        self.advertised.setObjectName("listenerAdvertised")
+        self.advertised.setWordWrap(True)
         self.counts = QLabel()
         self.counts.setObjectName("listenerCounts")
 
@@ -160,10 +161,26 @@ class ListenerTab(QWidget):
         else:
             self.fingerprint.setText("Shown while listening")
         self.copy_fingerprint_button.setEnabled(bool(fingerprint))
-        self.advertised.setText("Yes" if running and self.bridge.advertised else "No")
+        self._show_advertised()
         if state is ListenerState.STOPPED:
             self.clients.clear()
         self._on_counts(self.bridge.status.connection_count, self.bridge.status.active_connection_count)
+
+    def _show_advertised(self, *_: object) -> None:
+        advertising = self.bridge.advertising
+        if self.bridge.state is not ListenerState.RUNNING:
+            text = "No"
+        elif advertising.name is not None:
+            text = f"Yes, as \u201c{advertising.name}\u201d on the local network"
+        elif advertising.problem:
+            text = f"No: {advertising.problem}"
+        elif advertising.starting:
+            text = "Not yet (announcing on the local network\u2026)"
+        elif not self.session.settings.listener.advertise:
+            text = "No (turned off in Settings)"
+        else:
+            text = "No"
+        self.advertised.setText(text)
 
     def _on_counts(self, connected: int, active: int) -> None:
         self.counts.setText(f"{connected} connected, {active} active")
@@ -186,6 +203,12 @@ class ListenerTab(QWidget):
         """Start listening (``host`` limits it to one address, as tests do with 127.0.0.1)."""
         self.error_label.hide()
         self._task = run_op(self.bridge.start(host=host), parent=self, on_error=self._failed)
+        return self._task
+
+    def restart(self) -> asyncio.Task[None | None]:
+        """Apply new settings to the running listener (a new listener; the advert re-announced)."""
+        self.error_label.hide()
+        self._task = run_op(self.bridge.restart(), parent=self, on_error=self._failed)
         return self._task
 
     def ask_stop(self) -> QMessageBox | asyncio.Task[None | None] | None:

@@ -1,9 +1,10 @@
 """The main window: the sign-in screen, then the List, Listener and Browser tabs with a status bar.
 
 Signing in opens (creating and seeding on first use) the user's database on
-the database thread while the sign-in screen shows a progress indicator. Log
-Out stops the listener and every replication concurrently (each with a
-deadline), closes the database on its thread and returns to the sign-in
+the database thread while the sign-in screen shows a progress indicator, then
+starts looking for peers on the local network. Log Out stops the listener
+(withdrawing its advert), every replication and the discovery browser
+concurrently (each with a deadline), closes the database on its thread and returns to the sign-in
 screen; closing the window does the same first.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -20,9 +22,11 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QStackedWidget, QTabWidget
 
 from engine.replication.replicator_types import ActivityLevel
 from inventory_qt.bridge import ListenerBridge, ListenerState
+from inventory_qt.discovery_bridge import DiscoveryBridge, discovery_interfaces
 from inventory_qt.errors import describe_error
 from inventory_qt.ops import run_op
 from inventory_qt.session import Session, open_session
+from inventory_qt.settings import Settings
 from inventory_qt.ui.browser_tab import BrowserTab
 from inventory_qt.ui.list_tab import ListTab
 from inventory_qt.ui.listener_tab import ListenerTab
@@ -40,13 +44,16 @@ class MainWindow(QMainWindow):
     #: signed in (True) or back at the sign-in screen (False)
     signedIn = Signal(bool)  # noqa: N815
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, *, interfaces: Sequence[str] | None = None) -> None:
         super().__init__()
         self.data_dir = data_dir
+        #: where discovery advertises and browses (None: every interface; see inventory_qt.discovery_bridge)
+        self.interfaces = discovery_interfaces(interfaces)
         self.setWindowTitle("Inventory Sync")
         self.resize(760, 600)
         self.session: Session | None = None
         self.bridge: ListenerBridge | None = None
+        self.discovery: DiscoveryBridge | None = None
         self.list_tab: ListTab | None = None
         self.listener_tab: ListenerTab | None = None
         self.browser_tab: BrowserTab | None = None
@@ -99,10 +106,12 @@ class MainWindow(QMainWindow):
             await session.close()
             return
         self.session = session
-        self.bridge = ListenerBridge(session)
+        self.bridge = ListenerBridge(session, interfaces=self.interfaces)
+        self.discovery = DiscoveryBridge(session, self.interfaces)
         self.list_tab = ListTab(session)
         self.listener_tab = ListenerTab(session, self.bridge)
         self.browser_tab = BrowserTab(session)
+        self.browser_tab.set_discovery(self.discovery)
         self.tabs.addTab(self.list_tab, "&List")
         self.tabs.addTab(self.listener_tab, "Lis&tener")
         self.tabs.addTab(self.browser_tab, "&Browser")
@@ -112,6 +121,9 @@ class MainWindow(QMainWindow):
         self.list_tab.model.dirtyChanged.connect(self._update_summary)
         self.list_tab.view.setFocus()
         session.follow_other_processes()
+        session.settingsChanged.connect(self._settings_changed)
+        self._listener_settings = session.settings.listener
+        run_op(self.discovery.start(), on_error=self._discovery_failed)  # peers then appear by themselves
         await self.list_tab.reload()
         self.setWindowTitle(f"Inventory Sync \u2014 {user}")
         self.login.set_busy(False)
@@ -127,6 +139,19 @@ class MainWindow(QMainWindow):
         if self.bridge is not None and self.browser_tab is not None:
             self.browser_tab.model.set_own_urls(self.bridge.urls)
         self._update_summary()
+
+    def _discovery_failed(self, exc: BaseException) -> None:
+        log.warning("cannot look for peers on the network: %s", describe_error(exc))
+        if self.browser_tab is not None and self.discovery is not None:
+            self.browser_tab.show_discovery_state(False)  # shows the problem in words
+
+    def _settings_changed(self, settings: Settings) -> None:
+        """New listener settings apply at once to a running listener (restarted, its advert updated)."""
+        if settings.listener == self._listener_settings:
+            return
+        self._listener_settings = settings.listener
+        if self.bridge is not None and self.bridge.state is ListenerState.RUNNING and self.listener_tab is not None:
+            self.listener_tab.restart()
 
     # -- status bar ------------------------------------------------------------------------------
 
@@ -191,12 +216,14 @@ class MainWindow(QMainWindow):
         self._signed_in_actions(False)
         self.login.set_busy(True, "Signing out\u2026")
         self.stack.setCurrentWidget(self.login)
-        bridge, browser, list_tab = self.bridge, self.browser_tab, self.list_tab
+        bridge, browser, list_tab, discovery = self.bridge, self.browser_tab, self.list_tab, self.discovery
         if list_tab is not None:
             list_tab.shutdown()
         stops = [bridge.stop()] if bridge is not None else []
         if browser is not None:
             stops.append(browser.stop_all())
+        if discovery is not None:
+            stops.append(discovery.stop())
         results = await asyncio.gather(*stops, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -208,6 +235,7 @@ class MainWindow(QMainWindow):
             if widget is not None:
                 widget.deleteLater()
         self.bridge, self.list_tab, self.listener_tab, self.browser_tab = None, None, None, None
+        self.discovery = None
         self.summary.clear()
         self.setWindowTitle("Inventory Sync")
         self.login.reset(session.user)

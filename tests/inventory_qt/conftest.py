@@ -15,10 +15,13 @@ import pytest
 import qasync
 from PySide6.QtCore import SignalInstance
 from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
 
+from inventory_qt.discovery_bridge import INTERFACES_ENV, DiscoveryBridge, ListenerAdvertising
+from inventory_qt.ui.main_window import MainWindow
 from tests.conftest import TIME_UNIT, wait_until
 
-__all__ = ["next_emission", "wait_until"]
+__all__ = ["next_emission", "signed_in", "wait_until"]
 
 
 def _qasync_loop() -> asyncio.AbstractEventLoop:
@@ -46,7 +49,40 @@ async def next_emission(signal: SignalInstance, timeout: float = 5.0) -> tuple[A
         signal.disconnect(fire)
 
 
+@pytest.fixture(autouse=True)
+def discovery_on_loopback(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discovery (windows and the screenshot subprocess) on 127.0.0.1 only: nothing leaves the machine.
+
+    Only tests marked ``discovery`` browse and advertise in this process: in the others a
+    peer advertised on 127.0.0.1 by another test process of the machine would add rows
+    to the Browser tab, and their listeners' adverts would show up in that process.
+    """
+    monkeypatch.setenv(INTERFACES_ENV, "127.0.0.1")
+    if request.node.get_closest_marker("discovery") is None:
+
+        async def not_browsing(self: DiscoveryBridge) -> None:
+            return None
+
+        def not_advertising(self: ListenerAdvertising, *_: object) -> asyncio.Future[None]:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        monkeypatch.setattr(DiscoveryBridge, "start", not_browsing)
+        monkeypatch.setattr(ListenerAdvertising, "start", not_advertising)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """A data directory for users' databases."""
     return tmp_path / "data"
+
+
+async def signed_in(qtbot: QtBot, data_dir: Path, user: str, password: str) -> MainWindow:
+    """A shown window signed in as ``user`` (its database in ``data_dir``)."""
+    window = MainWindow(data_dir)
+    qtbot.addWidget(window)
+    window.show()
+    await window.sign_in(user, password)
+    assert window.session is not None, window.login.status.text()
+    return window

@@ -16,7 +16,7 @@ from inventory_qt.bridge import ListenerState
 from inventory_qt.models.items_model import Column
 from inventory_qt.models.peers_model import PeerColumn
 from inventory_qt.ui.main_window import MainWindow
-from tests.inventory_qt.conftest import wait_until
+from tests.inventory_qt.conftest import signed_in, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -54,15 +54,6 @@ async def test_a_bad_user_name_is_said_in_words(qtbot: QtBot, data_dir: Path) ->
     await window.sign_in("bad\x00name", "pw")
     assert window.session is None and "control characters" in window.login.status.text()
     assert window.login.sign_in_button.isEnabled() is False  # the password field was not filled in the form
-
-
-async def signed_in(qtbot: QtBot, data_dir: Path, user: str, password: str) -> MainWindow:
-    window = MainWindow(data_dir)
-    qtbot.addWidget(window)
-    window.show()
-    await window.sign_in(user, password)
-    assert window.session is not None, window.login.status.text()
-    return window
 
 
 def quantity(window: MainWindow, key: str) -> int | None:
