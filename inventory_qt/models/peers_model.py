@@ -217,11 +217,7 @@ class PeersModel(QAbstractTableModel):
         if column == PeerColumn.ADDRESS:
             return info.url if role == Qt.ItemDataRole.ToolTipRole else info.address
         if column == PeerColumn.TLS:
-            if not info.tls:
-                return "None (ws://)"
-            if info.fingerprint and role == Qt.ItemDataRole.ToolTipRole:
-                return f"TLS, certificate SHA-256 {info.fingerprint}"
-            return "TLS"
+            return _security_text(info, role)
         return row.words().text
 
     def headerData(  # noqa: N802
@@ -230,3 +226,13 @@ class PeersModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return _HEADERS[section] if 0 <= section < len(_HEADERS) else None
         return None
+
+
+def _security_text(info: PeerInfo, role: int) -> str:
+    if not info.tls:
+        return "None (ws://)"
+    if not info.fingerprint:
+        return "TLS"
+    if role == Qt.ItemDataRole.ToolTipRole:
+        return f"TLS, certificate SHA-256 {info.fingerprint}"
+    return f"TLS {info.fingerprint[:8]}\u2026"  # the advertised fingerprint's start, to tell peers apart

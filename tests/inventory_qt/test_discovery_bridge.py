@@ -89,7 +89,7 @@ async def test_two_windows_find_each_other_auto_connect_and_follow_a_restarted_l
         info = tab.model.peer_row(tab.model.row_of(alice_id)).info
         assert info.discovered and info.tls and info.fingerprint == alice.bridge.fingerprint
         assert info.url == alice.bridge.urls[0] and info.name.startswith("alice on ")
-        assert peer_cell(bob, alice_id, PeerColumn.TLS) == "TLS"
+        assert peer_cell(bob, alice_id, PeerColumn.TLS) == f"TLS {alice.bridge.fingerprint[:8]}…"
         await wait_until(lambda: bob.bridge is not None and bob.bridge.advertised, WAIT)
         assert alice.browser_tab is not None
         await wait_until(lambda: alice.browser_tab is not None and alice.browser_tab.model.row_of(bob_id) >= 0, WAIT)
