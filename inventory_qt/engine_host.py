@@ -34,6 +34,7 @@ from engine.replication.listener import URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.trust_store import TRUST_STORE_FILE
 from engine.userdata import open_database
+from inventory_qt import engine_config
 from inventory_qt.engine_config import listener_setup, replicator_configuration
 from inventory_qt.engine_protocol import (
     Committed,
@@ -222,6 +223,7 @@ def child_main(conn: Connection) -> None:
     root = logging.getLogger()
     root.handlers[:] = [_PipeLogHandler(send)]
     root.setLevel(hello.log_level)
+    engine_config.THREADED_DATABASE = hello.threaded_database
     try:
         asyncio.run(_serve(conn, send, hello))
     finally:

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from PySide6.QtCore import QObject, Qt, Signal
 
 from engine.database import Database
+from inventory_qt import engine_config
 from inventory_qt.engine_host import EngineHost, child_main
 from inventory_qt.engine_protocol import (
     Committed,
@@ -148,7 +149,7 @@ class EngineClient(QObject):
         self._generation += 1
         self._conn, self._process = ours, process
         level = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
-        self._send(Hello(str(self._db.path), self._user, self._password, level))
+        self._send(Hello(str(self._db.path), self._user, self._password, level, engine_config.THREADED_DATABASE))
         threading.Thread(target=self._read, args=(ours, self._generation), name="engine pipe", daemon=True).start()
         log.info("sync engine started (process %s)", process.pid)
 

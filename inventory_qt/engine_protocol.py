@@ -171,6 +171,8 @@ class Hello:
     user: str
     password: str = field(repr=False)
     log_level: int = logging.WARNING
+    #: :data:`inventory_qt.engine_config.THREADED_DATABASE` of the app (benchmarks change it)
+    threaded_database: bool = False
 
 
 @dataclass(frozen=True, slots=True)
