@@ -17,8 +17,11 @@ here, and nowhere else:
 * :func:`listener_authenticator` -- the allow list from Settings, or only the
   signed-in user; the security issue's explicit open-access choice goes here.
 
-Everything here may read small files: call it on the database thread
-(:meth:`Session.run`), never on the GUI thread.
+Everything here may read small files. The app's sync engine process
+(:mod:`inventory_qt.engine_host`) builds the configurations it runs; the
+Browser tab builds a replicator configuration once more when a peer is first
+connected, only to refuse at once what cannot work. No Qt here: the engine
+process imports this module.
 """
 
 from __future__ import annotations

@@ -245,7 +245,11 @@ def _read_commands(conn: Connection, loop: asyncio.AbstractEventLoop, inbox: asy
 
 
 async def _serve(conn: Connection, send: Send, hello: Hello) -> None:
-    db = await asyncio.to_thread(open_database, Path(hello.path))
+    try:
+        db = await asyncio.to_thread(open_database, Path(hello.path))
+    except Exception:
+        log.exception("the sync engine cannot open %s", hello.path)
+        return
     host = EngineHost(db, hello.user, hello.password, send, forward_commits=True)
     inbox: asyncio.Queue[object] = asyncio.Queue()
     threading.Thread(

@@ -4,7 +4,7 @@ During a 50,000-document pull the replication's Python work, on a thread of
 the app, stalled the GUI thread 20-56 ms at a time waiting for the GIL
 (docs/notes.md). So the listener and the replicators of a session run in a
 child process (:func:`inventory_qt.engine_host.child_main`), started with
-multiprocessing's "spawn" context on first use and talked to over a
+multiprocessing's "spawn" context at sign-in (or on first use) and talked to over a
 :func:`multiprocessing.Pipe` in the messages of
 :mod:`inventory_qt.engine_protocol`. A reader thread here waits on the pipe
 and re-emits each message on a queued signal, so everything the bridges see
@@ -54,12 +54,14 @@ from inventory_qt.engine_protocol import (
 )
 from inventory_qt.engine_thread import EngineThread
 
-__all__ = ["ENGINE_MODE", "EngineClient"]
+__all__ = ["ENGINE_MODE", "START_AT_SIGN_IN", "EngineClient"]
 
 log = logging.getLogger(__name__)
 
 #: Where the listener and replicators run: a child process, or a thread of the app.
 ENGINE_MODE: Literal["process", "thread"] = "process"
+#: Start the child at sign-in (its imports take about a second), rather than at the first Start or Connect.
+START_AT_SIGN_IN = True
 
 #: Seconds :meth:`EngineClient.stop` waits for an orderly end before terminating, then killing.
 SHUTDOWN_TIMEOUT = 4.0
@@ -125,6 +127,16 @@ class EngineClient(QObject):
     def pid(self) -> int | None:
         """The child process's ID (None in thread mode or before the first use)."""
         return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the engine now (sign-in does), so that the first Start or Connect need not wait for it.
+
+        A failure is logged; the first request tries again and says why.
+        """
+        try:
+            self._ensure_started()
+        except Exception as exc:
+            log.warning("the sync engine could not start: %s", exc)
 
     def new_key(self) -> int:
         """A key for a new replication (unique within this client)."""

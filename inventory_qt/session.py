@@ -34,6 +34,7 @@ from engine.errors import InvalidUserNameError
 from engine.replication.db_runner import DbRunner
 from engine.replication.external_changes import follow_external_changes
 from engine.userdata import encode_user_name, open_user_database
+from inventory_qt import engine_process
 from inventory_qt.engine_process import EngineClient
 from inventory_qt.settings import Settings, load_settings, save_settings
 
@@ -196,5 +197,7 @@ async def open_session(user: str, password: str, data_dir: Path | None) -> Sessi
         raise
     session = Session(user, password, data_dir, db, runner)
     session.settings = settings
+    if engine_process.START_AT_SIGN_IN:
+        session.engine.start()  # its imports run while the window fills in
     log.info("signed in as %r", user)
     return session

@@ -49,7 +49,7 @@ async def test_a_dead_engine_is_said_in_words_and_starts_again(qtbot: QtBot, dat
     assert window.session is not None and window.listener_tab is not None and window.bridge is not None
     assert window.browser_tab is not None
     engine = window.session.engine
-    assert engine.mode == "process" and engine.pid is None  # started on first use only
+    assert engine.mode == "process" and engine.pid is not None  # started at sign-in
     try:
         await window.listener_tab.start(host="127.0.0.1")
         assert window.bridge.state is ListenerState.RUNNING
