@@ -43,6 +43,7 @@ from PySide6.QtWidgets import QApplication
 from bench.sync import nearest_rank, seed
 from engine.replication.replicator_types import ActivityLevel
 from inventory_qt import engine_config, engine_process
+from inventory_qt.engine_protocol import StopListener
 from inventory_qt.ui.main_window import MainWindow
 
 PROBE_MS = 5
@@ -89,6 +90,8 @@ async def one_run(url: str, docs: int, work: Path) -> dict[str, object]:
     window.show()
     await window.sign_in("bench", "bench-pw")
     assert window.browser_tab is not None and window.session is not None
+    # the engine process starts at sign-in; a user clicks later: wait until it answers (a no-op request)
+    await window.session.engine.request(StopListener)
     probe = Probe()
     probe.start()
     await asyncio.sleep(1.0)
