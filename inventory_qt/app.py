@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app; return its exit code."""
+    multiprocessing.freeze_support()  # a frozen app's sync engine process (inventory_qt.engine_process)
     parser = _parser()
     args, qt_args = parser.parse_known_args(argv)
     logging.basicConfig(

@@ -1,11 +1,13 @@
 """The engine's listener and replicators as QObjects: their events reach widgets only as Qt signals.
 
-The listener and the replicators run on the session's engine thread
-(:mod:`inventory_qt.engine_thread`); the bridges start and stop them there
-and await the outcome on the GUI loop. The engine calls its status listeners
-on its own thread; each bridge re-emits the value on a private signal
-connected with ``Qt.QueuedConnection`` to a method of the bridge, which lives
-on the GUI thread, so widgets only ever hear of the engine on the GUI thread.
+The listener and the replicators run in the session's sync engine, a child
+process (:mod:`inventory_qt.engine_process`, :mod:`inventory_qt.engine_host`);
+the bridges send it commands and await the answers on the GUI loop, and hear
+of its events through the session's :class:`~inventory_qt.engine_process.EngineClient`,
+whose signals are emitted on the GUI thread, so widgets only ever hear of the
+engine on the GUI thread. If the engine process ends unexpectedly, a running
+listener stops (:attr:`ListenerBridge.failed` says why) and each replication
+shows the error; Start or Connect starts a new engine process.
 """
 
 from __future__ import annotations
@@ -18,15 +20,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Signal
 
 from engine.replication.errors import ConfigurationError
-from engine.replication.listener import ConnectionEvent, ListenerStatus, URLEndpointListener
-from engine.replication.replicator import Replicator
-from engine.replication.replicator_types import ActivityLevel, EndpointResolver, ReplicatorStatus
+from engine.replication.listener import ConnectionEvent, ListenerStatus
+from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
 from engine.replication.trust_store import TRUST_STORE_FILE
 from inventory_qt.discovery_bridge import ListenerAdvertising
-from inventory_qt.engine_config import listener_setup, replicator_configuration
+from inventory_qt.engine_config import replicator_configuration
+from inventory_qt.engine_protocol import (
+    ConnectPeer,
+    DisconnectPeer,
+    EngineStoppedError,
+    ListenerInfo,
+    RemovePeer,
+    ReplicatorStatusEvent,
+    StartListener,
+    StopListener,
+)
 from inventory_qt.session import Session
 
 __all__ = ["ListenerBridge", "ListenerState", "PeerReplication", "StopTimeoutError"]
@@ -66,19 +77,20 @@ class ListenerBridge(QObject):
     stateChanged = Signal(int)  # noqa: N815  (ListenerState)
     countsChanged = Signal(int, int)  # noqa: N815  (connected, active)
     client = Signal(object)  # ClientEvent
-    #: from the engine thread to the GUI thread
-    _status_relay = Signal(object)
-    _client_relay = Signal(object)
+    #: the listener stopped by itself (its engine process ended): the exception, for words
+    failed = Signal(object)
 
     def __init__(self, session: Session, *, interfaces: Sequence[str] | None = None) -> None:
         super().__init__()
         self._session = session
         #: the listener's advert on the local network (``interfaces``: see inventory_qt.discovery_bridge)
         self.advertising = ListenerAdvertising(session, interfaces)
-        self._listener: URLEndpointListener | None = None
+        self._info: ListenerInfo | None = None
+        self._status = ListenerStatus()
         self._state = ListenerState.STOPPED
-        self._status_relay.connect(self._on_status, Qt.ConnectionType.QueuedConnection)
-        self._client_relay.connect(self._on_connection, Qt.ConnectionType.QueuedConnection)
+        session.engine.listenerStatus.connect(self._on_status)
+        session.engine.listenerClient.connect(self._on_connection)
+        session.engine.ended.connect(self._on_engine_ended)
         self.fingerprint: str | None = None
 
     @property
@@ -94,17 +106,17 @@ class ListenerBridge(QObject):
     @property
     def urls(self) -> list[str]:
         """The URLs peers can use (empty unless running)."""
-        return self._listener.urls if self._listener is not None else []
+        return list(self._info.urls) if self._info is not None else []
 
     @property
     def port(self) -> int | None:
         """The port listened on, or None."""
-        return self._listener.port if self._listener is not None else None
+        return self._info.port if self._info is not None else None
 
     @property
     def status(self) -> ListenerStatus:
         """Connected and active client counts."""
-        return self._listener.status if self._listener is not None else ListenerStatus()
+        return self._status if self._info is not None else ListenerStatus()
 
     def _set_state(self, state: ListenerState) -> None:
         if state != self._state:
@@ -121,8 +133,8 @@ class ListenerBridge(QObject):
             return
         self._set_state(ListenerState.STARTING)
         await self._start_listener(host)
-        if self._listener is not None and self._session.settings.listener.advertise:
-            self.advertising.start(self._listener, self.fingerprint)
+        if self._info is not None and self._session.settings.listener.advertise:
+            self.advertising.start(self._info)
         self._set_state(ListenerState.RUNNING)
 
     async def restart(self) -> None:
@@ -136,71 +148,74 @@ class ListenerBridge(QObject):
         Raises:
             ConfigurationError, OSError: the new listener cannot start (the state is then stopped).
         """
-        old = self._listener
+        old = self._info
         if old is None or self._state is not ListenerState.RUNNING:
             return
         self._set_state(ListenerState.STOPPING)
-        host = old.config.host
         try:
-            await asyncio.wait_for(self._session.engine.call(old.stop), STOP_TIMEOUT)
+            await asyncio.wait_for(self._session.engine.request(StopListener), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
-        self._listener = None
+        self._info = None
+        self._status = ListenerStatus()
         self.countsChanged.emit(0, 0)
         self._set_state(ListenerState.STARTING)
         try:
-            await self._start_listener(host)
+            await self._start_listener(old.host)
         except BaseException:
             self.fingerprint = None
             await self.advertising.stop()
             raise
-        listener = self._listener
-        assert listener is not None and listener.port is not None
+        info = self._info
+        assert info is not None and info.port is not None
         if not self._session.settings.listener.advertise:
             await self.advertising.stop()
         elif self.advertising.advertised:
-            await self.advertising.update(port=listener.port, fingerprint=self.fingerprint)
+            await self.advertising.update(port=info.port, fingerprint=info.fingerprint)
         else:
-            self.advertising.start(listener, self.fingerprint)
+            self.advertising.start(info)
         self._set_state(ListenerState.RUNNING)
 
     async def _start_listener(self, host: str | None) -> None:
-        session = self._session
+        settings = self._session.settings.listener
         try:
-            setup = await session.run(
-                listener_setup, session.db, session.settings.listener, session.user, session.password
-            )
-            if host is not None:
-                setup.configuration.host = host
-            listener = URLEndpointListener(setup.configuration)
-            listener.add_status_listener(self._status_relay.emit)  # called on the engine thread
-            listener.add_connection_listener(self._client_relay.emit)
-            await session.engine.call(listener.start)
+            info: ListenerInfo = await self._session.engine.request(lambda req: StartListener(req, settings, host))
         except BaseException:
             self._set_state(ListenerState.STOPPED)
             raise
-        self._listener = listener
-        self.fingerprint = setup.fingerprint
+        self._info = info
+        self._status = ListenerStatus()
+        self.fingerprint = info.fingerprint
 
     async def stop(self) -> None:
         """Close every connection and free the port."""
-        listener = self._listener
-        if listener is None or self._state is ListenerState.STOPPING:
+        if self._info is None or self._state is ListenerState.STOPPING:
             return
         self._set_state(ListenerState.STOPPING)
         try:
             await self.advertising.stop()  # first: browsers should not try a listener going away
-            await asyncio.wait_for(self._session.engine.call(listener.stop), STOP_TIMEOUT)
+            await asyncio.wait_for(self._session.engine.request(StopListener), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
         finally:
-            self._listener = None
-            self.fingerprint = None
-            self.countsChanged.emit(0, 0)
-            self._set_state(ListenerState.STOPPED)
+            self._stopped()
+
+    def _stopped(self) -> None:
+        self._info = None
+        self.fingerprint = None
+        self._status = ListenerStatus()
+        self.countsChanged.emit(0, 0)
+        self._set_state(ListenerState.STOPPED)
+
+    def _on_engine_ended(self, error: BaseException) -> None:
+        if self._info is not None and self._state is ListenerState.RUNNING:
+            self._stopped()
+            self.failed.emit(error)
 
     def _on_status(self, status: ListenerStatus) -> None:
-        self.countsChanged.emit(status.connection_count, status.active_connection_count)
+        if self._info is not None:
+            self._status = status
+            self.countsChanged.emit(status.connection_count, status.active_connection_count)
 
     def _on_connection(self, event: ConnectionEvent) -> None:
         self.client.emit(ClientEvent(event.connected, event.peer, event.user, time.time()))
@@ -210,8 +225,6 @@ class PeerReplication(QObject):
     """The replicator of one peer row: Connect, Disconnect (keeps it), Reset checkpoint, Remove."""
 
     statusChanged = Signal(object)  # noqa: N815  (ReplicatorStatus)
-    #: from the engine thread to the GUI thread
-    _status_relay = Signal(object)
 
     def __init__(
         self,
@@ -219,19 +232,26 @@ class PeerReplication(QObject):
         url: str,
         *,
         remote_name: str | None = None,
-        endpoint: EndpointResolver | None = None,
+        follow: bool = False,
+        interfaces: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self._session = session
         self.url = url
         self.remote_name = remote_name
-        #: a discovered peer's resolver: each attempt connects where the peer listens now
-        self.endpoint = endpoint
-        self._replicator: Replicator | None = None
+        #: a discovered peer: the engine follows it by its peer ID (``remote_name``) wherever it listens,
+        #: browsing on ``interfaces`` (None: every interface)
+        self.follow = follow and remote_name is not None
+        self.interfaces = tuple(interfaces) if interfaces is not None else None
+        self._key = session.engine.new_key()
+        #: the configuration was checked (and the engine told of this replication)
+        self._made = False
         self._status = ReplicatorStatus()
+        self._pulled = 0
         #: Disconnect was asked for: the stop is no error to show
         self._stopped_on_request = False
-        self._status_relay.connect(self._on_status, Qt.ConnectionType.QueuedConnection)
+        session.engine.replicatorStatus.connect(self._on_event)
+        session.engine.ended.connect(self._on_engine_ended)
 
     @property
     def status(self) -> ReplicatorStatus:
@@ -243,51 +263,73 @@ class PeerReplication(QObject):
         """Whether it is connecting, connected or waiting to retry."""
         return self._status.activity is not ActivityLevel.STOPPED
 
+    @property
+    def pulled(self) -> int:
+        """Documents pulled since the replication was made (in this engine process)."""
+        return self._pulled
+
+    def _on_event(self, event: ReplicatorStatusEvent) -> None:
+        if event.key == self._key:
+            self._pulled = event.pulled
+            self._on_status(event.status())
+
+    def _on_engine_ended(self, error: BaseException) -> None:
+        self._made = False  # a new engine process makes it again
+        if self.running:
+            self._on_status(ReplicatorStatus(ActivityLevel.STOPPED, self._status.progress, error))  # type: ignore[arg-type]
+
     def _on_status(self, status: ReplicatorStatus) -> None:
         if status.activity is ActivityLevel.STOPPED and self._stopped_on_request:
             status = ReplicatorStatus(ActivityLevel.STOPPED, status.progress)
         self._status = status
         self.statusChanged.emit(status)
 
-    def _replicator_for_session(self) -> Replicator:
-        if self._replicator is None:
-            session = self._session
-            try:
-                config = replicator_configuration(
-                    session.db,
-                    self.url,
-                    session.settings.replicator,
-                    session.user,
-                    session.password,
-                    remote_name=self.remote_name,
-                    endpoint=self.endpoint,
-                    trust_store=session.db.path / TRUST_STORE_FILE,
-                )
-            except ValueError as exc:  # a user name with ':' cannot be sent with Basic authentication
-                raise ConfigurationError(str(exc)) from None
-            self._replicator = Replicator(config)
-            self._replicator.add_change_listener(self._status_relay.emit)  # called on the engine thread
-        return self._replicator
+    def _check_configuration(self) -> None:
+        """Refuse at once what cannot work (the engine builds the same configuration)."""
+        session = self._session
+        try:
+            replicator_configuration(
+                session.db,
+                self.url,
+                session.settings.replicator,
+                session.user,
+                session.password,
+                remote_name=self.remote_name,
+                trust_store=session.db.path / TRUST_STORE_FILE,
+            )
+        except ValueError as exc:  # a user name with ':' cannot be sent with Basic authentication
+            raise ConfigurationError(str(exc)) from None
 
     def connect_peer(self, *, reset_checkpoint: bool = False) -> None:
-        """Start (or resume from the checkpoint) continuous push and pull with the signed-in credentials.
+        """Start (or resume) continuous push and pull with the signed-in credentials.
 
         Raises:
             ConfigurationError: the URL or the settings cannot work.
         """
-        replicator = self._replicator_for_session()
+        if not self._made:
+            self._check_configuration()
         if self._status.activity is ActivityLevel.STOPPED:
             self._stopped_on_request = False
             self._on_status(ReplicatorStatus(ActivityLevel.CONNECTING))  # at once, not after the engine's turn
-            self._session.engine.call_soon(lambda: replicator.start(reset_checkpoint=reset_checkpoint))
+            settings = self._session.settings.replicator
+            try:
+                self._session.engine.send(
+                    ConnectPeer(
+                        self._key, self.url, settings, self.remote_name, reset_checkpoint, self.follow, self.interfaces
+                    )
+                )
+            except Exception as exc:  # the engine cannot start: the row says why
+                self._on_status(ReplicatorStatus(ActivityLevel.STOPPED, error=exc))  # type: ignore[arg-type]
+                return
+            self._made = True
 
     async def disconnect_peer(self) -> None:
         """Stop, keeping the replicator: the next Connect resumes from its checkpoint."""
-        replicator = self._replicator
-        if replicator is not None:
+        if self._made:
             self._stopped_on_request = True
+            key = self._key
             try:
-                await asyncio.wait_for(self._session.engine.call(replicator.stop), STOP_TIMEOUT)
+                await asyncio.wait_for(self._session.engine.request(lambda req: DisconnectPeer(req, key)), STOP_TIMEOUT)
             except TimeoutError:
                 raise StopTimeoutError(f"the replication with {self.url} did not stop in time") from None
             self._on_status(ReplicatorStatus())
@@ -299,6 +341,10 @@ class PeerReplication(QObject):
 
     async def remove(self) -> None:
         """Stop and forget the replicator."""
-        with contextlib.suppress(StopTimeoutError):
-            await self.disconnect_peer()
-        self._replicator = None
+        if self._made:
+            self._made = False
+            self._stopped_on_request = True
+            key = self._key
+            with contextlib.suppress(StopTimeoutError, TimeoutError, EngineStoppedError):
+                await asyncio.wait_for(self._session.engine.request(lambda req: RemovePeer(req, key)), STOP_TIMEOUT)
+            self._on_status(ReplicatorStatus())

@@ -1,9 +1,11 @@
 """Discovery on the local network in the app: the Browser tab's peer browser, the listener's advert.
 
-Both run on the session's engine thread, where the replicators that follow a
-discovered peer (:class:`~engine.replication.discovery.PeerEndpoint`) ask the
-browser for its current URL; their events reach the GUI thread only through
-queued signals, as in :mod:`inventory_qt.bridge`.
+Both run on the session's discovery thread (:attr:`Session.discovery_thread`),
+not in the engine process: their work is light, and the Browser tab lists what
+the browser finds. Their events reach the GUI thread only through queued
+signals, as in :mod:`inventory_qt.bridge`. A replicator following a discovered
+peer runs in the engine process, which browses for that peer itself
+(:class:`~inventory_qt.engine_protocol.ConnectPeer` ``follow``).
 
 * :class:`DiscoveryBridge` browses while the user is signed in: peers found
   become :class:`~inventory_qt.models.peers_model.PeerInfo` values on
@@ -31,16 +33,9 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from engine.replication.discovery import (
-    Peer,
-    PeerAdvertiser,
-    PeerBrowser,
-    PeerEndpoint,
-    PeerEvent,
-    PeerRemoved,
-)
+from engine.replication.discovery import Peer, PeerAdvertiser, PeerBrowser, PeerEvent, PeerRemoved
 from engine.replication.discovery_records import default_instance_name
-from engine.replication.listener import URLEndpointListener
+from inventory_qt.engine_protocol import ListenerInfo
 from inventory_qt.errors import describe_error
 from inventory_qt.models.peers_model import PeerInfo
 from inventory_qt.session import Session
@@ -69,9 +64,8 @@ def peer_info(peer: Peer) -> PeerInfo:
     return PeerInfo(peer.peer_id, peer.name, peer.url, tls=peer.tls, fingerprint=peer.fingerprint, discovered=True)
 
 
-def _listener_addresses(listener: URLEndpointListener) -> list[str] | None:
+def _listener_addresses(host: str | None) -> list[str] | None:
     """A listener bound to one address advertises that address only (as ``advertise_listener``)."""
-    host = listener.config.host
     with contextlib.suppress(ValueError):
         if host and not ipaddress.ip_address(host).is_unspecified:
             return [host]
@@ -123,7 +117,7 @@ class DiscoveryBridge(QObject):
             browser.add_peer_listener(self._event_relay.emit)  # called on the engine thread
 
         try:
-            await self._session.engine.call(start)
+            await self._session.discovery_thread.call(start)
         except Exception as exc:
             self.problem = describe_error(exc)
             raise
@@ -137,15 +131,16 @@ class DiscoveryBridge(QObject):
         if browser is None:
             return
         try:
-            await asyncio.wait_for(self._session.engine.call(browser.stop), STOP_TIMEOUT)
+            await asyncio.wait_for(self._session.discovery_thread.call(browser.stop), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the discovery browser did not stop within %.0f s", STOP_TIMEOUT)
         finally:
             self.runningChanged.emit(False)
 
-    def endpoint(self, peer_id: str) -> PeerEndpoint | None:
-        """A replicator's resolver that follows ``peer_id`` wherever it listens (None when not browsing)."""
-        return self._browser.endpoint(peer_id) if self._browser is not None else None
+    @property
+    def interfaces(self) -> tuple[str, ...] | None:
+        """The interfaces browsed (None: every interface); a replication following a peer uses the same."""
+        return tuple(self._interfaces) if self._interfaces is not None else None
 
     def _on_event(self, event: PeerEvent) -> None:
         if self._browser is None:
@@ -186,15 +181,15 @@ class ListenerAdvertising(QObject):
         """The name the listener is advertised under (None when not advertised)."""
         return self._advertiser.name if self._advertiser is not None else None
 
-    def start(self, listener: URLEndpointListener, fingerprint: str | None) -> asyncio.Task[None]:
+    def start(self, listener: ListenerInfo) -> asyncio.Task[None]:
         """Start advertising a started listener, in the background (probing its name takes about 1.2 s)."""
         if self._starting is None or self._starting.done():
             self.problem = None
-            self._starting = asyncio.ensure_future(self._start(listener, fingerprint))
+            self._starting = asyncio.ensure_future(self._start(listener))
             self.advertisedChanged.emit(False)  # "starting" is shown
         return self._starting
 
-    async def _start(self, listener: URLEndpointListener, fingerprint: str | None) -> None:
+    async def _start(self, listener: ListenerInfo) -> None:
         if self._advertiser is not None:
             return
         peer_id = await _own_peer_id(self._session)
@@ -205,11 +200,11 @@ class ListenerAdvertising(QObject):
             # while the name is still being probed) closes the zeroconf instance it opened
             advertiser = PeerAdvertiser(
                 peer_id=peer_id,
-                database_name=listener.config.database_name,
+                database_name=listener.database_name,
                 port=listener.port or 0,
-                fingerprint=fingerprint,
+                fingerprint=listener.fingerprint,
                 name=name,
-                addresses=_listener_addresses(listener),
+                addresses=_listener_addresses(listener.host),
                 interfaces=self._interfaces,
             )
             try:
@@ -220,7 +215,7 @@ class ListenerAdvertising(QObject):
             return advertiser
 
         try:
-            self._advertiser = await self._session.engine.call(advertise)
+            self._advertiser = await self._session.discovery_thread.call(advertise)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -235,7 +230,7 @@ class ListenerAdvertising(QObject):
         """Re-announce a listener that restarted (another port, another certificate) under the same name."""
         advertiser = self._advertiser
         if advertiser is not None:
-            await self._session.engine.call(lambda: advertiser.update(port=port, fingerprint=fingerprint))
+            await self._session.discovery_thread.call(lambda: advertiser.update(port=port, fingerprint=fingerprint))
 
     async def stop(self) -> None:
         """Withdraw the advert (goodbye packets, a bounded wait); cancels a start still probing."""
@@ -248,7 +243,7 @@ class ListenerAdvertising(QObject):
         if advertiser is None:
             return
         try:
-            await asyncio.wait_for(self._session.engine.call(advertiser.stop), STOP_TIMEOUT)
+            await asyncio.wait_for(self._session.discovery_thread.call(advertiser.stop), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("the advert was not withdrawn within %.0f s", STOP_TIMEOUT)
         finally:

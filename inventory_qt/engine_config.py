@@ -15,8 +15,11 @@ nowhere else:
 * :func:`replicator_configuration` -- a peer typed in by URL, or a discovered
   peer followed by its peer ID (``endpoint``; :mod:`inventory_qt.discovery_bridge`).
 
-Everything here may read small files: call it on the database thread
-(:meth:`Session.run`), never on the GUI thread.
+Everything here may read small files. The app's sync engine process
+(:mod:`inventory_qt.engine_host`) builds the configurations it runs; the
+Browser tab builds a replicator configuration once more when a peer is first
+connected, only to refuse at once what cannot work. No Qt here: the engine
+process imports this module.
 """
 
 from __future__ import annotations

@@ -2,12 +2,16 @@
 
 Everything that touches the disk runs on the session's database thread
 (:meth:`Session.run`), so the GUI thread never waits on a commit; the
-listener and the replicators run on the session's engine thread
-(:attr:`Session.engine`). Every
-committed transaction, local, replicated or from another process, reaches
-the GUI thread as one :class:`~engine.changes.Changes` on
-:attr:`Session.changed` (a queued Qt signal), and each model decides whether
-to refresh (Anki ``OpChanges``).
+listener and the replicators run in the session's sync engine
+(:attr:`Session.engine`: a child process on the same database directory,
+see :mod:`inventory_qt.engine_process`). Every committed transaction, local,
+replicated or from another process, reaches the GUI thread as one
+:class:`~engine.changes.Changes` on :attr:`Session.changed` (a queued Qt
+signal), and each model decides whether to refresh (Anki ``OpChanges``).
+What the engine process commits is announced at once: it sends the document
+IDs over its pipe, and the session's handle looks for them on the database
+thread (:meth:`~engine.db_core.DatabaseCore.poll_external_changes`); what the
+app saves is pushed at once: the engine process is told to look.
 
 The password lives here, in memory, for as long as the session: it is the
 credential sent to other peers' listeners, and the default allow list of our
@@ -24,12 +28,14 @@ from typing import ParamSpec, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from engine.changes import Changes
+from engine.changes import Changes, ChangeSource
 from engine.database import Database
 from engine.errors import InvalidUserNameError
 from engine.replication.db_runner import DbRunner
 from engine.replication.external_changes import follow_external_changes
 from engine.userdata import encode_user_name, open_user_database
+from inventory_qt import engine_process
+from inventory_qt.engine_process import EngineClient
 from inventory_qt.engine_thread import EngineThread
 from inventory_qt.settings import Settings, load_settings, save_settings
 
@@ -59,12 +65,17 @@ class Session(QObject):
         self.db = db
         self._runner = runner
         self.settings = Settings()
-        #: where the listener and the replicators run (see :mod:`inventory_qt.engine_thread`)
-        self.engine = EngineThread()
+        #: where the listener and the replicators run (see :mod:`inventory_qt.engine_process`)
+        self.engine = EngineClient(db, user, password)
+        self._discovery_thread: EngineThread | None = None
         self._closed = False
         self._relay.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
-        self._remove_listener = db.add_change_listener(self._relay.emit)
+        self._remove_listener = db.add_change_listener(self._on_commit)
         self._follower: asyncio.Task[None] | None = None
+        self._looking: asyncio.Task[None] | None = None
+        self._look_again = False
+        if self.engine.mode == "process":
+            self.engine.committed.connect(self._engine_committed)
 
     def __repr__(self) -> str:
         return f"Session(user={self.user!r}, password=<hidden>)"
@@ -79,9 +90,41 @@ class Session(QObject):
         """Whether :meth:`close` has run."""
         return self._closed
 
+    def _on_commit(self, changes: Changes) -> None:
+        """On the committing thread: to the GUI thread; a save of ours is pushed at once."""
+        self._relay.emit(changes)
+        if changes.source is ChangeSource.LOCAL:
+            self.engine.poke()
+
     def _deliver(self, changes: Changes) -> None:
         if not self._closed:
             self.changed.emit(changes)
+
+    def _engine_committed(self, _changes: Changes) -> None:
+        """The engine process committed: look now (one look at a time, one more if asked meanwhile)."""
+        self._look_again = True
+        if not self._closed and (self._looking is None or self._looking.done()):
+            self._looking = asyncio.ensure_future(self._look())
+
+    async def _look(self) -> None:
+        while self._look_again and not self._closed:
+            self._look_again = False
+            try:
+                await self.run(self.db.poll_external_changes)  # announces them on ``changed``
+            except Exception as exc:  # closed meanwhile; the follower retries otherwise
+                log.debug("cannot look for the engine's changes: %s", exc)
+                return
+
+    @property
+    def discovery_thread(self) -> EngineThread:
+        """Where the app's discovery runs (the Browser tab's peer browser, the listener's advert).
+
+        A thread of the app's own (started on first use): zeroconf's work stays off
+        the GUI loop, and it is light, so it need not live in the engine process.
+        """
+        if self._discovery_thread is None:
+            self._discovery_thread = EngineThread("discovery")
+        return self._discovery_thread
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the database thread; return its result (or raise its exception)."""
@@ -103,7 +146,7 @@ class Session(QObject):
         return asyncio.ensure_future(self.run(save_settings, self.db, settings))
 
     async def close(self) -> None:
-        """Stop the engine's thread and following changes, close the database on its thread. Idempotent.
+        """Stop the sync engine and following changes, close the database on its thread. Idempotent.
 
         Stop the listener and the replicators first (they stop cleanly, saving checkpoints);
         whatever still runs on the engine's loop here is cancelled.
@@ -114,8 +157,12 @@ class Session(QObject):
         self._remove_listener()
         if self._follower is not None:
             self._follower.cancel()
+        if self._looking is not None:
+            self._looking.cancel()
         try:
             await self.engine.stop()
+            if self._discovery_thread is not None:
+                await self._discovery_thread.stop()
         finally:
             await self._close_database()
 
@@ -165,5 +212,7 @@ async def open_session(user: str, password: str, data_dir: Path | None) -> Sessi
         raise
     session = Session(user, password, data_dir, db, runner)
     session.settings = settings
+    if engine_process.START_AT_SIGN_IN:
+        session.engine.start()  # its imports run while the window fills in
     log.info("signed in as %r", user)
     return session

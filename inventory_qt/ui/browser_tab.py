@@ -226,13 +226,15 @@ class BrowserTab(QWidget):
         info = self.model.peer_row(row).info
         replication = self.replications.get(info.peer_id)
         if replication is None:
-            remote_name, endpoint = None, None
+            remote_name, interfaces = None, None
             if info.discovered:
                 # followed by its peer ID: a peer restarted on another port is reconnected, its
                 # checkpoint and its trusted certificate are the peer's, not its address's
                 remote_name = info.peer_id
-                endpoint = self.discovery.endpoint(info.peer_id) if self.discovery is not None else None
-            replication = PeerReplication(self.session, info.url, remote_name=remote_name, endpoint=endpoint)
+                interfaces = self.discovery.interfaces if self.discovery is not None else None
+            replication = PeerReplication(
+                self.session, info.url, remote_name=remote_name, follow=info.discovered, interfaces=interfaces
+            )
             peer_id = info.peer_id
             replication.statusChanged.connect(lambda status: self._on_status(peer_id, status))
             self.replications[peer_id] = replication

@@ -71,6 +71,7 @@ class ListenerTab(QWidget):
         bridge.countsChanged.connect(self._on_counts)
         bridge.client.connect(self._on_client)
         bridge.advertising.advertisedChanged.connect(self._show_advertised)
+        bridge.failed.connect(self._stopped_by_failure)
         session.settingsChanged.connect(self._show_settings)
         self._on_state(int(bridge.state))
         self._show_settings()
@@ -197,6 +198,12 @@ class ListenerTab(QWidget):
         words = describe_error(exc)
         if words:
             self.error_label.setText(f"The listener could not start: {words}")
+            self.error_label.show()
+
+    def _stopped_by_failure(self, exc: BaseException) -> None:
+        words = describe_error(exc)
+        if words:
+            self.error_label.setText(f"The listener stopped: {words}")
             self.error_label.show()
 
     def start(self, *, host: str | None = None) -> asyncio.Task[None | None]:
