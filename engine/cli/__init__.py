@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import logging
 import multiprocessing
 import sys
@@ -41,6 +42,14 @@ def _global_options() -> argparse.ArgumentParser:
     return common
 
 
+def _version() -> str:
+    """The installed version (in a bundle, from the dist-info the spec ships)."""
+    try:
+        return importlib.metadata.version("inventory-sync")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every command registered."""
     common = _global_options()
@@ -50,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 failed, 2 usage error, 130/143 sync interrupted. Details: docs/cli.md",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_store_commands(commands, common)
     register_sync_commands(commands, common)
