@@ -7,10 +7,11 @@ Run from the project root to regenerate them::
 The icon is drawn here from simple shapes (no external artwork): a crate of
 goods on a teal tile, with two arrows turning around it (in sync). It is drawn
 once at 1024 px and scaled down, so every size is the same picture. The PNGs
-are committed (package ``inventory_resources.icons``); the bundle ships them,
-the .deb installs them into the hicolor theme, and PyInstaller turns
-``inventory-sync-256.png`` into the ``.ico`` (Windows) or ``.icns`` (macOS)
-of the executable when it builds on those systems (Pillow does the conversion).
+are committed (package ``inventory_resources.icons``); the bundle ships them
+and the .deb installs them into the hicolor theme. ``inventory-sync.ico``
+(Windows: 16 to 256 px in one file) and ``inventory-sync.icns`` (macOS: 16 to
+512 px) are written next to them for the spec's executables there; they are
+build inputs, not package data.
 """
 
 from __future__ import annotations
@@ -67,13 +68,27 @@ def draw_icon() -> Image.Image:
     return image
 
 
+#: sizes in the Windows .ico (Explorer asks for 16 to 256) and the macOS .icns (16 to 512)
+ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
+ICNS_SIZES = (16, 32, 64, 128, 256, 512)
+
+
 def main() -> None:
-    """Write ``inventory-sync-<size>.png`` for every size."""
+    """Write ``inventory-sync-<size>.png`` for every size, then the .ico and the .icns."""
     OUT.mkdir(parents=True, exist_ok=True)
     big = draw_icon()
+    written = []
     for size in SIZES:
         path = OUT / f"inventory-sync-{size}.png"
         big.resize((size, size), Image.Resampling.LANCZOS).save(path, optimize=True)
+        written.append(path)
+    ico = OUT / "inventory-sync.ico"
+    big.save(ico, sizes=[(s, s) for s in ICO_SIZES])
+    icns = OUT / "inventory-sync.icns"
+    largest = big.resize((max(ICNS_SIZES),) * 2, Image.Resampling.LANCZOS)
+    extra = [big.resize((s, s), Image.Resampling.LANCZOS) for s in ICNS_SIZES[:-1]]
+    largest.save(icns, append_images=extra)
+    for path in [*written, ico, icns]:
         print(f"wrote {path.relative_to(OUT.parents[1])}")
 
 
