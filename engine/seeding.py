@@ -90,7 +90,9 @@ def _fallback_picture(images: Path | None) -> bytes:
 
 
 def _starter_file(name: str) -> bytes:
-    return resources.files("inventory_resources").joinpath("starter", name).read_bytes()
+    # one part per step: in a PyInstaller bundle, files() is a MultiplexedPath whose
+    # joinpath takes a single part under Python 3.11
+    return (resources.files("inventory_resources") / "starter" / name).read_bytes()
 
 
 def load_starter_inventory() -> list[StarterItem]:

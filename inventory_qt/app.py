@@ -32,7 +32,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QApplication
 
-from inventory_qt import platform_check
+from inventory_qt import platform_check, self_test
 from inventory_qt.discovery_bridge import INTERFACES_ENV
 from inventory_qt.errors import describe_error
 from inventory_qt.ui.main_window import MainWindow
@@ -78,17 +78,21 @@ def _parser() -> argparse.ArgumentParser:
         help=f"an address of this machine for discovery (repeatable; default: ${INTERFACES_ENV}, else every interface)",
     )
     parser.add_argument("--verbose", action="store_true", help="log at debug level")
+    # installers (issue 15): check this installation offscreen, see inventory_qt/self_test.py
+    parser.add_argument("--self-test", action="store_true", help="check this installation offscreen and exit")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app; return its exit code."""
-    multiprocessing.freeze_support()  # a frozen app's sync engine process (inventory_qt.engine_process)
+    multiprocessing.freeze_support()  # in a bundle, the spawned sync engine process runs its target here and exits
     parser = _parser()
     args, qt_args = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.self_test:  # offscreen, on a temporary data directory: no platform check, no window
+        return self_test.run_self_test(verbose=args.verbose)
     password = ""
     if args.screenshot is not None:
         if not args.user:
@@ -119,6 +123,7 @@ def _run(args: argparse.Namespace, qt_args: list[str], password: str) -> int:
         closed = asyncio.Event()
         app.lastWindowClosed.connect(closed.set)
         window.show()
+        self_test.exit_when_shown(window)  # bench/startup.py's probe; does nothing unless asked
         loop.run_until_complete(closed.wait())
     return 0
 

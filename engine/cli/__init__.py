@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import logging
+import multiprocessing
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +42,14 @@ def _global_options() -> argparse.ArgumentParser:
     return common
 
 
+def _version() -> str:
+    """The installed version (in a bundle, from the dist-info the spec ships)."""
+    try:
+        return importlib.metadata.version("inventory-sync")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every command registered."""
     common = _global_options()
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 failed, 2 usage error, 130/143 sync interrupted. Details: docs/cli.md",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_store_commands(commands, common)
     register_sync_commands(commands, common)
@@ -59,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    multiprocessing.freeze_support()  # in a bundle, a spawned child process runs its target here and exits
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in _GLOBALS:
