@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screenshot is not None:
         if not args.user:
             parser.error("--screenshot needs --user")
-        password = os.environ.get(PASSWORD_ENV, "")
+        password = os.environ.pop(PASSWORD_ENV, "")  # out of the environment the engine process inherits
         if not password:
             parser.error(f"--screenshot reads the password from ${PASSWORD_ENV}, which is not set")
     problem = platform_check.check()

@@ -22,12 +22,9 @@ from enum import IntEnum
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.replication.errors import ConfigurationError
 from engine.replication.listener import ConnectionEvent, ListenerStatus
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
-from engine.replication.trust_store import TRUST_STORE_FILE
 from inventory_qt.discovery_bridge import ListenerAdvertising
-from inventory_qt.engine_config import replicator_configuration
 from inventory_qt.engine_protocol import (
     ConnectPeer,
     DisconnectPeer,
@@ -87,6 +84,7 @@ class ListenerBridge(QObject):
         self.advertising = ListenerAdvertising(session, interfaces)
         self._info: ListenerInfo | None = None
         self._status = ListenerStatus()
+        self._withdrawing: asyncio.Future[None] | None = None
         self._state = ListenerState.STOPPED
         session.engine.listenerStatus.connect(self._on_status)
         session.engine.listenerClient.connect(self._on_connection)
@@ -132,6 +130,9 @@ class ListenerBridge(QObject):
         if self._state is not ListenerState.STOPPED:
             return
         self._set_state(ListenerState.STARTING)
+        if self._withdrawing is not None:  # the advert of a listener whose engine ended
+            await self._withdrawing
+            self._withdrawing = None
         await self._start_listener(host)
         if self._info is not None and self._session.settings.listener.advertise:
             self.advertising.start(self._info)
@@ -153,17 +154,17 @@ class ListenerBridge(QObject):
             return
         self._set_state(ListenerState.STOPPING)
         try:
-            await asyncio.wait_for(self._session.engine.request(StopListener), STOP_TIMEOUT)
-        except TimeoutError:
-            log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
-        self._info = None
-        self._status = ListenerStatus()
-        self.countsChanged.emit(0, 0)
-        self._set_state(ListenerState.STARTING)
-        try:
+            try:
+                await asyncio.wait_for(self._session.engine.request(StopListener), STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("the listener did not stop within %.0f s", STOP_TIMEOUT)
+            self._info = None
+            self._status = ListenerStatus()
+            self.countsChanged.emit(0, 0)
+            self._set_state(ListenerState.STARTING)
             await self._start_listener(old.host)
-        except BaseException:
-            self.fingerprint = None
+        except BaseException:  # it could not stop or start again (the engine may have ended): stopped
+            self._stopped()
             await self.advertising.stop()
             raise
         info = self._info
@@ -172,7 +173,8 @@ class ListenerBridge(QObject):
             await self.advertising.stop()
         elif self.advertising.advertised:
             await self.advertising.update(port=info.port, fingerprint=info.fingerprint)
-        else:
+        else:  # not advertised yet, or still probing the old port's advert: advertise the new one
+            await self.advertising.stop()
             self.advertising.start(info)
         self._set_state(ListenerState.RUNNING)
 
@@ -210,6 +212,8 @@ class ListenerBridge(QObject):
     def _on_engine_ended(self, error: BaseException) -> None:
         if self._info is not None and self._state is ListenerState.RUNNING:
             self._stopped()
+            # the advert named a listener that is gone: withdraw it (a later Start announces the new one)
+            self._withdrawing = asyncio.ensure_future(self.advertising.stop())
             self.failed.emit(error)
 
     def _on_status(self, status: ListenerStatus) -> None:
@@ -284,30 +288,12 @@ class PeerReplication(QObject):
         self._status = status
         self.statusChanged.emit(status)
 
-    def _check_configuration(self) -> None:
-        """Refuse at once what cannot work (the engine builds the same configuration)."""
-        session = self._session
-        try:
-            replicator_configuration(
-                session.db,
-                self.url,
-                session.settings.replicator,
-                session.user,
-                session.password,
-                remote_name=self.remote_name,
-                trust_store=session.db.path / TRUST_STORE_FILE,
-            )
-        except ValueError as exc:  # a user name with ':' cannot be sent with Basic authentication
-            raise ConfigurationError(str(exc)) from None
-
     def connect_peer(self, *, reset_checkpoint: bool = False) -> None:
         """Start (or resume) continuous push and pull with the signed-in credentials.
 
-        Raises:
-            ConfigurationError: the URL or the settings cannot work.
+        The engine builds the configuration (reading certificate files, off the GUI thread);
+        one that cannot work comes back as the row's error.
         """
-        if not self._made:
-            self._check_configuration()
         if self._status.activity is ActivityLevel.STOPPED:
             self._stopped_on_request = False
             self._on_status(ReplicatorStatus(ActivityLevel.CONNECTING))  # at once, not after the engine's turn

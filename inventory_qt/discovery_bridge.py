@@ -190,7 +190,9 @@ class ListenerAdvertising(QObject):
         return self._starting
 
     async def _start(self, listener: ListenerInfo) -> None:
-        if self._advertiser is not None:
+        if self._advertiser is not None:  # still registered: re-announce it for this listener
+            await self.update(port=listener.port or 0, fingerprint=listener.fingerprint)
+            self.advertisedChanged.emit(True)
             return
         peer_id = await _own_peer_id(self._session)
         name = default_instance_name(self._session.user)

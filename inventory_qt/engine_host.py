@@ -34,6 +34,7 @@ from typing import Any
 
 from engine.changes import Changes, ChangeSource
 from engine.database import Database
+from engine.replication import tuning
 from engine.replication.discovery import PeerBrowser, PeerEndpoint
 from engine.replication.errors import ConfigurationError
 from engine.replication.listener import URLEndpointListener
@@ -102,6 +103,7 @@ class EngineHost:
             self._db.poll_external_changes()
         elif isinstance(message, ConnectPeer):
             if message.follow and message.key not in self._replicators:
+                self._following.add(message.key)  # now: a Disconnect read next must find it
                 self._spawn(self._connect_following(message))
             else:
                 self._connect(message)
@@ -157,7 +159,6 @@ class EngineHost:
 
     async def _connect_following(self, message: ConnectPeer) -> None:
         """Start a replication that follows a discovered peer, once the browser it asks runs."""
-        self._following.add(message.key)
         try:
             browser = self._browsers.get(message.interfaces)
             if browser is None:
@@ -269,6 +270,8 @@ def child_main(conn: Connection) -> None:
     root.handlers[:] = [_PipeLogHandler(send)]
     root.setLevel(hello.log_level)
     engine_config.THREADED_DATABASE = hello.threaded_database
+    if hello.external_changes_interval is not None:
+        tuning.EXTERNAL_CHANGES_INTERVAL = hello.external_changes_interval
     try:
         asyncio.run(_serve(conn, send, hello))
     finally:

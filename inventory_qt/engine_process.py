@@ -66,6 +66,9 @@ START_AT_SIGN_IN = True
 #: Seconds :meth:`EngineClient.stop` waits for an orderly end before terminating, then killing.
 SHUTDOWN_TIMEOUT = 4.0
 KILL_TIMEOUT = 2.0
+#: Seconds between the engine process's own looks for the app's commits (None: the engine's
+#: default); a save pokes it to look at once anyway (tests lengthen it to prove the poke works).
+EXTERNAL_CHANGES_INTERVAL: float | None = None
 
 
 class _Ended:
@@ -160,9 +163,19 @@ class EngineClient(QObject):
         theirs.close()  # the child holds the only other end: its death reads as EOF here
         self._generation += 1
         self._conn, self._process = ours, process
-        level = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
-        self._send(Hello(str(self._db.path), self._user, self._password, level, engine_config.THREADED_DATABASE))
+        # the reader first: a child that dies at once is then noticed (and the next request starts another)
         threading.Thread(target=self._read, args=(ours, self._generation), name="engine pipe", daemon=True).start()
+        level = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
+        self._send(
+            Hello(
+                str(self._db.path),
+                self._user,
+                self._password,
+                level,
+                engine_config.THREADED_DATABASE,
+                EXTERNAL_CHANGES_INTERVAL,
+            )
+        )
         log.info("sync engine started (process %s)", process.pid)
 
     def _read(self, conn: Connection, generation: int) -> None:
@@ -244,12 +257,11 @@ class EngineClient(QObject):
         if generation != self._generation or self._process is None:
             return
         process, self._process, self._conn = self._process, None, None
-        if not self._stopping:
-            process.join(0.1)  # its pipe closed: it has ended, or is ending
-        code = process.exitcode
-        error = EngineStoppedError(
-            f"the sync engine stopped unexpectedly (exit code {code}); Connect or Start starts it again"
-        )
+        code = process.exitcode  # without waiting on the GUI thread: None if it is still ending
+        if code is None and not self._stopping:
+            threading.Thread(target=process.join, name="engine reaper", daemon=True).start()
+        how = f" (exit code {code})" if code is not None else ""
+        error = EngineStoppedError(f"the sync engine stopped unexpectedly{how}; Connect or Start starts it again")
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -284,6 +296,10 @@ class EngineClient(QObject):
             process.kill()
             await loop.run_in_executor(None, process.join, KILL_TIMEOUT)
         self._process, self._conn = None, None  # the reader closes its end once it reads the end
+        stopped = EngineStoppedError("signed out: the sync engine stopped")
+        for future in self._pending.values():  # whatever the child did not answer before it ended
+            if not future.done():
+                future.set_exception(stopped)
 
     async def request_stop(self) -> None:
         """Ask the child to stop everything and end (the Reply comes just before it exits)."""

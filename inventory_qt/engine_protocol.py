@@ -26,8 +26,8 @@ engine, the app and the standard library; anything else comes back as a
 from __future__ import annotations
 
 import builtins
-import importlib
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,11 +133,12 @@ def _exception_class(name: str) -> type[BaseException] | None:
     module_name, _, qualname = name.partition(":")
     if not any(module_name == p or (p.endswith(".") and module_name.startswith(p)) for p in _DECODABLE):
         return None
+    # only modules this process has loaded already: a name from the pipe never imports anything
+    target: Any = builtins if module_name == "builtins" else sys.modules.get(module_name)
     try:
-        target: Any = builtins if module_name == "builtins" else importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError):
+    except AttributeError:
         return None
     return target if isinstance(target, type) and issubclass(target, BaseException) else None
 
@@ -152,7 +153,8 @@ def decode_error(info: ErrorInfo) -> BaseException:
         exc = kind.__new__(kind, *info.args)  # no __init__: its signature is the class's own business
         exc.args = info.args
         for name, value in info.attrs.items():
-            setattr(exc, name, value)
+            if not name.startswith("__"):
+                setattr(exc, name, value)
     except Exception:  # a type we do not rebuild: its words are what the user needs
         exc = RemoteError(info.text)
     if info.cause is not None:
@@ -173,6 +175,9 @@ class Hello:
     log_level: int = logging.WARNING
     #: :data:`inventory_qt.engine_config.THREADED_DATABASE` of the app (benchmarks change it)
     threaded_database: bool = False
+    #: seconds between the engine's own looks for the app's commits (None: the engine's default);
+    #: a :class:`Poke` makes it look at once whatever this is
+    external_changes_interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,13 @@ __all__ = ["follow_external_changes"]
 log = logging.getLogger(__name__)
 
 
-async def follow_external_changes(
-    db: Database, runner: DbRunner, interval: float = tuning.EXTERNAL_CHANGES_INTERVAL
-) -> None:
-    """Until cancelled: every ``interval`` seconds, announce what other processes committed to ``db``."""
+async def follow_external_changes(db: Database, runner: DbRunner, interval: float | None = None) -> None:
+    """Until cancelled: every ``interval`` seconds, announce what other processes committed to ``db``.
+
+    ``interval`` defaults to :data:`tuning.EXTERNAL_CHANGES_INTERVAL`, read at the call.
+    """
+    if interval is None:
+        interval = tuning.EXTERNAL_CHANGES_INTERVAL
     failing = False
     while True:
         await asyncio.sleep(interval)

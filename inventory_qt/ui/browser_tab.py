@@ -292,10 +292,7 @@ class BrowserTab(QWidget):
         """Connect (or resume) continuous push and pull with the peer at ``row``."""
         if not 0 <= row < self.model.rowCount():
             return
-        try:
-            self._replication(row).connect_peer()
-        except ConfigurationError as exc:
-            show_error(self, exc)
+        self._replication(row).connect_peer()  # a configuration that cannot work comes back as the row's error
 
     def disconnect_row(self, row: int) -> asyncio.Task[None | None]:
         """Stop, keeping the replicator and its checkpoint."""

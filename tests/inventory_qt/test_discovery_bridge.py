@@ -8,6 +8,8 @@ her listener when it restarts on another port, without being asked again.
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,3 +124,61 @@ async def test_two_windows_find_each_other_auto_connect_and_follow_a_restarted_l
         await bob.log_out()
         await alice.log_out()
     assert bob.discovery is None and alice.session is None
+
+
+async def advertising(window: MainWindow) -> None:
+    assert window.session is not None
+    settings = window.session.settings
+    await window.session.update_settings(replace(settings, listener=replace(settings.listener, advertise=True)))
+
+
+def advertised_port(window: MainWindow) -> int | None:
+    assert window.bridge is not None
+    advertiser = window.bridge.advertising._advertiser
+    return advertiser.port if advertiser is not None else None
+
+
+@pytest.mark.asyncio
+@pytest.mark.discovery
+async def test_an_engine_that_ended_takes_its_advert_with_it_and_a_new_start_announces_the_new_port(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    alice = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw")
+    assert alice.session is not None and alice.bridge is not None and alice.listener_tab is not None
+    bridge = alice.bridge
+    try:
+        await advertising(alice)
+        await alice.listener_tab.start(host="127.0.0.1")
+        await wait_until(lambda: bridge.advertised, WAIT)
+        pid = alice.session.engine.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # the listener is gone with its engine: so is its advert (browsers must not try the dead port)
+        await wait_until(lambda: bridge.state is ListenerState.STOPPED and not bridge.advertised, WAIT)
+        assert advertised_port(alice) is None and alice.listener_tab.advertised.text().startswith("No")
+        await alice.listener_tab.start(host="127.0.0.1")
+        await wait_until(lambda: bridge.advertised, WAIT)
+        assert advertised_port(alice) == bridge.port
+    finally:
+        await alice.log_out()
+
+
+@pytest.mark.asyncio
+@pytest.mark.discovery
+async def test_a_listener_restarted_while_its_advert_is_probing_is_announced_on_its_new_port(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    alice = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw")
+    assert alice.session is not None and alice.bridge is not None and alice.listener_tab is not None
+    bridge = alice.bridge
+    try:
+        await advertising(alice)
+        await alice.listener_tab.start(host="127.0.0.1")
+        assert bridge.advertising.starting  # probing its name takes about a second
+        old_port = bridge.port
+        await alice.listener_tab.restart()
+        assert bridge.state is ListenerState.RUNNING and bridge.port != old_port
+        await wait_until(lambda: bridge.advertised, WAIT)
+        assert advertised_port(alice) == bridge.port
+    finally:
+        await alice.log_out()

@@ -109,6 +109,9 @@ async def test_documents_the_engine_pulls_reach_the_list_at_once_and_saves_are_p
         return None
 
     monkeypatch.setattr(session, "follow_external_changes", no_polling)
+    # the engine processes' own looks for the app's commits come after the test's time out: a save can
+    # reach the other window only because the app pokes its engine
+    monkeypatch.setattr(engine_process, "EXTERNAL_CHANGES_INTERVAL", 3600.0)
     alice = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw")
     bob = await signed_in(qtbot, tmp_path / "b", "alice", "alice-pw")  # the same user on another computer
     assert alice.listener_tab is not None and alice.bridge is not None and alice.list_tab is not None
@@ -138,3 +141,26 @@ async def test_documents_the_engine_pulls_reach_the_list_at_once_and_saves_are_p
     finally:
         await bob.log_out()
         await alice.log_out()
+
+
+async def test_an_engine_that_ends_while_the_listener_restarts_leaves_it_stopped(
+    qtbot: QtBot, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = await signed_in(qtbot, data_dir, "alice", "pw")
+    assert window.session is not None and window.listener_tab is not None and window.bridge is not None
+    bridge = window.bridge
+    try:
+        await window.listener_tab.start(host="127.0.0.1")
+        pid = window.session.engine.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # the restart's stop waits for an answer that never comes
+        restarting = window.listener_tab.restart()
+        await wait_until(lambda: bridge.state is ListenerState.STOPPING)
+        os.kill(pid, signal.SIGKILL)
+        await restarting
+        # the buttons are usable again: stopped, with Start enabled, and Start works
+        assert bridge.state is ListenerState.STOPPED and window.listener_tab.start_button.isEnabled()
+        await window.listener_tab.start(host="127.0.0.1")
+        assert bridge.state is ListenerState.RUNNING
+    finally:
+        await window.log_out()
