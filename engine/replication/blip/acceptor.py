@@ -114,6 +114,19 @@ def descriptor_room(reserve: int = tuning.RESERVED_DESCRIPTORS) -> int | None:
     return soft - reserve if soft > 2 * reserve else max(1, soft // 2)
 
 
+def no_delay(sock: socket.socket) -> None:
+    """Send small writes at once (TCP_NODELAY): a BLIP request waits for its answer, not for an ACK.
+
+    asyncio sets it only on sockets whose ``proto`` is ``IPPROTO_TCP``, and sockets
+    made by :func:`socket.create_server` (and those they accept) say 0: without it,
+    Nagle's algorithm held each small message back for the peer's delayed ACK
+    (40 ms here), and an edit took 44 ms to reach a peer instead of 4.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # already reset by the peer
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 async def listening_sockets(host: str | None, port: int) -> list[socket.socket]:
     """Bound, listening, non-blocking sockets for ``host`` (None: every interface) and ``port`` (0: any free port).
 
@@ -124,6 +137,7 @@ async def listening_sockets(host: str | None, port: int) -> list[socket.socket]:
     if host is None and socket.has_dualstack_ipv6():
         sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
         sock.setblocking(False)
+        no_delay(sock)  # accepted sockets inherit it (Linux); each is set again when accepted
         return [sock]
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -133,6 +147,7 @@ async def listening_sockets(host: str | None, port: int) -> list[socket.socket]:
             chosen = port or (sockets[0].getsockname()[1] if sockets else 0)  # the port chosen for the first
             sockets.append(socket.create_server((address[0], chosen), family=family))
             sockets[-1].setblocking(False)
+            no_delay(sockets[-1])
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -352,6 +367,7 @@ class Acceptor(asyncio.AbstractServer):
     async def _start(self, conn: socket.socket, slot: _Slot) -> None:
         """Run the TLS handshake, if any, within its deadline, and start the connection's protocol."""
         started = False
+        no_delay(conn)
         try:
             transport, connection = await self._loop.connect_accepted_socket(self._factory, conn, **self._tls)
             started = True

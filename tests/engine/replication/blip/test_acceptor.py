@@ -7,10 +7,12 @@ import base64
 import json
 import logging
 import resource
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ import pytest_asyncio
 
 from engine.database import Database
 from engine.replication.blip import acceptor
-from engine.replication.blip.acceptor import address_key, descriptor_room
+from engine.replication.blip.acceptor import Acceptor, address_key, descriptor_room, listening_sockets
 from engine.replication.blip.websocket import ServerLimits
 from engine.replication.replicator_types import ReplicatorType
 from tests.conftest import TIME_UNIT, wait_until
@@ -63,6 +65,39 @@ async def test_the_cap_fits_the_open_file_limit(echo_server: MakeServer, monkeyp
     assert server.server.connection_counts.limit == 896
     small = await echo_server(limits=ServerLimits(max_connections=100))
     assert small.server.connection_counts.limit == 100
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("host", ["127.0.0.1", None])
+async def test_accepted_connections_send_small_writes_at_once(host: str | None) -> None:
+    # TCP_NODELAY on the listening sockets and on every accepted one: a small BLIP message must not
+    # wait for the peer's delayed ACK (Nagle's algorithm made an edit take 44 ms to reach a peer)
+    transports: list[asyncio.BaseTransport] = []
+
+    class Recorder(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.connection_lost_waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.protocol = SimpleNamespace(state=None)  # past its handshake, for the caps
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transports.append(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.connection_lost_waiter.set_result(None)
+
+    sockets = await listening_sockets(host, 0)
+    server = Acceptor(sockets, Recorder)  # type: ignore[arg-type]  # any protocol with a lost-waiter
+    await server.start_serving()
+    try:
+        assert all(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", sockets[0].getsockname()[1])
+        await wait_until(lambda: len(transports) == 1)
+        accepted = transports[0].get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 # -- caps ---------------------------------------------------------------------------------------
