@@ -64,7 +64,9 @@ class Validation(StrEnum):
 class ListenerSettings:
     """How the Listener tab serves the user's inventory."""
 
-    tls_mode: TlsMode = TlsMode.DISABLED
+    #: secure by default, as ``inventory-sync serve``: a certificate generated once and kept with the
+    #: user's database, so its fingerprint stays the same across restarts
+    tls_mode: TlsMode = TlsMode.GENERATED
     identity_file: str = ""
     #: the identity file's password: memory only (not stored, not in repr)
     identity_password: str = field(default="", repr=False, compare=False)

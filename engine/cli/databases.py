@@ -10,6 +10,7 @@ removes it again, so that nothing is left behind.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +22,17 @@ from engine.inventory import LIST_DOC_ID, save_new_list
 from engine.seeding import load_starter_inventory
 from engine.userdata import database_exists, existing_users, open_user_database, user_database_path
 
-__all__ = ["NoDatabaseError", "creating_database", "existing_database"]
+__all__ = ["NoDatabaseError", "command_for", "creating_database", "existing_database"]
 
 
 class NoDatabaseError(EngineError):
     """The user has no database, and the command does not create one."""
+
+
+def command_for(args: argparse.Namespace, *words: str) -> str:
+    """An ``inventory-sync`` command line for this user and data directory, to print for the user to run."""
+    data_dir = ["--data-dir", str(args.data_dir)] if args.data_dir is not None else []
+    return shlex.join(["inventory-sync", *data_dir, "--user", args.user, *words])
 
 
 @contextmanager
@@ -69,5 +76,6 @@ def creating_database(args: argparse.Namespace, out: Output, *, seed: bool) -> I
         db.close()
         if created:
             shutil.rmtree(path, ignore_errors=True)
+            out.note(f"removed the database created for user {args.user!r}: the command failed")
         raise
     db.close()

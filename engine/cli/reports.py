@@ -9,7 +9,9 @@ of ``docs/cli.md``. Nothing is reported that did not happen: a one-shot
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm
@@ -46,10 +48,13 @@ def _plural(count: int, word: str) -> str:
 class SyncReport:
     """Follows one replicator and prints what happens to it."""
 
-    def __init__(self, replicator: Replicator, out: Output, url: str, *, continuous: bool) -> None:
+    def __init__(
+        self, replicator: Replicator, out: Output, *, continuous: bool, command: Callable[..., str] | None = None
+    ) -> None:
         self.replicator = replicator
         self.out = out
-        self.url = url
+        #: the command line a user would type for this user (``command_for``): printed in hints
+        self.command = command or (lambda *words: shlex.join(["inventory-sync", *words]))
         self.continuous = continuous
         self.started = time.monotonic()
         #: the last outcome of each document in each direction: a failure a later retry mended is no failure
@@ -63,6 +68,11 @@ class SyncReport:
         self._flush: asyncio.TimerHandle | None = None
         replicator.add_change_listener(self._status)
         replicator.add_document_listener(self._documents)
+
+    @property
+    def url(self) -> str:
+        """Where the replicator connects: a followed peer's latest URL (``sync --peer``), else the one given."""
+        return self.replicator.config.url
 
     # -- while it runs ------------------------------------------------------------------
 
@@ -171,7 +181,8 @@ class SyncReport:
             message = str(status.error)
             if isinstance(status.error, CertificateChangedError):
                 peer = key_to_text(status.error.trust_key or peer_key(status.error.host, status.error.port))
-                message += f" (inventory-sync trust accept {peer} {status.error.new_fingerprint})"
+                accept = self.command("trust", "accept", peer, status.error.new_fingerprint)
+                message += f" (to trust it after checking: {accept})"
             self.out.error(message)
             return 1
         for push, doc in self.failed():

@@ -350,7 +350,7 @@ def cmd_trust_accept(args: argparse.Namespace, out: Output) -> int:
         fingerprint = parse_fingerprint(args.fingerprint)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
-    peer = TrustStore(trust_store_path(args)).accept(key, fingerprint)
+    peer = TrustStore(_user_database_dir(args) / TRUST_STORE_FILE).accept(key, fingerprint)
     out.record(
         {"event": "trusted", "peer": key_to_text(peer.key), "fingerprint": peer.fingerprint},
         f"trusting {key_to_text(peer.key)}: SHA-256 {peer.fingerprint}",

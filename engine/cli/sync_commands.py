@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import getpass
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.cli.databases import creating_database
+from engine.cli.databases import command_for, creating_database
 from engine.cli.discovery_commands import add_advertise_options, add_peer_options, advertising, following_peer
 from engine.cli.output import Output, UsageError
 from engine.cli.reports import SUMMARY_INTERVAL, ServeReport, SyncReport
@@ -228,12 +229,12 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
 
         async def run() -> int:
             if args.url is not None:
-                return await _sync(replicator_for(args.url), out, args.url, continuous=args.continuous)
+                return await _sync(replicator_for(args.url), out, args)
             async with following_peer(args.peer, out, own_peer_id=db.peer_id, interfaces=args.interfaces) as target:
                 options = target.replicator_options()
                 url = options.pop("url")
                 check_url(url, tls=url.lower().startswith("wss:"))
-                return await _sync(replicator_for(url, **options), out, url, continuous=args.continuous)
+                return await _sync(replicator_for(url, **options), out, args)
 
         return asyncio.run(run())
 
@@ -254,13 +255,15 @@ def _announce_first_use(
             out.record(
                 {"event": "trusted_on_first_use", "peer": key_to_text(peer.key), "fingerprint": peer.fingerprint},
                 f"trusting {key_to_text(peer.key)} on first use: SHA-256 {peer.fingerprint} "
-                "(compare it with `inventory-sync identity show` on the listener's machine)",
+                "(compare it with what `inventory-sync --user <its user> identity show` prints on the listener's"
+                " machine)",
             )
 
     remove = replicator.add_change_listener(check)
 
 
-async def _sync(replicator: Replicator, out: Output, url: str, *, continuous: bool) -> int:
+async def _sync(replicator: Replicator, out: Output, args: argparse.Namespace) -> int:
+    continuous = args.continuous
     interrupted: list[str] = []
     stop = asyncio.Event()
 
@@ -270,7 +273,7 @@ async def _sync(replicator: Replicator, out: Output, url: str, *, continuous: bo
         stop.set()
 
     _on_signals(on_signal)
-    report = SyncReport(replicator, out, url, continuous=continuous)
+    report = SyncReport(replicator, out, continuous=continuous, command=functools.partial(command_for, args))
     replicator.start()
     stopped = asyncio.create_task(replicator.wait_stopped())
     signalled = asyncio.create_task(stop.wait())

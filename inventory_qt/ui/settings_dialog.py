@@ -111,7 +111,7 @@ class SettingsDialog(QDialog):
         self.problems.setWordWrap(True)
         self.problems.setStyleSheet("color: #c62828")
         self.problems.hide()
-        note = QLabel("A running listener uses new settings after Stop and Start.")
+        note = QLabel("A running listener restarts with new settings at once; its clients reconnect by themselves.")
         note.setStyleSheet("color: #555")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self._check_and_accept)

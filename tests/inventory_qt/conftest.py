@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from inventory_qt.discovery_bridge import INTERFACES_ENV, DiscoveryBridge, ListenerAdvertising
+from inventory_qt.settings import TlsMode
 from inventory_qt.ui.main_window import MainWindow
 from tests.conftest import TIME_UNIT, wait_until
 
@@ -78,11 +80,26 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-async def signed_in(qtbot: QtBot, data_dir: Path, user: str, password: str) -> MainWindow:
-    """A shown window signed in as ``user`` (its database in ``data_dir``)."""
+async def signed_in(qtbot: QtBot, data_dir: Path, user: str, password: str, *, tls: bool = False) -> MainWindow:
+    """A shown window signed in as ``user`` (its database in ``data_dir``).
+
+    Its listener serves plain ``ws://`` unless ``tls``: tests of other things need no trust
+    question; the default (TLS with a generated identity) has tests of its own.
+    """
     window = MainWindow(data_dir)
     qtbot.addWidget(window)
     window.show()
     await window.sign_in(user, password)
     assert window.session is not None, window.login.status.text()
+    if not tls:
+        await plain_listener(window)
     return window
+
+
+async def plain_listener(window: MainWindow) -> None:
+    """Have ``window``'s listener serve plain ``ws://``."""
+    assert window.session is not None
+    settings = window.session.settings
+    await window.session.update_settings(
+        replace(settings, listener=replace(settings.listener, tls_mode=TlsMode.DISABLED))
+    )

@@ -15,7 +15,7 @@ from inventory_qt.bridge import ListenerState
 from inventory_qt.engine_protocol import EngineStoppedError, Poke
 from inventory_qt.models.items_model import Column
 from inventory_qt.ui.main_window import MainWindow
-from tests.inventory_qt.conftest import next_emission, wait_until
+from tests.inventory_qt.conftest import next_emission, plain_listener, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -25,6 +25,7 @@ async def signed_in(qtbot: QtBot, data_dir: Path, user: str, password: str) -> M
     qtbot.addWidget(window)
     await window.sign_in(user, password)
     assert window.session is not None, window.login.status.text()
+    await plain_listener(window)
     return window
 
 

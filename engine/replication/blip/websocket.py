@@ -30,6 +30,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from socket import gaierror
 from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -85,6 +86,19 @@ _ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")
 _HTTP_1_0 = b"HTTP/1.0 "
 #: Unfinished incoming messages over every connection of every BlipServer in this process.
 SERVER_INCOMING_BUDGET = IncomingBudget(tuning.MAX_SERVER_UNFINISHED_BYTES)
+
+
+def _failure_words(exc: BaseException) -> str:
+    """Why a connection could not be made, in words rather than errno text."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, gaierror):
+        return f"unknown host ({exc.strerror or exc})"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
 
 
 def blipsync_url(url: str) -> str:
@@ -215,7 +229,8 @@ async def connect(
     except ssl_module.SSLError:
         raise
     except (OSError, TimeoutError, EOFError) as exc:
-        raise TransportError(f"cannot connect to {host}: {str(exc) or type(exc).__name__}") from exc
+        where = urlsplit(endpoint).netloc.rpartition("@")[2]
+        raise TransportError(f"cannot connect to {where}: {_failure_words(exc)}") from exc
     if ws.subprotocol is None:
         await ws.close(1002, "no subprotocol")
         raise IncompatibleProtocolError("incompatible replication protocol: the peer chose no BLIP subprotocol")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 
 from engine.cli.output import Output
-from engine.cli.reports import ServeReport
+from engine.cli.reports import ServeReport, SyncReport
+from engine.replication.errors import TransportError
 from engine.replication.listener import ConnectionEvent, ListenerStats, ListenerStatus
+from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
 
 
 class FakeListener:
@@ -38,3 +41,32 @@ def test_serve_summarizes_only_while_clients_replicate(capsys: pytest.CaptureFix
     assert lines[0] == "connected: bob from 192.168.1.31:53216"
     assert lines[1] == "summary: 2 clients connected, 1 replicating; 1,234 revisions sent, 5 received since start"
     assert len(lines) == 3
+
+
+class FakeReplicator:
+    def __init__(self, url: str) -> None:
+        self.config = SimpleNamespace(url=url)
+        self.protocol = "BLIP_3+CBMobile_3"
+        self.status: Callable[[ReplicatorStatus], None] | None = None
+
+    def add_change_listener(self, listener: Callable[[ReplicatorStatus], None]) -> None:
+        self.status = listener
+
+    def add_document_listener(self, _listener: object) -> None:
+        pass
+
+
+def test_sync_names_where_a_followed_peer_is_now(capsys: pytest.CaptureFixture[str]) -> None:
+    replicator = FakeReplicator("wss://127.0.0.1:4984/userdb")
+    SyncReport(replicator, Output(json_lines=False), continuous=True)  # type: ignore[arg-type]
+    assert replicator.status is not None
+    replicator.status(ReplicatorStatus(ActivityLevel.CONNECTING))
+    replicator.status(ReplicatorStatus(ActivityLevel.IDLE))
+    replicator.status(ReplicatorStatus(ActivityLevel.OFFLINE, error=TransportError("gone"), retry_in=1.0))
+    replicator.config.url = "wss://127.0.0.1:5001/userdb"  # the peer moved: the replicator follows it
+    replicator.status(ReplicatorStatus(ActivityLevel.CONNECTING))
+    replicator.status(ReplicatorStatus(ActivityLevel.IDLE))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "connecting to wss://127.0.0.1:4984/userdb"
+    assert lines[1] == "connected to wss://127.0.0.1:4984/userdb (BLIP_3+CBMobile_3)"
+    assert lines[-1] == "connected to wss://127.0.0.1:5001/userdb (BLIP_3+CBMobile_3)"

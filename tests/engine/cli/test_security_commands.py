@@ -77,7 +77,10 @@ def test_trust_on_first_use_then_a_changed_certificate_is_refused_until_accepted
     assert refused.returncode == 1 and refused.stdout.count("connecting") == 1  # refused for good, no retry
     (error,) = refused.stderr.splitlines()
     assert "certificate changed" in error and server.fingerprint in error  # type: ignore[operator]
-    assert f"inventory-sync trust accept 127.0.0.1:{port} {server.fingerprint}" in error
+    assert (
+        f"inventory-sync --data-dir {tmp_path / 'client'} --user clerk trust accept 127.0.0.1:{port} {server.fingerprint}"
+        in error
+    )
     listed = json_lines(cli(tmp_path, "--json", "trust", "list").stdout)
     assert [(e["peer"], e["fingerprint"] != server.fingerprint) for e in listed] == [(f"127.0.0.1:{port}", True)]
 

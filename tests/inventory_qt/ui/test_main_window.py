@@ -175,3 +175,18 @@ async def test_a_wrong_password_and_a_busy_port_are_said_in_words(qtbot: QtBot, 
     finally:
         for window in (alice, mallory, other):
             await window.log_out()
+
+
+async def test_a_new_users_listener_serves_tls_with_a_lasting_identity(qtbot: QtBot, tmp_path: Path) -> None:
+    window = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw", tls=True)
+    assert window.listener_tab is not None and window.bridge is not None
+    try:
+        await window.listener_tab.start(host="127.0.0.1")
+        assert window.bridge.urls and all(url.startswith("wss://") for url in window.bridge.urls)
+        fingerprint = window.bridge.fingerprint
+        assert fingerprint and fingerprint in window.listener_tab.fingerprint.text()
+        await window.listener_tab.stop()
+        await window.listener_tab.start(host="127.0.0.1")
+        assert window.bridge.fingerprint == fingerprint  # kept with the database: peers keep trusting it
+    finally:
+        await window.log_out()
