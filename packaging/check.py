@@ -31,9 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import deb_package
-
 import build as dist_build
+import deb_package
 
 ROOT = dist_build.ROOT
 BUNDLE = dist_build.BUNDLE
