@@ -8,8 +8,10 @@ her listener when it restarts on another port, without being asked again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,10 +128,18 @@ async def test_two_windows_find_each_other_auto_connect_and_follow_a_restarted_l
     assert bob.discovery is None and alice.session is None
 
 
-async def advertising(window: MainWindow) -> None:
-    assert window.session is not None
-    settings = window.session.settings
-    await window.session.update_settings(replace(settings, listener=replace(settings.listener, advertise=True)))
+@contextlib.asynccontextmanager
+async def listening_advertised(qtbot: QtBot, tmp_path: Path) -> AsyncIterator[MainWindow]:
+    """Alice signed in, her listener started on 127.0.0.1 with advertising on; logged out after."""
+    alice = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw")
+    assert alice.session is not None and alice.listener_tab is not None
+    try:
+        settings = alice.session.settings
+        await alice.session.update_settings(replace(settings, listener=replace(settings.listener, advertise=True)))
+        await alice.listener_tab.start(host="127.0.0.1")
+        yield alice
+    finally:
+        await alice.log_out()
 
 
 def advertised_port(window: MainWindow) -> int | None:
@@ -143,12 +153,9 @@ def advertised_port(window: MainWindow) -> int | None:
 async def test_an_engine_that_ended_takes_its_advert_with_it_and_a_new_start_announces_the_new_port(
     qtbot: QtBot, tmp_path: Path
 ) -> None:
-    alice = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw")
-    assert alice.session is not None and alice.bridge is not None and alice.listener_tab is not None
-    bridge = alice.bridge
-    try:
-        await advertising(alice)
-        await alice.listener_tab.start(host="127.0.0.1")
+    async with listening_advertised(qtbot, tmp_path) as alice:
+        assert alice.session is not None and alice.bridge is not None and alice.listener_tab is not None
+        bridge = alice.bridge
         await wait_until(lambda: bridge.advertised, WAIT)
         pid = alice.session.engine.pid
         assert pid is not None
@@ -159,8 +166,6 @@ async def test_an_engine_that_ended_takes_its_advert_with_it_and_a_new_start_ann
         await alice.listener_tab.start(host="127.0.0.1")
         await wait_until(lambda: bridge.advertised, WAIT)
         assert advertised_port(alice) == bridge.port
-    finally:
-        await alice.log_out()
 
 
 @pytest.mark.asyncio
@@ -168,17 +173,12 @@ async def test_an_engine_that_ended_takes_its_advert_with_it_and_a_new_start_ann
 async def test_a_listener_restarted_while_its_advert_is_probing_is_announced_on_its_new_port(
     qtbot: QtBot, tmp_path: Path
 ) -> None:
-    alice = await signed_in(qtbot, tmp_path / "a", "alice", "alice-pw")
-    assert alice.session is not None and alice.bridge is not None and alice.listener_tab is not None
-    bridge = alice.bridge
-    try:
-        await advertising(alice)
-        await alice.listener_tab.start(host="127.0.0.1")
+    async with listening_advertised(qtbot, tmp_path) as alice:
+        assert alice.bridge is not None and alice.listener_tab is not None
+        bridge = alice.bridge
         assert bridge.advertising.starting  # probing its name takes about a second
         old_port = bridge.port
         await alice.listener_tab.restart()
         assert bridge.state is ListenerState.RUNNING and bridge.port != old_port
         await wait_until(lambda: bridge.advertised, WAIT)
         assert advertised_port(alice) == bridge.port
-    finally:
-        await alice.log_out()
