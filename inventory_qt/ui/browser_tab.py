@@ -43,7 +43,7 @@ from engine.replication.errors import (
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus, check_url
 from engine.replication.trust_store import TRUST_STORE_FILE
 from inventory_qt.bridge import PeerReplication
-from inventory_qt.discovery_bridge import DiscoveryBridge
+from inventory_qt.discovery_bridge import DiscoveryBridge, discovery_interfaces
 from inventory_qt.engine_config import record_trust
 from inventory_qt.errors import show_error
 from inventory_qt.models.peers_model import PeerColumn, PeerInfo, PeersModel, manual_peer
@@ -94,6 +94,9 @@ class BrowserTab(QWidget):
         #: the discovery browser (:meth:`set_discovery`), through which discovered peers are followed
         self.discovery: DiscoveryBridge | None = None
         self._auto_connect = session.settings.replicator.auto_connect
+        #: peers auto-connect leaves alone until the user connects them: disconnected by the
+        #: user, or whose certificate question the user cancelled
+        self.held_back: set[str] = set()
         session.settingsChanged.connect(self._settings_changed)
         self._build()
         for url in session.settings.peers:
@@ -185,17 +188,20 @@ class BrowserTab(QWidget):
         """Auto-connect just turned on: connect to the discovered peers not connected yet."""
         if settings.replicator.auto_connect and not self._auto_connect:
             for row in self.model.peers:
-                replication = self.replications.get(row.info.peer_id)
-                if row.info.discovered and (replication is None or not replication.running):
-                    self.connect_row(self.model.row_of(row.info.peer_id))
+                if row.info.discovered:
+                    self._connect_automatically(row.info.peer_id)
         self._auto_connect = settings.replicator.auto_connect
 
     def peer_found(self, info: PeerInfo) -> None:
         """A discovered peer appeared or changed; auto-connect if asked to."""
         if self.model.upsert_peer(info) and self.session.settings.replicator.auto_connect:
-            replication = self.replications.get(info.peer_id)
-            if replication is None or not replication.running:
-                self.connect_row(self.model.row_of(info.peer_id))
+            self._connect_automatically(info.peer_id)
+
+    def _connect_automatically(self, peer_id: str) -> None:
+        """Auto-connect: a peer not replicating yet, unless the user stopped it or refused its certificate."""
+        replication = self.replications.get(peer_id)
+        if peer_id not in self.held_back and (replication is None or not replication.running):
+            self._connect(self.model.row_of(peer_id))
 
     def peer_lost(self, peer_id: str) -> None:
         """A discovered peer left the network; a running replication keeps its row and retries."""
@@ -231,7 +237,11 @@ class BrowserTab(QWidget):
                 # followed by its peer ID: a peer restarted on another port is reconnected, its
                 # checkpoint and its trusted certificate are the peer's, not its address's
                 remote_name = info.peer_id
-                interfaces = self.discovery.interfaces if self.discovery is not None else None
+                if self.discovery is not None:
+                    interfaces = self.discovery.interfaces
+                else:  # not browsing here: the interfaces it would browse (option, environment or all)
+                    chosen = discovery_interfaces()
+                    interfaces = tuple(chosen) if chosen is not None else None
             replication = PeerReplication(
                 self.session, info.url, remote_name=remote_name, follow=info.discovered, interfaces=interfaces
             )
@@ -271,6 +281,8 @@ class BrowserTab(QWidget):
             self.trust_dialogs.pop(peer_id, None)
             if result == QDialog.DialogCode.Accepted:
                 run_op(self._trust(peer_id, error), parent=self)
+            else:  # not asked again when the peer is announced again; Connect asks again
+                self.held_back.add(peer_id)
 
         dialog.finished.connect(answered)
         dialog.open()
@@ -289,14 +301,19 @@ class BrowserTab(QWidget):
         self.connect_row(self.model.row_of(peer_id))
 
     def connect_row(self, row: int) -> None:
-        """Connect (or resume) continuous push and pull with the peer at ``row``."""
-        if not 0 <= row < self.model.rowCount():
-            return
-        self._replication(row).connect_peer()  # a configuration that cannot work comes back as the row's error
+        """Connect (or resume) continuous push and pull with the peer at ``row`` (the user asked)."""
+        if 0 <= row < self.model.rowCount():
+            self.held_back.discard(self.model.peer_row(row).info.peer_id)
+            self._connect(row)
+
+    def _connect(self, row: int) -> None:
+        if 0 <= row < self.model.rowCount():
+            self._replication(row).connect_peer()  # a configuration that cannot work comes back as the row's error
 
     def disconnect_row(self, row: int) -> asyncio.Task[None | None]:
-        """Stop, keeping the replicator and its checkpoint."""
+        """Stop, keeping the replicator and its checkpoint (auto-connect then leaves it alone)."""
         replication = self._replication(row)
+        self.held_back.add(self.model.peer_row(row).info.peer_id)
         return run_op(replication.disconnect_peer(), parent=self)
 
     def reset_row(self, row: int) -> asyncio.Task[None | None]:

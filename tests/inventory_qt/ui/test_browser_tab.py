@@ -165,3 +165,23 @@ async def test_trust_on_first_use_asks_and_a_changed_certificate_is_refused_unle
     finally:
         await bob.log_out()
         await alice.log_out()
+
+
+async def test_auto_connect_leaves_alone_a_peer_the_user_disconnected(qtbot: QtBot, data_dir: Path) -> None:
+    window = await signed_in(qtbot, data_dir, "alice", "pw")
+    tab = window.browser_tab
+    assert tab is not None and window.session is not None
+    settings = window.session.settings
+    await window.session.update_settings(replace(settings, replicator=replace(settings.replicator, auto_connect=True)))
+    peer = PeerInfo("peer-1", "bob on pc", "ws://127.0.0.1:9/userdb", tls=False, discovered=True)  # nobody there
+    try:
+        tab.peer_found(peer)  # found on the network: connected by itself, offline and retrying
+        await wait_until(lambda: tab.replications["peer-1"].running, 15)
+        await tab.disconnect_row(tab.model.row_of("peer-1"))
+        assert not tab.replications["peer-1"].running
+        tab.peer_found(replace(peer, url="ws://127.0.0.1:10/userdb"))  # announced again (another port)
+        assert not tab.replications["peer-1"].running  # the user's Disconnect stands
+        tab.connect_row(tab.model.row_of("peer-1"))  # until the user connects it again
+        assert tab.replications["peer-1"].running and "peer-1" not in tab.held_back
+    finally:
+        await window.log_out()
