@@ -33,7 +33,7 @@ from engine.private_files import write_private_file
 from engine.replication.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    # ``cryptography`` (some 10 MiB resident) is imported by the functions that need it, at first
+    # ``cryptography`` (some 8 MiB resident) is imported by the functions that need it, at first
     # use: a replicator or listener without TLS, or one that only compares fingerprints, never loads it.
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa

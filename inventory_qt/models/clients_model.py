@@ -8,6 +8,8 @@ from enum import IntEnum
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
+from inventory_qt.models.headers import horizontal_header
+
 __all__ = ["ClientRole", "ClientRow", "ClientsModel"]
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -80,6 +82,4 @@ class ClientsModel(QAbstractTableModel):
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> object:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return _HEADERS[section] if 0 <= section < len(_HEADERS) else None
-        return None
+        return horizontal_header(_HEADERS, section, orientation, role)

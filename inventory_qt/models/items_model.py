@@ -27,6 +27,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPixmap
 from engine.errors import InventoryError
 from engine.inventory import MAX_QUANTITY, Item, parse_quantity
 from inventory_qt.list_draft import DraftRow, ListDraft, ListState, RowState
+from inventory_qt.models.headers import horizontal_header
 
 __all__ = ["Column", "ItemRole", "ItemsModel", "ItemsProxyModel"]
 
@@ -271,9 +272,7 @@ class ItemsModel(QAbstractTableModel):
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> object:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return _HEADERS[section] if 0 <= section < len(_HEADERS) else None
-        return None
+        return horizontal_header(_HEADERS, section, orientation, role)
 
     def step(self, row: int, delta: int) -> None:
         """The +/- steppers: add ``delta`` to a row's quantity (within 0..MAX_QUANTITY)."""

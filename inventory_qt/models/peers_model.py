@@ -19,6 +19,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus
+from inventory_qt.models.headers import horizontal_header
 from inventory_qt.peer_status import PeerState, StatusWords, status_words
 
 __all__ = ["PeerColumn", "PeerInfo", "PeerRole", "PeerRow", "PeersModel", "manual_peer"]
@@ -223,9 +224,7 @@ class PeersModel(QAbstractTableModel):
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> object:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return _HEADERS[section] if 0 <= section < len(_HEADERS) else None
-        return None
+        return horizontal_header(_HEADERS, section, orientation, role)
 
 
 def _security_text(info: PeerInfo, role: int) -> str:

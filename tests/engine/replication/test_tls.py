@@ -366,7 +366,7 @@ def test_an_identity_needs_a_matching_key_of_a_usable_kind(created: TLSIdentity)
 
 
 def test_replication_without_certificates_never_loads_cryptography() -> None:
-    # some 10 MiB resident: loaded at first use only (a pin, an identity, a client certificate)
+    # some 8 MiB resident: loaded at first use only (a pin, an identity, a client certificate)
     probe = (
         "import sys\n"
         "import engine.replication.listener, engine.replication.replicator, engine.replication.auth\n"
