@@ -260,8 +260,11 @@ async def test_slow_or_partial_handshakes_are_cut_at_the_deadline(
     host, port = server.server.addresses[0]
     first_flight = client_hello() if tls else UPGRADE
     loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_connection(host, port)
+    # the clock starts before the connection does: the server's deadline runs from its accept, which
+    # can come well before this coroutine resumes on a loaded machine, so an earlier start is the
+    # only one that bounds the connection's life from below
     started = loop.time()
+    reader, writer = await asyncio.open_connection(host, port)
     sender = None
     if abuse == "partial":
         writer.write(first_flight[: len(first_flight) // 2])
