@@ -168,25 +168,41 @@ class Server:
         await self._reader
 
 
-def watch_revisions(db: Database) -> dict[str, asyncio.Event]:
-    """Events set when a given (doc, rev) becomes current in ``db``; keyed ``doc rev``."""
-    waiting: dict[str, asyncio.Event] = {}
+class RevisionWatch:
+    """When each (doc, rev) became current in a database, as its change feed told it.
 
-    def changed(changes: Changes) -> None:
+    The time is taken in the change observer itself, the moment the feed
+    emits the change, as the PouchDB harness does in its ``change`` handler;
+    whatever else the event loop runs before a waiting coroutine resumes is
+    not counted.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seen: dict[tuple[str, str], tuple[int, bool]] = {}  # -> (monotonic ns, conflicted)
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self.changed = asyncio.Event()  # set at every change; cleared by whoever waits on it
+        db.add_change_listener(self._changed)
+
+    def _changed(self, changes: Changes) -> None:  # commits run on the event loop's thread (inline calls)
+        stamp = time.monotonic_ns()
         for doc_id in changes.doc_ids:
-            doc = db.get(doc_id)
+            doc = self.db.get(doc_id)
             if doc is not None:
-                event = waiting.setdefault(f"{doc_id} {doc.rev_id}", asyncio.Event())
-                event.set()  # commits run on the event loop's thread (inline database calls)
+                key = (doc_id, doc.rev_id)
+                first = self.seen.get(key)
+                if first is None or (first[1] and not doc.conflicted):  # when it came, or its conflict went
+                    self.seen[key] = (stamp, doc.conflicted)
+                self._events.setdefault(key, asyncio.Event()).set()
+        self.changed.set()
 
-    db.add_change_listener(changed)
-    return waiting
-
-
-async def wait_for_rev(waiting: dict[str, asyncio.Event], doc_id: str, rev: str) -> int:
-    event = waiting.setdefault(f"{doc_id} {rev}", asyncio.Event())
-    await asyncio.wait_for(event.wait(), 30)
-    return time.monotonic_ns()
+    async def wait(self, doc_id: str, rev: str) -> int:
+        """The time ``rev`` became current (waiting for it, at most 30 s)."""
+        key = (doc_id, rev)
+        if key not in self.seen:
+            async with asyncio.timeout(30):
+                await self._events.setdefault(key, asyncio.Event()).wait()
+        return self.seen[key][0]
 
 
 async def one_shot_pull(db: Database, url: str) -> float:
@@ -249,7 +265,7 @@ async def client(scenario: str, a_path: Path, b_path: Path, n: int) -> dict[str,
 
 
 async def edit_latency(db: Database, server: Server, edits: int = 200) -> dict[str, Any]:
-    waiting = watch_revisions(db)
+    watch = RevisionWatch(db)
     replicator = Replicator(ReplicatorConfiguration(db, server.url, continuous=True))
     start = time.perf_counter()
     replicator.start()
@@ -261,7 +277,7 @@ async def edit_latency(db: Database, server: Server, edits: int = 200) -> dict[s
     for k in range(1, edits + 1):
         asked = time.monotonic_ns()
         rev, committed = await server.edit("item-000001", k)
-        seen = await wait_for_rev(waiting, "item-000001", rev)
+        seen = await watch.wait("item-000001", rev)
         e2e.append((seen - asked) / 1e6)
         propagation.append((seen - committed) / 1e6)
     await replicator.stop()
@@ -277,7 +293,7 @@ async def edit_latency(db: Database, server: Server, edits: int = 200) -> dict[s
 
 
 async def conflicts(db: Database, server: Server, rounds: int = 10) -> dict[str, Any]:
-    waiting = watch_revisions(db)
+    watch = RevisionWatch(db)
     config = ReplicatorConfiguration(db, server.url, continuous=True)
     replicator = Replicator(config)
     replicator.start()
@@ -287,35 +303,35 @@ async def conflicts(db: Database, server: Server, rounds: int = 10) -> dict[str,
         doc_id = f"conflict-{r:06d}"
         server.send(f"watch {doc_id}")
         rev1, _ = await server.edit(doc_id, 0)
-        await wait_for_rev(waiting, doc_id, rev1)
+        await watch.wait(doc_id, rev1)
         await replicator.stop()
         await server.edit(doc_id, 1)  # side A
         db.save(doc_id, {"value": 2, "side": "B"})  # side B, also from rev 1
-        a_rev = ""
+        a_rev, a_stamp = "", 0
         while not server.changes.empty():
-            a_rev = server.changes.get_nowait()[2]
+            a_rev, a_stamp = server.changes.get_nowait()[2], 0
         replicator = Replicator(config)
         start = time.monotonic_ns()
         replicator.start()
-        # converged: both sides hold the same winning revision, with no conflict; checked at every change
-        local_change = asyncio.Event()
-        remove = db.add_change_listener(
-            lambda changes, d=doc_id, event=local_change: event.set() if d in changes.doc_ids else None
-        )
+        # converged: both sides hold the same winning revision, with no conflict; checked at every
+        # change. Its time is the later of the two moments each side's feed said so (the listener
+        # stamps its lines in its observer, on the same clock), as PouchDB's harness takes the
+        # later of its push and pull change events.
         while not ((local := db.get(doc_id)) is not None and local.rev_id == a_rev and not local.conflicted):
-            local_change.clear()
+            watch.changed.clear()
             remote_change = asyncio.ensure_future(server.changes.get())
-            waiter = asyncio.ensure_future(local_change.wait())
+            waiter = asyncio.ensure_future(watch.changed.wait())
             await asyncio.wait([remote_change, waiter], timeout=30, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             if remote_change.done():
                 line = remote_change.result()
                 if line[1] == doc_id and line[3] == "0":
-                    a_rev = line[2]
+                    a_rev, a_stamp = line[2], int(line[4])
             else:
                 remote_change.cancel()
-        remove()
-        times.append((time.monotonic_ns() - start) / 1e6)
+        local_stamp, conflicted = watch.seen[(doc_id, a_rev)]
+        assert not conflicted
+        times.append((max(local_stamp, a_stamp) - start) / 1e6)
     await replicator.stop()
     return {"median_ms": statistics.median(times), "p95_ms": nearest_rank(times, 0.95), "first_ms": times[0]}
 
