@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from websockets.datastructures import Headers
 
-from engine.replication import tuning
+from engine.replication import event_loop, tuning
 from engine.replication.auth import PasswordAuthenticator
 from engine.replication.blip.websocket import HandshakeRequest
 from engine.replication.errors import HTTPStatusError
@@ -145,7 +145,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="  logged: %(message)s")
     n, r, p = tuning.SCRYPT_N, tuning.SCRYPT_R, tuning.SCRYPT_P
     print("A flood through PasswordAuthenticator (first, so that RSS starts clean):")
-    asyncio.run(flood(args.flood))
+    event_loop.run(flood(args.flood))
     print(f"Password checks at the real cost (scrypt n={n}, r={r}, p={p}), {args.rounds} rounds:")
     time_kinds(*table_kinds(n), args.rounds)
     print(f"Password checks at scrypt n=16 (what is not scrypt), {args.cheap_rounds} rounds:")

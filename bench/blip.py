@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
+from engine.replication import event_loop
 from engine.replication.blip.connection import Message
 from engine.replication.blip.socket import BlipSocket, Reply
 from engine.replication.blip.websocket import BlipServer, connect
@@ -99,7 +100,7 @@ def measure(kind: str, n: int, size: int) -> tuple[float, float]:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[1])
         runner = run_raw if kind == "raw" else run_blip
-        return asyncio.run(runner(port, n, size))
+        return event_loop.run(runner(port, n, size))
     finally:
         assert server.stdin is not None
         server.stdin.close()
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument("--serve", choices=["raw", "blip"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        event_loop.run(serve(args.serve))
         return
     results: dict[str, list[tuple[float, float]]] = {"raw": [], "blip": []}
     for _ in range(args.runs):  # interleaved, so that machine noise hits both alike

@@ -47,6 +47,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.typing import Subprotocol
 
 from engine.database import Database
+from engine.replication import event_loop
 from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
@@ -325,6 +326,6 @@ if __name__ == "__main__":
     if arguments.serve:
         _unused, hard_limit = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (arguments.nofile, hard_limit))
-        asyncio.run(_serve(arguments.serve, arguments.plain_websockets))
+        event_loop.run(_serve(arguments.serve, arguments.plain_websockets))
     else:
-        asyncio.run(main(arguments))
+        event_loop.run(main(arguments))

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.scenario_docs import attachment_bytes, item_doc, item_json, photo_doc, split
 from engine.changes import Changes
 from engine.database import Database
+from engine.replication import event_loop
 from engine.replication.auth import NO_AUTHENTICATION
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
 from engine.replication.replicator import Replicator
@@ -393,16 +394,17 @@ def main() -> None:
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        event_loop.run(serve(args.serve))
         return
     if args.client:
         scenario, a, b, n = args.client
-        print(json.dumps(asyncio.run(client(scenario, Path(a), Path(b), int(n)))))
+        print(json.dumps(event_loop.run(client(scenario, Path(a), Path(b), int(n)))))
         return
     if args.no_fsync:
         os.environ["SYNC_BENCH_NO_FSYNC"] = "1"
     reference = pouchdb_medians(args.pouchdb) if args.pouchdb else POUCHDB_RECORDED
     source = "measured here" if args.pouchdb else "recorded"
+    print(f"event loop: {event_loop.loop_name()} (both sides; {event_loop.ENV_VAR}=asyncio for asyncio's own)")
     plan: list[tuple[str, str, int]] = []
     for scenario in args.scenarios.split(","):
         if scenario == "s1":

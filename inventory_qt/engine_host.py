@@ -34,7 +34,7 @@ from typing import Any
 
 from engine.changes import Changes, ChangeSource
 from engine.database import Database
-from engine.replication import tuning
+from engine.replication import event_loop, tuning
 from engine.replication.discovery import PeerBrowser, PeerEndpoint
 from engine.replication.errors import ConfigurationError
 from engine.replication.listener import URLEndpointListener
@@ -273,7 +273,7 @@ def child_main(conn: Connection) -> None:
     if hello.external_changes_interval is not None:
         tuning.EXTERNAL_CHANGES_INTERVAL = hello.external_changes_interval
     try:
-        asyncio.run(_serve(conn, send, hello))
+        event_loop.run(_serve(conn, send, hello))
     finally:
         conn.close()
 

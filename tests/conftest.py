@@ -18,6 +18,7 @@ import pytest
 from hypothesis import settings
 
 from engine.database import Database
+from engine.replication import event_loop
 
 #: Scans everything logged at debug level for secrets and document bodies.
 pytest_plugins = ["tests.log_scan"]
@@ -39,6 +40,20 @@ RAW_WEBSOCKETS_LOG.setLevel(logging.INFO)
 
 #: Every timeout in the suite is a multiple of this, scaled on slow machines.
 TIME_UNIT = float(os.environ.get("INVENTORY_TEST_TIME_UNIT", "1.0"))
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The loops an asyncio test runs on: the engine's own (``event_loop.run``'s: uvloop where it
+    is installed), and asyncio's too for tests marked ``both_loops`` (what Windows runs), or
+    asyncio's alone for tests marked ``asyncio_loop`` (they reach into its transports)."""
+    if item.get_closest_marker("asyncio_loop"):
+        return {"asyncio": asyncio.new_event_loop}
+    factories = {event_loop.loop_name(): event_loop.loop_factory()}
+    if item.get_closest_marker("both_loops"):
+        factories["asyncio"] = asyncio.new_event_loop
+    return factories
 
 
 def needs_shared(path: Path) -> pytest.MarkDecorator:

@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.cli.output import Output, UsageError
 from engine.cli.store_commands import Subparsers
+from engine.replication import event_loop
 from engine.replication.discovery import (
     Peer,
     PeerAdded,
@@ -101,7 +102,7 @@ def cmd_browse(args: argparse.Namespace, out: Output) -> int:
     """List peers until the timeout or a signal."""
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout must be a number of seconds above 0")
-    return asyncio.run(browse(out, interfaces=args.interfaces, timeout=args.timeout, own_peer_id=_own_peer_id(args)))
+    return event_loop.run(browse(out, interfaces=args.interfaces, timeout=args.timeout, own_peer_id=_own_peer_id(args)))
 
 
 def _own_peer_id(args: argparse.Namespace) -> str | None:

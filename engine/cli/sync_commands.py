@@ -35,6 +35,7 @@ from engine.cli.security_commands import (
 )
 from engine.cli.store_commands import Subparsers
 from engine.inventory_merge import ItemMergeResolver
+from engine.replication import event_loop
 from engine.replication.auth import (
     BasicAuthenticator,
 )
@@ -131,7 +132,7 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             enable_delta_sync=not args.no_delta,
             tls=identity,
         )
-        return asyncio.run(_serve(URLEndpointListener(config), out, args))
+        return event_loop.run(_serve(URLEndpointListener(config), out, args))
 
 
 async def _serve(listener: URLEndpointListener, out: Output, args: argparse.Namespace) -> int:
@@ -236,7 +237,7 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
                 check_url(url, tls=url.lower().startswith("wss:"))
                 return await _sync(replicator_for(url, **options), out, args)
 
-        return asyncio.run(run())
+        return event_loop.run(run())
 
 
 def _announce_first_use(

@@ -368,8 +368,11 @@ class Acceptor(asyncio.AbstractServer):
         """Run the TLS handshake, if any, within its deadline, and start the connection's protocol."""
         started = False
         no_delay(conn)
+        # our own reference to the protocol: with TLS, uvloop hands back its TLS layer's protocol
+        # (asyncio's loop hands back ours), and the transport it returns is the one ours got
+        connection = self._factory()
         try:
-            transport, connection = await self._loop.connect_accepted_socket(self._factory, conn, **self._tls)
+            transport, _ = await self._loop.connect_accepted_socket(lambda: connection, conn, **self._tls)
             started = True
         except Exception:  # the TLS handshake failed or timed out (asyncio logs it at debug level)
             return

@@ -46,7 +46,7 @@ from engine.replication.replicator_types import ActivityLevel
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.both_loops]  # the engine runs on either (tests/conftest.py)
 
 LOOPBACK = ["127.0.0.1"]
 WAIT = 10 * TIME_UNIT

@@ -25,7 +25,7 @@ from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 from tests.litecore_peer import ClientTLS, PeerStore, StrictListener, StrictReplicator, limit_like_mbedtls2
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.both_loops]  # the engine runs on either (tests/conftest.py)
 
 USER, PASSWORD = "bob", "secret"  # the users of peers.listener()
 TIMEOUT = 10 * TIME_UNIT

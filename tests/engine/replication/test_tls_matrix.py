@@ -47,7 +47,7 @@ from tests.engine.replication.tls_helpers import (
     make_ca,
 )
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.both_loops]  # the engine runs on either (tests/conftest.py)
 
 OTHER_FINGERPRINT = ":".join(["AB"] * 32)
 

@@ -30,6 +30,9 @@ from tests.engine.replication.conftest import EchoServer, Peers
 MakeServer = Callable[..., Awaitable[EchoServer]]
 PROJECT = Path(__file__).resolve().parents[4]
 
+#: the accept path is where the two loops differ most (uvloop hands back its TLS layer as the protocol)
+pytestmark = pytest.mark.both_loops
+
 
 def test_address_keys() -> None:
     assert address_key("192.168.1.4") == "192.168.1.4"

@@ -128,6 +128,7 @@ async def test_slow_reader_makes_the_sender_pause(echo_server: MakeServer) -> No
 
 
 @pytest.mark.asyncio
+@pytest.mark.asyncio_loop  # it records the writes of asyncio's transport (uvloop's cannot be patched)
 async def test_urgent_requests_are_written_at_once(echo_server: MakeServer) -> None:
     received, _, client = await sink_server(echo_server)
     transport = client.ws.transport

@@ -33,6 +33,8 @@ from tests.conftest import RAW_WEBSOCKETS_LOG, TIME_UNIT, wait_until
 from tests.engine.replication.conftest import EchoServer
 
 MakeServer = Callable[..., Awaitable[EchoServer]]
+pytestmark = pytest.mark.both_loops  # the engine runs on either loop (tests/conftest.py)
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
