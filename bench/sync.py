@@ -14,7 +14,8 @@ Same documents and timing boundaries as ``../shared/bench/pouchdb/README.md``:
   restart, and time until both sides hold the same winning revision.
 
 Each run uses a fresh copy of the seeded listener database and a fresh
-client database; both databases are durable (fsync per commit). The
+client database; both databases are durable (fsync per commit), and the
+page cache is written back (``os.sync``) before each run starts. The
 listener runs in its own process, started by the client process, which
 sends it edits over a pipe. Peak RSS of both processes is reported.
 
@@ -365,6 +366,9 @@ def run(scenario: str, n: int, template: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
     try:
         shutil.copytree(template, work / "a")
+        # every run starts on a quiet disk: what earlier runs (a 50,000-document pull writes
+        # 60 MB) left in the page cache is written back now, not while this run's commits flush
+        os.sync()
         proc = subprocess.run(
             [sys.executable, __file__, "--client", scenario, str(work / "a"), str(work / "b"), str(n)],
             capture_output=True,

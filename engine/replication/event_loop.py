@@ -11,8 +11,9 @@ either loop (see ``docs/notes.md``).
 
 uvloop does not exist on Windows; there, and wherever it is not installed,
 asyncio's own loop runs. ``INVENTORY_SYNC_EVENT_LOOP=asyncio`` asks for
-asyncio's loop anyway (to tell a loop's bug from ours); the engine behaves
-the same on both, and the tests run its network paths on both.
+asyncio's loop anyway (to tell a loop's bug from ours). The test suite runs on
+the loop this module picks, and the accept path, WebSocket, TLS, LiteCore
+interop and discovery tests on asyncio's loop as well (``both_loops``).
 """
 
 from __future__ import annotations

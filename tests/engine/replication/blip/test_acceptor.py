@@ -21,7 +21,7 @@ import pytest_asyncio
 from engine.database import Database
 from engine.replication.blip import acceptor
 from engine.replication.blip.acceptor import Acceptor, address_key, descriptor_room, listening_sockets
-from engine.replication.blip.websocket import ServerLimits
+from engine.replication.blip.websocket import ServerLimits, connect
 from engine.replication.replicator_types import ReplicatorType
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.certificates import client_hello, tls_contexts
@@ -391,6 +391,25 @@ async def test_out_of_descriptors_the_listener_pauses_and_logs_once(
     assert [w["message"].split(" (")[0] for w in warnings] == ["cannot accept connections"]
     for _reader, writer in waiting:
         writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_tls_connection_is_counted_until_it_ends(
+    echo_server: MakeServer, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    """Held while open, counted out when it closes, and stop() is prompt after it (uvloop hands
+    back its own TLS layer from connect_accepted_socket, not the protocol the acceptor made)."""
+    server = await echo_server(ssl=tls_pair[0])
+    host, port = server.server.addresses[0]
+    client = await connect(f"wss://{host}:{port}/db", ssl=tls_pair[1])
+    client.start()
+    await wait_until(lambda: server.server.connection_counts.held == 1 and len(server.sockets) == 1)
+    await client.close()
+    await wait_until(lambda: server.server.connection_counts.held == 0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await server.server.stop()
+    assert loop.time() - started < 2 * TIME_UNIT
 
 
 @pytest.mark.asyncio
