@@ -311,7 +311,8 @@ async def conflicts(db: Database, server: Server, rounds: int = 10) -> dict[str,
         db.save(doc_id, {"value": 2, "side": "B"})  # side B, also from rev 1
         a_rev, a_stamp = "", 0
         while not server.changes.empty():
-            a_rev, a_stamp = server.changes.get_nowait()[2], 0
+            line = server.changes.get_nowait()
+            a_rev, a_stamp = line[2], int(line[4])
         replicator = Replicator(config)
         start = time.monotonic_ns()
         replicator.start()
@@ -366,8 +367,8 @@ def run(scenario: str, n: int, template: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
     try:
         shutil.copytree(template, work / "a")
-        # every run starts on a quiet disk: what earlier runs (a 50,000-document pull writes
-        # 60 MB) left in the page cache is written back now, not while this run's commits flush
+        # every run starts on a quiet disk: what earlier runs left in the page cache is written
+        # back now, not while this run's commits flush
         os.sync()
         proc = subprocess.run(
             [sys.executable, __file__, "--client", scenario, str(work / "a"), str(work / "b"), str(n)],

@@ -4,9 +4,9 @@
 run their listener, replicators and discovery on the loop :func:`run` makes.
 uvloop (libuv underneath) wakes up and hands data to protocols faster than
 asyncio's selector loop, and an edit's trip to a peer is a chain of such
-wake-ups: two processes, four messages, two durable commits. In paired runs
-of ``bench/sync.py`` S3 it reached the peer 0.2-1.2 ms sooner (median of the
-eight pairs 0.45 ms, of a 3.5-4.7 ms total); bulk pulls (S1) were as fast on
+wake-ups: two processes, four messages, two durable commits. In eight paired
+runs of ``bench/sync.py`` S3 an edit reached the peer 0.44 ms sooner (median
+of the differences, of a 3.5-4.7 ms total); bulk pulls (S1) were as fast on
 either loop (see ``docs/notes.md``).
 
 uvloop does not exist on Windows; there, and wherever it is not installed,
