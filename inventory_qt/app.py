@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -85,7 +84,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app; return its exit code."""
-    multiprocessing.freeze_support()  # in a bundle, the spawned sync engine process runs its target here and exits
     parser = _parser()
     args, qt_args = parser.parse_known_args(argv)
     logging.basicConfig(

@@ -262,9 +262,7 @@ class EngineClient(QObject):
             threading.Thread(target=process.join, name="engine reaper", daemon=True).start()
         how = f" (exit code {code})" if code is not None else ""
         error = EngineStoppedError(f"the sync engine stopped unexpectedly{how}; Connect or Start starts it again")
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
+        self._fail_pending(error)
         if not self._stopping:
             log.warning("the sync engine (process %s) ended unexpectedly, exit code %s", process.pid, code)
             self.ended.emit(error)
@@ -296,10 +294,13 @@ class EngineClient(QObject):
             process.kill()
             await loop.run_in_executor(None, process.join, KILL_TIMEOUT)
         self._process, self._conn = None, None  # the reader closes its end once it reads the end
-        stopped = EngineStoppedError("signed out: the sync engine stopped")
-        for future in self._pending.values():  # whatever the child did not answer before it ended
+        self._fail_pending(EngineStoppedError("signed out: the sync engine stopped"))
+
+    def _fail_pending(self, error: EngineStoppedError) -> None:
+        """Fail the requests the child did not answer before it ended."""
+        for future in self._pending.values():
             if not future.done():
-                future.set_exception(stopped)
+                future.set_exception(error)
 
     async def request_stop(self) -> None:
         """Ask the child to stop everything and end (the Reply comes just before it exits)."""

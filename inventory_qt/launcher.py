@@ -8,14 +8,11 @@ child does not load Qt (about a second and some 40 MB saved per child).
 
 from __future__ import annotations
 
-import multiprocessing
-
 __all__ = ["main"]
 
 
 def main() -> int:
     """Start the app (see :func:`inventory_qt.app.main`); return its exit code."""
-    multiprocessing.freeze_support()  # in a bundle, a spawned child runs its target here and exits
     from inventory_qt.app import main as app_main  # noqa: PLC0415  (the point of this module)
 
     return app_main()

@@ -14,7 +14,6 @@ import argparse
 import getpass
 import importlib.metadata
 import logging
-import multiprocessing
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    multiprocessing.freeze_support()  # in a bundle, a spawned child process runs its target here and exits
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in _GLOBALS:

@@ -43,7 +43,7 @@ from engine.replication.errors import (
 from engine.replication.replicator_types import ActivityLevel, ReplicatorStatus, check_url
 from engine.replication.trust_store import TRUST_STORE_FILE
 from inventory_qt.bridge import PeerReplication
-from inventory_qt.discovery_bridge import DiscoveryBridge, discovery_interfaces
+from inventory_qt.discovery_bridge import DiscoveryBridge
 from inventory_qt.engine_config import record_trust
 from inventory_qt.errors import show_error
 from inventory_qt.models.peers_model import PeerColumn, PeerInfo, PeersModel, manual_peer
@@ -237,11 +237,7 @@ class BrowserTab(QWidget):
                 # followed by its peer ID: a peer restarted on another port is reconnected, its
                 # checkpoint and its trusted certificate are the peer's, not its address's
                 remote_name = info.peer_id
-                if self.discovery is not None:
-                    interfaces = self.discovery.interfaces
-                else:  # not browsing here: the interfaces it would browse (option, environment or all)
-                    chosen = discovery_interfaces()
-                    interfaces = tuple(chosen) if chosen is not None else None
+                interfaces = self.discovery.interfaces if self.discovery is not None else None
             replication = PeerReplication(
                 self.session, info.url, remote_name=remote_name, follow=info.discovered, interfaces=interfaces
             )
