@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from engine.blobstore import BlobStore
 from engine.changes import ChangeEntry, Changes, ChangeSource
@@ -27,6 +27,7 @@ __all__ = [
     "SEQ_DB",
     "UNSET",
     "ChangeListener",
+    "CommitAnnouncer",
     "DatabaseCore",
     "Validator",
     "body_key",
@@ -42,6 +43,28 @@ ChangeListener = Callable[[Changes], None]
 #: ValidationError to refuse it (see :class:`DatabaseCore`).
 Validator = Callable[[str, dict[str, Any], bool], None]
 T = TypeVar("T")
+
+
+class CommitAnnouncer(Protocol):
+    """Hears of a local transaction's feed rows while its commit is still being flushed.
+
+    A replication feed offers them to its peer at once, so that the peer's
+    answer travels while the flush is under way (an edit reaches the peer
+    sooner, and no revision leaves before it is durable: bodies are read only
+    after the commit). Both methods run on the committing thread while it holds
+    the database's commit lock; they must be quick and must not raise.
+    """
+
+    def announce(self, after: int, rows: list[ChangeEntry]) -> None:
+        """``rows`` (the feed rows after sequence ``after``) are about to be committed."""
+
+    def withdraw(self, rows: list[ChangeEntry]) -> None:
+        """The commit of announced ``rows`` failed: they never existed."""
+
+
+#: A local transaction with more feed rows than this is not announced (an import,
+#: not an edit): feeds read it once committed, in their own batches.
+ANNOUNCE_MAX_ROWS = 100
 
 SEQ_DB = "seqs"
 DELETED_FLAG = 1
@@ -100,6 +123,7 @@ class DatabaseCore:
         self._store = Store(self.path, durable=durable)
         self.blobs = BlobStore(self._store)
         self._listeners: list[ChangeListener] = []
+        self._announcers: list[CommitAnnouncer] = []
         self._listeners_lock = threading.Lock()
         self._commit_lock = threading.RLock()
         self.uuid: bytes = self._store.write(self._ensure_uuid)
@@ -150,25 +174,60 @@ class DatabaseCore:
 
         return remove
 
+    def add_commit_announcer(self, announcer: CommitAnnouncer) -> Callable[[], None]:
+        """Tell ``announcer`` of each local transaction's feed rows before its commit's flush;
+        return a function that removes it (see :class:`CommitAnnouncer`)."""
+        with self._listeners_lock:
+            self._announcers.append(announcer)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if announcer in self._announcers:
+                    self._announcers.remove(announcer)
+
+        return remove
+
     def _commit(self, fn: Callable[[Txn], tuple[T, Changes]]) -> T:
         """Run a write transaction, then notify observers of its Changes, in commit order.
 
         Changes another process committed since the last notification are
-        announced first (as EXTERNAL), so observers never miss them.
+        announced first (as EXTERNAL), so observers never miss them. A local
+        transaction's rows go to the commit announcers just before the commit.
         """
+        announced: list[list[ChangeEntry]] = []
 
         def run(txn: Txn) -> tuple[int, T, Changes]:
             before = self._last_seq(txn)
             result, changes = fn(txn)
+            if self._announcers and changes.source is ChangeSource.LOCAL and changes.last_sequence > before:
+                rows = self._rows_after(txn, before, ANNOUNCE_MAX_ROWS + 1)
+                if len(rows) <= ANNOUNCE_MAX_ROWS:
+                    announced.append(rows)
+                    self._tell_announcers(lambda a: a.announce(before, rows))
             return before, result, changes
 
         with self._commit_lock:
-            before, result, changes = self._store.write(run)
+            try:
+                before, result, changes = self._store.write(run)
+            except BaseException:
+                if announced:  # the last try's rows (a map that filled runs ``fn`` again)
+                    withdrawn = announced[-1]
+                    self._tell_announcers(lambda a: a.withdraw(withdrawn))
+                raise
             if before > self._known_seq:
                 self._announce_external(self._known_seq, before)
             self._known_seq = max(self._known_seq, before, changes.last_sequence)
             self._notify(changes)
             return result
+
+    def _tell_announcers(self, call: Callable[[CommitAnnouncer], None]) -> None:
+        with self._listeners_lock:
+            announcers = list(self._announcers)
+        for announcer in announcers:
+            try:
+                call(announcer)
+            except Exception:
+                log.exception("commit announcer failed")
 
     def poll_external_changes(self) -> bool:
         """Tell observers about changes other processes committed to these files; return whether any.
@@ -285,14 +344,18 @@ class DatabaseCore:
 
     def changes_since(self, since: int = 0, limit: int | None = None) -> list[ChangeEntry]:
         """Return the changes after sequence ``since``, oldest first, one row per document."""
-        out: list[ChangeEntry] = []
         with self._store.read() as txn:
-            for key, value in txn.items_from(SEQ_DB, seq_key(since + 1)):
-                flags, size, rev_id, doc_id = value.decode().split(",", 3)
-                deleted = bool(int(flags) & DELETED_FLAG)
-                out.append(ChangeEntry(int.from_bytes(key, "big"), doc_id, rev_id, deleted, int(size)))
-                if limit is not None and len(out) >= limit:
-                    break
+            return self._rows_after(txn, since, limit)
+
+    @staticmethod
+    def _rows_after(txn: Txn, since: int, limit: int | None) -> list[ChangeEntry]:
+        out: list[ChangeEntry] = []
+        for key, value in txn.items_from(SEQ_DB, seq_key(since + 1)):
+            flags, size, rev_id, doc_id = value.decode().split(",", 3)
+            deleted = bool(int(flags) & DELETED_FLAG)
+            out.append(ChangeEntry(int.from_bytes(key, "big"), doc_id, rev_id, deleted, int(size)))
+            if limit is not None and len(out) >= limit:
+                break
         return out
 
     @staticmethod

@@ -48,7 +48,15 @@ _DEFAULT_COLLECTIONS = ("_default", "_default._default")
 
 
 class ChangesFeeder:
-    """Sends the database's changes to a pulling client: batches, caught-up, then live changes (§3.4-3.5)."""
+    """Sends the database's changes to a pulling client: batches, caught-up, then live changes (§3.4-3.5).
+
+    A caught-up continuous feed offers a local edit while its commit is still
+    being flushed (:meth:`announce`): the peer's answer is on its way back
+    while the disk works, and the revision itself is read and sent only once
+    the commit has landed. Should that commit fail, the rows never existed and
+    the connection is closed, so that the peer, which never got them, asks
+    again from its checkpoint.
+    """
 
     def __init__(
         self,
@@ -61,7 +69,6 @@ class ChangesFeeder:
         doc_ids: set[str] | None,
     ) -> None:
         self.session = session
-        self.since = since
         self.continuous = continuous
         self.batch = max(1, min(batch, 1000))
         self.active_only = active_only
@@ -69,36 +76,65 @@ class ChangesFeeder:
         self.caught_up = False
         #: activeOnly skips tombstones only until the first catch-up; live deletions must flow
         self._was_caught_up = False
+        #: the last sequence offered (or passed over)
+        self._last = since
+        #: waiting for a change, with nothing unread before it
+        self._parked = False
         self._changed = asyncio.Event()
-        self._slots = asyncio.Semaphore(tuning.MAX_CHANGES_IN_FLIGHT)
+        #: the latest sequence known to be committed, and the latest offered before its commit
+        self._committed = 0
+        self._announced = 0
+        self._withdrawn = False
+        self._commit_seen = asyncio.Event()
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
         self._replies: set[asyncio.Task[None]] = set()
         #: replies' revisions go out one batch after another, in feed order: the
         #: peer then stores documents in order (fuller B-tree pages) and its
         #: checkpoint advances steadily
         self._sending = asyncio.Lock()
 
-    def database_changed(self) -> None:
-        """Wake the feed (called on the event loop)."""
+    def database_changed(self, last_sequence: int) -> None:
+        """Wake the feed after a commit up to ``last_sequence`` (called on the event loop)."""
+        self._committed = max(self._committed, last_sequence)
+        self._commit_seen.set()
         self._changed.set()
+
+    def announce(self, after: int, rows: list[ChangeEntry]) -> None:
+        """Offer local ``rows`` (those after ``after``) now, before their commit ends, if this feed
+        is parked right after ``after`` with a free slot; else the feed reads them once committed."""
+        if not (self._parked and not self._changed.is_set() and after == self._last and len(rows) <= self.batch):
+            return
+        if self._in_flight >= tuning.MAX_CHANGES_IN_FLIGHT or self.session.socket.closed:
+            return
+        self._last = self._announced = rows[-1].sequence
+        if wanted := self._wanted(rows):
+            self._in_flight += 1
+            with contextlib.suppress(ReplicationError):  # closing: the next connection reads them again
+                self._send_batch(wanted, announced=True)
+
+    def withdraw(self, rows: list[ChangeEntry]) -> None:
+        """The commit of rows this feed may have offered failed: close the connection if it did."""
+        if self._announced != rows[-1].sequence or self._announced <= self._committed:
+            return  # not offered by this feed
+        self._withdrawn = True
+        self._commit_seen.set()
+        log.error("a change offered to %s was not committed; closing the connection", self.session.socket.name)
+        task = asyncio.ensure_future(self.session.socket.close(1011, "the database failed to commit a change"))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
 
     async def run(self) -> None:
         """Feed changes until caught up (one-shot) or forever (continuous)."""
         session = self.session
-        last = self.since
         while not session.socket.closed:
             self._changed.clear()
-            rows = await session.runner.run(session.db.changes_since, last, self.batch)
+            rows = await session.runner.run(session.db.changes_since, self._last, self.batch)
             if rows:
-                last = rows[-1].sequence
-                wanted = [
-                    r
-                    for r in rows
-                    if not session.pushed_here(r.doc_id, r.rev_id)  # first: it forgets what the feed passes
-                    and not (self.active_only and r.deleted and not self._was_caught_up)
-                    and (self.doc_ids is None or r.doc_id in self.doc_ids)
-                ]
-                if wanted:  # live changes too: every rev answers a requested row (§3.7, §9)
-                    await self._send_batch(wanted)
+                self._last = rows[-1].sequence
+                if wanted := self._wanted(rows):  # live changes too: every rev answers a requested row (§3.7, §9)
+                    await self._take_slot()
+                    self._send_batch(wanted, announced=False)
                 continue
             if not self.caught_up:
                 self.caught_up = True
@@ -108,29 +144,58 @@ class ChangesFeeder:
                 session.touch()
             if not self.continuous:
                 return
-            await self._changed.wait()
+            self._parked = True
+            try:
+                await self._changed.wait()
+            finally:
+                self._parked = False
             if self.caught_up:
                 self.caught_up = False
                 session.touch()
 
-    async def _send_batch(self, rows: list[ChangeEntry]) -> None:
-        await self._slots.acquire()
+    def _wanted(self, rows: list[ChangeEntry]) -> list[ChangeEntry]:
+        session = self.session
+        return [
+            r
+            for r in rows
+            if not session.pushed_here(r.doc_id, r.rev_id)  # first: it forgets what the feed passes
+            and not (self.active_only and r.deleted and not self._was_caught_up)
+            and (self.doc_ids is None or r.doc_id in self.doc_ids)
+        ]
+
+    async def _take_slot(self) -> None:
+        """Wait until fewer than MAX_CHANGES_IN_FLIGHT ``changes`` await replies, then take a slot."""
+        while self._in_flight >= tuning.MAX_CHANGES_IN_FLIGHT:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+        self._in_flight += 1
+
+    def _send_batch(self, rows: list[ChangeEntry], *, announced: bool) -> None:
+        """Send a ``changes`` message for ``rows``, holding a slot taken by the caller."""
         body = encode_changes_rows(rows, int_flags=self.session.socket.subprotocol.endswith("_3"))
-        future = self.session.socket.send_request(
-            "changes", None, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY, urgent=tuning.CHANGES_URGENT
-        )
+        try:
+            future = self.session.socket.send_request(
+                "changes", None, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY, urgent=tuning.CHANGES_URGENT
+            )
+        except ReplicationError:
+            self._free_slot()
+            raise
         assert future is not None
-        task = asyncio.create_task(self._handle_reply(rows, future))
+        task = asyncio.create_task(self._handle_reply(rows, future, announced=announced))
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 
-    async def _handle_reply(self, rows: list[ChangeEntry], future: asyncio.Future[Message]) -> None:
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        self._slot_free.set()
+
+    async def _handle_reply(self, rows: list[ChangeEntry], future: asyncio.Future[Message], *, announced: bool) -> None:
         session = self.session
         try:
             try:
                 reply = await future
             finally:
-                self._slots.release()
+                self._free_slot()
             entries = parse_changes_reply(reply.body, len(rows))
         except ReplicationError as exc:  # refused, gone, or a malformed answer: these rows are not sent
             log.info("changes not taken by %s: %s", session.socket.name, exc)
@@ -144,11 +209,20 @@ class ChangesFeeder:
             for row, entry in zip(rows, entries, strict=True)
             if isinstance(entry, list)
         ]
+        if announced and wanted and not await self._until_committed(rows[-1].sequence):
+            return  # never committed: the connection is closing
         if not self.caught_up:  # a bulk transfer; a live change has no next batch to wait for
             await _let_next_batch_go_first()
         async with self._sending:
             await session.sender.send_many(wanted, no_reply_when_plain=True)
         session.touch()
+
+    async def _until_committed(self, sequence: int) -> bool:
+        """Wait until the commit of offered rows up to ``sequence`` has landed; False if it failed."""
+        while self._committed < sequence and not self._withdrawn:
+            self._commit_seen.clear()
+            await self._commit_seen.wait()
+        return not self._withdrawn
 
     def cancel(self) -> None:
         """Stop sending replies' revisions."""
@@ -228,20 +302,37 @@ class PassiveSession:
         """Serve until the client disconnects."""
         self.runner.bind()
         remove = self.db.add_change_listener(self._database_changed)
+        remove_announcer = self.db.add_commit_announcer(self)
         self.socket.start()
         try:
             await self.socket.wait_closed()
         finally:
+            remove_announcer()
             remove()
             if self.feeder is not None:
                 self.feeder.cancel()
             if self._feed_task is not None:
                 self._feed_task.cancel()
 
-    def _database_changed(self, _changes: Changes) -> None:
+    def _database_changed(self, changes: Changes) -> None:
         feeder = self.feeder
         if feeder is not None:
-            self.runner.notify_soon(feeder.database_changed)
+            last = changes.last_sequence
+            self.runner.notify_soon(lambda: feeder.database_changed(last))
+
+    # CommitAnnouncer (engine.db_core): called on the committing thread, inside its write lock
+
+    def announce(self, after: int, rows: list[ChangeEntry]) -> None:
+        """A local commit's ``rows`` are being flushed: a caught-up live feed may offer them now."""
+        feeder = self.feeder
+        if feeder is not None and feeder.continuous:
+            self.runner.notify_soon(lambda: feeder.announce(after, rows))
+
+    def withdraw(self, rows: list[ChangeEntry]) -> None:
+        """A local commit whose rows were announced failed."""
+        feeder = self.feeder
+        if feeder is not None and feeder.continuous:
+            self.runner.notify_soon(lambda: feeder.withdraw(rows))
 
     def touch(self) -> None:
         """Recompute whether a replication is in progress; tell the listener when that changes."""

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.blobs import Blob, key_to_digest
-from engine.changes import Changes, ChangeSource
+from engine.changes import ChangeEntry, Changes, ChangeSource
 from engine.conflicts import ConcurrencyControl, ConflictView
 from engine.database import Database, InsertResult, RevisionInsert
+from engine.db_core import ANNOUNCE_MAX_ROWS
 from engine.errors import (
     BlobNotFoundError,
     ConflictError,
@@ -149,6 +152,83 @@ def test_listener_errors_do_not_break_saves(db: Database) -> None:
 
     db.add_change_listener(boom)
     assert db.save("a", {}).sequence == 1
+
+
+class Announcements:
+    """A commit announcer that records what it hears, and what the file and observers showed then."""
+
+    def __init__(self, db: Database, seen: list[Changes]) -> None:
+        self.db = db
+        self.seen = seen
+        self.events: list[tuple[str, int, list[tuple[int, str]], int, int]] = []
+
+    def _committed_sequence(self) -> int:
+        """The last sequence another thread reads from the file now."""
+        out: list[int] = []
+        reader = threading.Thread(target=lambda: out.append(self.db.last_sequence))
+        reader.start()
+        reader.join()
+        return out[0]
+
+    def announce(self, after: int, rows: list[ChangeEntry]) -> None:
+        rows_seen = [(r.sequence, r.doc_id) for r in rows]
+        self.events.append(("announce", after, rows_seen, self._committed_sequence(), len(self.seen)))
+
+    def withdraw(self, rows: list[ChangeEntry]) -> None:
+        rows_seen = [(r.sequence, r.doc_id) for r in rows]
+        self.events.append(("withdraw", 0, rows_seen, self._committed_sequence(), len(self.seen)))
+
+
+def test_commit_announcers_hear_local_rows_before_the_commit_lands(db: Database) -> None:
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    heard = Announcements(db, seen)
+    remove = db.add_commit_announcer(heard)
+    first = db.save("a", {"v": 1})
+    with db.batch() as batch:
+        batch.save("a", {"v": 2}, base_rev=first.rev_id)
+        batch.save("b", {})
+    db.insert_revisions([RevisionInsert("c", rid(1, "c"), [], {})], remote="peer")  # a peer's: not announced
+    remove()
+    db.save("d", {})
+    assert heard.events == [
+        ("announce", 0, [(1, "a")], 0, 0),  # nothing committed yet, no observer told yet
+        ("announce", 1, [(2, "a"), (3, "b")], 1, 1),
+    ]
+    assert [c.last_sequence for c in seen] == [1, 3, 4, 5]
+
+
+def test_a_failed_commit_withdraws_what_was_announced(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    db.save("a", {})
+    seen: list[Changes] = []
+    db.add_change_listener(seen.append)
+    heard = Announcements(db, seen)
+    db.add_commit_announcer(heard)
+    write = db._store.write
+
+    def failing_write(fn: Callable[..., object]) -> object:
+        def then_fail(txn: object) -> object:
+            fn(txn)
+            raise StorageError("database write failed: Input/output error")
+
+        return write(then_fail)
+
+    monkeypatch.setattr(db._store, "write", failing_write)
+    with pytest.raises(StorageError):
+        db.save("b", {})
+    assert heard.events == [("announce", 1, [(2, "b")], 1, 0), ("withdraw", 0, [(2, "b")], 1, 0)]
+    monkeypatch.undo()
+    assert db.get("b") is None and not seen
+    assert db.save("b", {}).sequence == 2  # the sequence it was to have is used by the next commit
+
+
+def test_a_large_local_transaction_is_not_announced(db: Database) -> None:
+    heard = Announcements(db, [])
+    db.add_commit_announcer(heard)
+    with db.batch() as batch:
+        for i in range(ANNOUNCE_MAX_ROWS + 1):
+            batch.save(f"d{i}", {})
+    assert not heard.events  # an import: feeds read it once committed, in their own batches
 
 
 def test_changes_feed(db: Database) -> None:

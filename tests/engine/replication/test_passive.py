@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,6 +15,7 @@ import pytest_asyncio
 
 from engine.blobs import digest_of
 from engine.database import Database
+from engine.errors import StorageError
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip.connection import Message
 from engine.replication.blip.socket import BlipSocket, Reply
@@ -174,6 +177,85 @@ async def test_sub_changes_continuous_and_active_only(setup: tuple[Database, URL
     assert (live.properties["id"], live.properties["deleted"], live.no_reply) == ("kept", "1", True)
     assert live.properties["history"] == client.holds["kept"]  # the history stops at what the client has
     assert client.revs.empty() and client.changes.empty()
+
+
+async def caught_up_on(client: Client, doc_id: str) -> None:
+    """Subscribe continuously and take the one document there is; the feed is then parked."""
+    await client.sock.request("subChanges", {"continuous": "true"})
+    assert [r[1] for r in await client.next_changes()] == [doc_id]
+    assert await client.next_changes() == []  # caught up
+    rev = await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)
+    client.holds[doc_id] = rev.properties["rev"]
+
+
+def commits_through(db: Database, step: Callable[[], None]) -> Callable[[Callable[..., object]], object]:
+    """A store write that runs ``step`` after the transaction's work (announcements included), before its commit."""
+    write = db._store.write
+
+    def wrapped(fn: Callable[..., object]) -> object:
+        def then_step(txn: object) -> object:
+            result = fn(txn)
+            step()
+            return result
+
+        return write(then_step)
+
+    return wrapped
+
+
+async def test_a_live_edit_is_offered_while_its_commit_is_flushed_and_sent_once_it_lands(
+    setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _, client = setup
+    first = db.save("a", {"v": 1})
+    await caught_up_on(client, "a")
+    landing = threading.Event()
+    monkeypatch.setattr(db._store, "write", commits_through(db, lambda: landing.wait(10 * TIME_UNIT)))
+    saving = asyncio.ensure_future(asyncio.to_thread(db.save, "a", {"v": 2}, base_rev=first.rev_id))
+    (row,) = await client.next_changes()  # offered while the commit is held
+    assert row[1] == "a" and not saving.done()
+    with contextlib.suppress(BlipError):  # a barrier: the listener has read the answer to that changes
+        await client.sock.request("getCheckpoint", {"client": "barrier"})
+    assert client.revs.empty() and not saving.done()  # no revision leaves before its commit lands
+    landing.set()
+    second = await saving
+    live = await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)
+    assert live.properties["rev"] == row[2] == second.rev_id
+    monkeypatch.undo()
+    client.holds["a"] = second.rev_id
+    third = db.save("a", {"v": 3}, base_rev=second.rev_id)
+    (row,) = await client.next_changes()  # the commit of the offered edit was not offered again
+    assert row[2] == third.rev_id
+    assert (await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)).properties["rev"] == third.rev_id
+
+
+async def test_a_commit_that_fails_after_its_offer_closes_that_connection_and_loses_nothing(
+    setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, listener, client = setup
+    db.save("a", {"v": 1})
+    await caught_up_on(client, "a")
+
+    def fail() -> None:
+        raise StorageError("database write failed: Input/output error")
+
+    monkeypatch.setattr(db._store, "write", commits_through(db, fail))
+    with pytest.raises(StorageError):
+        db.save("b", {})
+    monkeypatch.undo()
+    (row,) = await client.next_changes()  # offered before the commit failed
+    assert row[1] == "b"
+    await asyncio.wait_for(client.sock.wait_closed(), 5 * TIME_UNIT)
+    assert client.sock.close_code == 1011  # the peer never got it: it asks again from its checkpoint
+    assert client.revs.empty()
+    assert db.get("b") is None and db.get("a") is not None
+    sock = await connect(listener.urls[0], headers=AUTH)  # the listener serves on
+    other = Client(sock)
+    sock.start()
+    db.save("b", {"v": 2})
+    await sock.request("subChanges", {})
+    assert [r[1] for r in await other.next_changes()] == ["a", "b"]
+    await sock.close()
 
 
 async def test_sub_changes_refuses_filters_and_other_versioning(
