@@ -98,7 +98,8 @@ class ChangesFeeder:
         """Wake the feed after a commit up to ``last_sequence`` (called on the event loop)."""
         self._committed = max(self._committed, last_sequence)
         self._commit_seen.set()
-        self._changed.set()
+        if last_sequence > self._last:  # else offered already (announce) or read already
+            self._changed.set()
 
     def announce(self, after: int, rows: list[ChangeEntry]) -> None:
         """Offer local ``rows`` (those after ``after``) now, before their commit ends, if this feed
@@ -215,6 +216,8 @@ class ChangesFeeder:
             await _let_next_batch_go_first()
         async with self._sending:
             await session.sender.send_many(wanted, no_reply_when_plain=True)
+        if self.caught_up:  # a live change: out now, not at the end of the loop's turn
+            session.socket.flush()
         session.touch()
 
     async def _until_committed(self, sequence: int) -> bool:

@@ -313,6 +313,11 @@ class BlipSocket:
         except (WebSocketClosed, OSError):
             pass
 
+    def flush(self) -> None:
+        """Write what is queued now, unless TCP pushes back (then the write loop does, as it drains)."""
+        if not self._draining and not self.closed:
+            self._flush()
+
     def _schedule_flush(self) -> None:
         """Write queued frames at the end of this event-loop turn, in one batch."""
         if not self._flush_scheduled and not self._draining:

@@ -226,7 +226,9 @@ async def test_a_live_edit_is_offered_while_its_commit_is_flushed_and_sent_once_
     third = db.save("a", {"v": 3}, base_rev=second.rev_id)
     (row,) = await client.next_changes()  # the commit of the offered edit was not offered again
     assert row[2] == third.rev_id
-    assert (await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)).properties["rev"] == third.rev_id
+    live = await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)
+    assert (live.properties["rev"], live.properties["history"]) == (third.rev_id, second.rev_id)
+    assert json.loads(live.body) == {"v": 3}
 
 
 async def test_a_commit_that_fails_after_its_offer_closes_that_connection_and_loses_nothing(
