@@ -190,10 +190,9 @@ class ListenerAdvertising(QObject):
         return self._starting
 
     async def _start(self, listener: ListenerInfo) -> None:
-        if self._advertiser is not None:  # still registered: re-announce it for this listener
-            await self.update(port=listener.port or 0, fingerprint=listener.fingerprint)
-            self.advertisedChanged.emit(True)
-            return
+        # the bridge withdraws the advert whenever its listener stops, and re-announces a
+        # restarted one with update(): a start always registers a new advert
+        assert self._advertiser is None
         peer_id = await _own_peer_id(self._session)
         name = default_instance_name(self._session.user)
 

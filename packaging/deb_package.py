@@ -31,11 +31,12 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-__all__ = ["build", "declared_depends", "external_libraries", "min_glibc"]
+__all__ = ["Linkage", "build", "declared_depends", "linkage"]
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -76,10 +77,20 @@ def elf_files(root: Path) -> list[Path]:
     return found
 
 
-def external_libraries(bundle: Path) -> dict[str, str | None]:
-    """The system libraries bundled binaries link to directly: name -> path (None: not found here).
+@dataclass(frozen=True)
+class Linkage:
+    """What the bundled binaries need from the system."""
 
-    The names are the binaries' ``NEEDED`` entries (``objdump -p``) that no
+    #: system libraries linked to directly: name -> path here (None: not found here)
+    external: dict[str, str | None]
+    #: the newest GLIBC_x.y symbol version any binary asks for
+    min_glibc: str
+
+
+def linkage(bundle: Path) -> Linkage:
+    """Read every bundled binary once (``objdump -p -T``, ``ldd``) for what it needs from the system.
+
+    The external libraries are the binaries' ``NEEDED`` entries that no
     bundled file provides; ``ldd``, run with the bundle's library folders
     first as the bundle's launcher does, says where each is found.
     """
@@ -88,22 +99,26 @@ def external_libraries(bundle: Path) -> dict[str, str | None]:
     folders = sorted({str(p.parent) for p in files if ".so" in p.name})
     env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(folders)}
 
-    def inspect(path: Path) -> tuple[str, str]:
-        needed = subprocess.run(["objdump", "-p", str(path)], capture_output=True, text=True, check=False).stdout
+    def inspect(path: Path) -> tuple[bytes, str]:
+        headers = subprocess.run(["objdump", "-p", "-T", str(path)], capture_output=True, check=False).stdout
         where = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env, check=False).stdout
-        return needed, where
+        return headers, where
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         outputs = list(pool.map(inspect, files))
     direct: set[str] = set()
     located: dict[str, str | None] = {}
-    for needed, where in outputs:
-        direct.update(line.split()[1] for line in needed.splitlines() if line.strip().startswith("NEEDED"))
+    newest = (2, 17)
+    for headers, where in outputs:
+        direct.update(line.split()[1].decode() for line in headers.splitlines() if line.strip().startswith(b"NEEDED"))
+        for match in _GLIBC.finditer(headers):
+            newest = max(newest, (int(match.group(1)), int(match.group(2))))
         for line in where.splitlines():
             name, arrow, path = line.strip().partition(" => ")
             if arrow:
                 located.setdefault(name, None if path.startswith("not found") else path.split(" (")[0])
-    return {name: located.get(name) for name in sorted(direct - provided)}
+    external = {name: located.get(name) for name in sorted(direct - provided)}
+    return Linkage(external, f"{newest[0]}.{newest[1]}")
 
 
 def packages_of(paths: list[str]) -> dict[str, str]:
@@ -121,19 +136,9 @@ def packages_of(paths: list[str]) -> dict[str, str]:
     return owners
 
 
-def min_glibc(bundle: Path) -> str:
-    """The newest GLIBC_x.y symbol version any bundled binary asks for (``objdump -T``)."""
-    newest = (2, 17)
-    for path in elf_files(bundle):
-        out = subprocess.run(["objdump", "-T", str(path)], capture_output=True, check=False).stdout
-        for match in _GLIBC.finditer(out):
-            newest = max(newest, (int(match.group(1)), int(match.group(2))))
-    return f"{newest[0]}.{newest[1]}"
-
-
-def check_depends(bundle: Path, declared: list[str]) -> None:
+def check_depends(links: Linkage, declared: list[str]) -> None:
     """Fail when the bundle needs a system library that Depends does not bring."""
-    external = external_libraries(bundle)
+    external = links.external
     # not installed on this machine (libwayland-egl1 on a server): known to Qt's table, or an error
     absent = {name for name, path in external.items() if path is None}
     unknown = sorted(absent - set(DEBIAN_PACKAGES))
@@ -197,8 +202,8 @@ def _md5sums(root: Path) -> str:
     return "".join(lines)
 
 
-def stage(bundle: Path, version: str, root: Path) -> str:
-    """Lay out the package's files under ``root``; return the control file's text."""
+def stage(bundle: Path, version: str, root: Path, *, min_glibc: str) -> str:
+    """Lay out the package's files under ``root``; return the control file's text (``min_glibc``: see Linkage)."""
     shutil.rmtree(root, ignore_errors=True)
     _copy_bundle(bundle, root / PREFIX)
     usr_bin = root / "usr" / "bin"
@@ -220,7 +225,7 @@ def stage(bundle: Path, version: str, root: Path) -> str:
     control = (
         template.replace("@VERSION@", version)
         .replace("@ARCH@", architecture())
-        .replace("@LIBC@", f"libc6 (>= {min_glibc(bundle)})")
+        .replace("@LIBC@", f"libc6 (>= {min_glibc})")
         .replace("@INSTALLED_SIZE@", str(_installed_size_kib(root)))
     )
     debian = root / "DEBIAN"
@@ -234,9 +239,10 @@ def stage(bundle: Path, version: str, root: Path) -> str:
 
 def build(bundle: Path, version: str, dist: Path) -> Path:
     """Build dist/inventory-sync_VERSION_ARCH.deb from the bundle folder; return its path."""
-    check_depends(bundle, declared_depends())
+    links = linkage(bundle)
+    check_depends(links, declared_depends())
     root = dist.parent / "build" / "deb" / "root"
-    stage(bundle, version, root)
+    stage(bundle, version, root, min_glibc=links.min_glibc)
     out = dist / f"{PACKAGE}_{version}_{architecture()}.deb"
     # zstd level 9: 5 s here for 60 MB; xz (the default) makes 47 MB but takes 2 to 3 minutes on
     # this machine kind, a fifth of the CI budget. dpkg reads zstd since 1.21.18 (Debian 12,
