@@ -49,15 +49,16 @@ from typing import TYPE_CHECKING, TextIO
 
 from engine.database import Database
 from engine.inventory import Item, read_items, set_quantity
-from engine.replication.auth import BasicAuthenticator, PasswordAuthenticator
-from engine.replication.listener import ListenerConfiguration, URLEndpointListener
-from engine.replication.listener_tls import ListenerTLSMode, listener_identity
+from engine.replication.auth import BasicAuthenticator
+from engine.replication.listener import URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ReplicatorConfiguration
 from engine.replication.server_validation import ServerValidation
 from engine.replication.tls import TLSIdentity
 from engine.seeding import load_starter_inventory
-from engine.userdata import open_database, open_user_database, user_database_path
+from engine.userdata import open_database, open_user_database
+from inventory_qt.engine_config import listener_setup
+from inventory_qt.settings import ListenerSettings
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
@@ -199,20 +200,15 @@ def _seed_user(state: _State) -> str:
 
 
 async def _start_listener(state: _State) -> str:
+    """The listener the app's Listener tab starts with its default settings (a generated
+    certificate, the signed-in user's password), on the loopback address only."""
     assert state.server is not None
-    state.identity = listener_identity(
-        ListenerTLSMode.GENERATED, database_dir=user_database_path(USER, state.data_dir), host=HOST
-    )
+    setup = listener_setup(state.server, ListenerSettings(), USER, state.password)
+    setup.configuration.host = HOST
+    state.identity = setup.configuration.tls
+    _check(state.identity is not None, "the default listener settings do not use TLS")
     assert state.identity is not None
-    state.listener = URLEndpointListener(
-        ListenerConfiguration(
-            database=state.server,
-            host=HOST,
-            port=0,
-            authenticator=PasswordAuthenticator.from_users({USER: state.password}),
-            tls=state.identity,
-        )
-    )
+    state.listener = URLEndpointListener(setup.configuration)
     await asyncio.wait_for(state.listener.start(), STEP_TIMEOUT)
     return f"wss://{HOST}:{state.listener.port}, password sign-in, SHA-256 {state.identity.fingerprint[:14]}..."
 
