@@ -22,6 +22,9 @@ passwords or keys.
 
 from __future__ import annotations
 
+import errno
+import socket
+
 __all__ = [
     "BlobCorruptError",
     "BlobError",
@@ -35,7 +38,41 @@ __all__ = [
     "NotFoundError",
     "StorageError",
     "ValidationError",
+    "os_error_words",
 ]
+
+#: System errors in words for people (the command line, the app), rather than errno text.
+_OS_WORDS = {
+    errno.EADDRINUSE: "that port is already in use by another program",
+    errno.EADDRNOTAVAIL: "that address does not belong to this computer",
+    errno.EACCES: "not allowed to use that port (ports below 1024 need administrator rights)",
+    errno.ECONNREFUSED: "nobody is listening at that address (connection refused)",
+    errno.ECONNRESET: "the connection was cut by the peer",
+    errno.EHOSTUNREACH: "that computer cannot be reached from this network",
+    errno.ENETUNREACH: "that network cannot be reached",
+    errno.ETIMEDOUT: "the peer did not answer in time",
+    errno.ENOENT: "the file does not exist",
+    errno.ENOSPC: "the disk is full",
+}
+
+
+def os_error_words(exc: BaseException) -> str:
+    """Why a system call failed (a connection, a port, a file), in words.
+
+    A file's error names the file; a timeout without an errno reads as the
+    peer not answering; anything else unknown keeps the system's own text.
+    """
+    if isinstance(exc, socket.gaierror):
+        return "unknown computer name (check the address)"
+    if not isinstance(exc, OSError):
+        return str(exc) or type(exc).__name__
+    if exc.filename and exc.errno in (errno.ENOENT, errno.EACCES):
+        return f"{exc.filename}: {exc.strerror}"
+    code = errno.ETIMEDOUT if isinstance(exc, TimeoutError) and not exc.errno else exc.errno or 0
+    words = _OS_WORDS.get(code)
+    if words is None and exc.strerror:
+        words = exc.strerror[0].lower() + exc.strerror[1:]
+    return words or str(exc) or type(exc).__name__
 
 
 class EngineError(Exception):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,14 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from engine.errors import DiskFullError, EngineError, InvalidUserNameError, InventoryError, StorageError
+from engine.errors import (
+    DiskFullError,
+    EngineError,
+    InvalidUserNameError,
+    InventoryError,
+    StorageError,
+    os_error_words,
+)
 from engine.replication.errors import (
     BlipError,
     CertificateChangedError,
@@ -68,18 +74,6 @@ _CLOSE_WORDS = {
     1011: "the peer ran into an internal error",
     4002: "the peer refused a change it was sent",
 }
-_OS_WORDS = {
-    errno.EADDRINUSE: "that port is already in use by another program (choose another port in Settings, or 0)",
-    errno.EADDRNOTAVAIL: "that address does not belong to this computer",
-    errno.EACCES: "not allowed to use that port (ports below 1024 need administrator rights)",
-    errno.ECONNREFUSED: "nobody is listening at that address (connection refused)",
-    errno.ECONNRESET: "the connection was cut by the peer",
-    errno.EHOSTUNREACH: "that computer cannot be reached from this network",
-    errno.ENETUNREACH: "that network cannot be reached",
-    errno.ETIMEDOUT: "the peer did not answer in time",
-    errno.ENOENT: "the file does not exist",
-    errno.ENOSPC: "the disk is full",
-}
 
 
 def register_describer(describer: Describer) -> None:
@@ -97,13 +91,9 @@ def sentence(text: str) -> str:
 
 
 def _os_words(exc: OSError) -> str:
-    if isinstance(exc, socket.gaierror):
-        return "unknown computer name (check the address)"
-    words = _OS_WORDS.get(exc.errno or 0)
-    if words is None:
-        return exc.strerror or str(exc) or type(exc).__name__
-    if exc.filename and exc.errno in (errno.ENOENT, errno.EACCES):
-        return f"{exc.filename}: {exc.strerror}"
+    words = os_error_words(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return f"{words} (choose another port in Settings, or 0)"
     return words
 
 

@@ -30,7 +30,6 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from socket import gaierror
 from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -43,6 +42,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from engine.errors import os_error_words
 from engine.replication import tuning
 from engine.replication.blip.acceptor import Acceptor, ConnectionCounts, listening_sockets
 from engine.replication.blip.connection import IncomingBudget
@@ -86,19 +86,6 @@ _ROUTE = re.compile(r"/([^_/][^/]*)/_blipsync/?")
 _HTTP_1_0 = b"HTTP/1.0 "
 #: Unfinished incoming messages over every connection of every BlipServer in this process.
 SERVER_INCOMING_BUDGET = IncomingBudget(tuning.MAX_SERVER_UNFINISHED_BYTES)
-
-
-def _failure_words(exc: BaseException) -> str:
-    """Why a connection could not be made, in words rather than errno text."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens on that port)"
-    if isinstance(exc, gaierror):
-        return f"unknown host ({exc.strerror or exc})"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
-    return str(exc) or type(exc).__name__
 
 
 def blipsync_url(url: str) -> str:
@@ -230,7 +217,7 @@ async def connect(
         raise
     except (OSError, TimeoutError, EOFError) as exc:
         where = urlsplit(endpoint).netloc.rpartition("@")[2]
-        raise TransportError(f"cannot connect to {where}: {_failure_words(exc)}") from exc
+        raise TransportError(f"cannot connect to {where}: {os_error_words(exc)}") from exc
     if ws.subprotocol is None:
         await ws.close(1002, "no subprotocol")
         raise IncompatibleProtocolError("incompatible replication protocol: the peer chose no BLIP subprotocol")
