@@ -72,6 +72,7 @@ _CLOSE_WORDS = {
     1008: "the peer refused the connection",
     1009: "the peer sent a message that is too large",
     1011: "the peer ran into an internal error",
+    4001: "the peer ran into a passing problem; it will be tried again",
     4002: "the peer refused a change it was sent",
 }
 

@@ -54,8 +54,8 @@ class ChangesFeeder:
     being flushed (:meth:`announce`): the peer's answer is on its way back
     while the disk works, and the revision itself is read and sent only once
     the commit has landed. Should that commit fail, the rows never existed and
-    the connection is closed, so that the peer, which never got them, asks
-    again from its checkpoint.
+    the connection is closed (4001, transient), so that the peer, which never
+    got them, asks again from its checkpoint.
     """
 
     def __init__(
@@ -121,7 +121,8 @@ class ChangesFeeder:
         self._withdrawn = True
         self._commit_seen.set()
         log.error("a change offered to %s was not committed; closing the connection", self.session.socket.name)
-        task = asyncio.ensure_future(self.session.socket.close(1011, "the database failed to commit a change"))
+        # 4001, LiteCore's "app transient" (§1 Closing): the peer comes back and resumes
+        task = asyncio.ensure_future(self.session.socket.close(4001, "the database failed to commit a change"))
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 
