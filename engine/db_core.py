@@ -43,6 +43,7 @@ ChangeListener = Callable[[Changes], None]
 #: ValidationError to refuse it (see :class:`DatabaseCore`).
 Validator = Callable[[str, dict[str, Any], bool], None]
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class CommitAnnouncer(Protocol):
@@ -164,26 +165,21 @@ class DatabaseCore:
         Listeners run on the thread that committed; they must be quick and
         must not raise (exceptions are logged and swallowed).
         """
-        with self._listeners_lock:
-            self._listeners.append(listener)
-
-        def remove() -> None:
-            with self._listeners_lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return remove
+        return self._register(self._listeners, listener)
 
     def add_commit_announcer(self, announcer: CommitAnnouncer) -> Callable[[], None]:
         """Tell ``announcer`` of each local transaction's feed rows before its commit's flush;
         return a function that removes it (see :class:`CommitAnnouncer`)."""
+        return self._register(self._announcers, announcer)
+
+    def _register(self, registry: list[U], item: U) -> Callable[[], None]:
         with self._listeners_lock:
-            self._announcers.append(announcer)
+            registry.append(item)
 
         def remove() -> None:
             with self._listeners_lock:
-                if announcer in self._announcers:
-                    self._announcers.remove(announcer)
+                if item in registry:
+                    registry.remove(item)
 
         return remove
 
@@ -221,13 +217,17 @@ class DatabaseCore:
             return result
 
     def _tell_announcers(self, call: Callable[[CommitAnnouncer], None]) -> None:
+        self._call_each(self._announcers, call, "commit announcer")
+
+    def _call_each(self, registry: list[U], call: Callable[[U], None], what: str) -> None:
+        """``call`` each registered item, logging and swallowing what it raises."""
         with self._listeners_lock:
-            announcers = list(self._announcers)
-        for announcer in announcers:
+            items = list(registry)
+        for item in items:
             try:
-                call(announcer)
+                call(item)
             except Exception:
-                log.exception("commit announcer failed")
+                log.exception("%s failed", what)
 
     def poll_external_changes(self) -> bool:
         """Tell observers about changes other processes committed to these files; return whether any.
@@ -252,15 +252,8 @@ class DatabaseCore:
         self._notify(Changes(doc_ids, ChangeSource.EXTERNAL, latest))
 
     def _notify(self, changes: Changes) -> None:
-        if not changes.doc_ids and not changes.purged:
-            return
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(changes)
-            except Exception:
-                log.exception("change listener failed")
+        if changes.doc_ids or changes.purged:
+            self._call_each(self._listeners, lambda listener: listener(changes), "change listener")
 
     @property
     def last_sequence(self) -> int:
