@@ -18,6 +18,7 @@ from typing import Any, Protocol, Self, TypeVar
 from engine.blobstore import BlobStore
 from engine.changes import ChangeEntry, Changes, ChangeSource
 from engine.documents import Document, check_doc_id, decode_body
+from engine.errors import EngineError
 from engine.lmdb_store import Store, Txn
 from engine.revtree import DEFAULT_KEEP_BODIES, DEFAULT_MAX_DEPTH, RevTree
 
@@ -191,11 +192,22 @@ class DatabaseCore:
         transaction's rows go to the commit announcers just before the commit.
         """
         announced: list[list[ChangeEntry]] = []
+        attempts = 0
 
         def run(txn: Txn) -> tuple[int, T, Changes]:
+            nonlocal attempts
+            attempts += 1
             before = self._last_seq(txn)
             result, changes = fn(txn)
-            if self._announcers and changes.source is ChangeSource.LOCAL and changes.last_sequence > before:
+            if announced:  # ``fn`` runs again (the map grew): what was offered may not hold any more
+                withdrawn = announced.pop()
+                self._tell_announcers(lambda a: a.withdraw(withdrawn))
+            elif (
+                attempts == 1
+                and self._announcers
+                and changes.source is ChangeSource.LOCAL
+                and changes.last_sequence > before
+            ):
                 rows = self._rows_after(txn, before, ANNOUNCE_MAX_ROWS + 1)
                 if len(rows) <= ANNOUNCE_MAX_ROWS:
                     announced.append(rows)
@@ -206,12 +218,15 @@ class DatabaseCore:
             try:
                 before, result, changes = self._store.write(run)
             except BaseException:
-                if announced:  # the last try's rows (a map that filled runs ``fn`` again)
+                if announced:
                     withdrawn = announced[-1]
                     self._tell_announcers(lambda a: a.withdraw(withdrawn))
                 raise
             if before > self._known_seq:
-                self._announce_external(self._known_seq, before)
+                try:
+                    self._announce_external(self._known_seq, before)
+                except EngineError as exc:  # committed all the same: observers hear of this commit
+                    log.warning("cannot read what another process committed to %s: %s", self.path, exc)
             self._known_seq = max(self._known_seq, before, changes.last_sequence)
             self._notify(changes)
             return result

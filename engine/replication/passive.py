@@ -81,10 +81,14 @@ class ChangesFeeder:
         #: waiting for a change, with nothing unread before it
         self._parked = False
         self._changed = asyncio.Event()
-        #: the latest sequence known to be committed, and the latest offered before its commit
+        #: the latest sequence known to be committed
         self._committed = 0
-        self._announced = 0
+        #: the last offer before its commit: (the sequence before it, its last sequence, whether sent)
+        self._offered: tuple[int, int, bool] | None = None
+        #: offers whose revisions are not sent yet (the connection counts as busy)
+        self._offering = 0
         self._withdrawn = False
+        self._closing: asyncio.Task[None] | None = None
         self._commit_seen = asyncio.Event()
         self._in_flight = 0
         self._slot_free = asyncio.Event()
@@ -93,6 +97,16 @@ class ChangesFeeder:
         #: peer then stores documents in order (fuller B-tree pages) and its
         #: checkpoint advances steadily
         self._sending = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """Whether changes are being fed: not caught up, or an offer's revisions still to send."""
+        return not self.caught_up or self._offering > 0
+
+    @property
+    def replying(self) -> bool:
+        """Whether answers to ``changes`` are still being handled (revisions the peer asked for)."""
+        return bool(self._replies)
 
     def database_changed(self, last_sequence: int) -> None:
         """Wake the feed after a commit up to ``last_sequence`` (called on the event loop)."""
@@ -108,23 +122,38 @@ class ChangesFeeder:
             return
         if self._in_flight >= tuning.MAX_CHANGES_IN_FLIGHT or self.session.socket.closed:
             return
-        self._last = self._announced = rows[-1].sequence
-        if wanted := self._wanted(rows):
+        wanted = self._wanted(rows)
+        self._last = rows[-1].sequence
+        self._offered = (after, self._last, bool(wanted))
+        if wanted:
             self._in_flight += 1
-            with contextlib.suppress(ReplicationError):  # closing: the next connection reads them again
+            self._offering += 1
+            try:
                 self._send_batch(wanted, announced=True)
+            except ReplicationError:  # closing: the next connection reads them again
+                self._offering -= 1
+            self.session.touch()  # after the offer has left
 
     def withdraw(self, rows: list[ChangeEntry]) -> None:
-        """The commit of rows this feed may have offered failed: close the connection if it did."""
-        if self._announced != rows[-1].sequence or self._announced <= self._committed:
-            return  # not offered by this feed
+        """The commit of rows this feed may have offered failed (or runs again after the map grew).
+
+        Rows it passed over without sending are simply read again; rows it sent
+        close the connection, as the peer may have asked for them.
+        """
+        offered = self._offered
+        if offered is None or offered[1] != rows[-1].sequence or offered[1] <= self._committed:
+            return  # not offered by this feed, or committed after all
+        self._offered = None
+        if not offered[2]:
+            self._last = min(self._last, offered[0])
+            return
+        if self.session.socket.closed or self._withdrawn:
+            return
         self._withdrawn = True
         self._commit_seen.set()
         log.error("a change offered to %s was not committed; closing the connection", self.session.socket.name)
         # 4001, LiteCore's "app transient" (§1 Closing): the peer comes back and resumes
-        task = asyncio.ensure_future(self.session.socket.close(4001, "the database failed to commit a change"))
-        self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
+        self._closing = asyncio.ensure_future(self.session.socket.close(4001, "the database failed to commit a change"))
 
     async def run(self) -> None:
         """Feed changes until caught up (one-shot) or forever (continuous)."""
@@ -192,6 +221,15 @@ class ChangesFeeder:
         self._slot_free.set()
 
     async def _handle_reply(self, rows: list[ChangeEntry], future: asyncio.Future[Message], *, announced: bool) -> None:
+        try:
+            await self._answered(rows, future, announced=announced)
+        finally:
+            if announced:
+                self._offering -= 1
+            self.session.touch()
+
+    async def _answered(self, rows: list[ChangeEntry], future: asyncio.Future[Message], *, announced: bool) -> None:
+        """Send the revisions the peer asked for in its answer to ``changes``."""
         session = self.session
         try:
             try:
@@ -219,7 +257,6 @@ class ChangesFeeder:
             await session.sender.send_many(wanted, no_reply_when_plain=True)
         if self.caught_up:  # a live change: out now, not at the end of the loop's turn
             session.socket.flush()
-        session.touch()
 
     async def _until_committed(self, sequence: int) -> bool:
         """Wait until the commit of offered rows up to ``sequence`` has landed; False if it failed."""
@@ -267,6 +304,8 @@ class PassiveSession:
         self.busy = False
         self._collection_aware: bool | None = None
         self.feeder: ChangesFeeder | None = None
+        #: feeds ended by unsubChanges that still send revisions the peer asked for
+        self._retired: list[ChangesFeeder] = []
         self._feed_task: asyncio.Task[None] | None = None
         self.sender = RevSender(
             socket,
@@ -313,16 +352,25 @@ class PassiveSession:
         finally:
             remove_announcer()
             remove()
-            if self.feeder is not None:
-                self.feeder.cancel()
+            for feeder in self._feeders():
+                feeder.cancel()
             if self._feed_task is not None:
                 self._feed_task.cancel()
 
+    def _feeders(self) -> list[ChangesFeeder]:
+        self._retired = [f for f in self._retired if f.replying]
+        return [*self._retired, self.feeder] if self.feeder is not None else list(self._retired)
+
     def _database_changed(self, changes: Changes) -> None:
-        feeder = self.feeder
-        if feeder is not None:
+        feeders = self._feeders()
+        if feeders:
             last = changes.last_sequence
-            self.runner.notify_soon(lambda: feeder.database_changed(last))
+
+            def tell() -> None:
+                for feeder in feeders:
+                    feeder.database_changed(last)
+
+            self.runner.notify_soon(tell)
 
     # CommitAnnouncer (engine.db_core): called on the committing thread, inside its write lock
 
@@ -340,7 +388,7 @@ class PassiveSession:
 
     def touch(self) -> None:
         """Recompute whether a replication is in progress; tell the listener when that changes."""
-        feeding = self.feeder is not None and not self.feeder.caught_up
+        feeding = (self.feeder is not None and self.feeder.busy) or any(f.replying for f in self._retired)
         busy = feeding or not self.sender.idle or not self.inserter.idle
         if busy != self.busy:
             self.busy = busy
@@ -471,9 +519,11 @@ class PassiveSession:
         self.touch()
 
     def unsub_changes(self, _message: Message) -> None:
-        """Stop a continuous feed."""
+        """Stop a continuous feed; revisions the peer asked for still go out."""
         if self._feed_task is not None:
             self._feed_task.cancel()
+        if self.feeder is not None and self.feeder.replying:
+            self._retired.append(self.feeder)
         self.feeder = None
         self.touch()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import threading
@@ -220,6 +221,35 @@ def test_a_failed_commit_withdraws_what_was_announced(db: Database, monkeypatch:
     monkeypatch.undo()
     assert db.get("b") is None and not seen
     assert db.save("b", {}).sequence == 2  # the sequence it was to have is used by the next commit
+
+
+def test_a_transaction_run_again_withdraws_its_offer_and_is_not_announced_twice(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the map grows the transaction's work runs again, maybe after another process
+    committed: what was announced may not hold any more, so it is withdrawn."""
+    db.save("a", {})
+    heard = Announcements(db, [])
+    db.add_commit_announcer(heard)
+    write = db._store.write
+
+    class _MapFullError(Exception):
+        pass
+
+    def write_twice(fn: Callable[..., object]) -> object:
+        def first(txn: object) -> object:
+            fn(txn)
+            raise _MapFullError  # aborted, as a transaction whose commit found the map full
+
+        with contextlib.suppress(_MapFullError):
+            write(first)
+        return write(fn)
+
+    monkeypatch.setattr(db._store, "write", write_twice)
+    saved = db.save("b", {})
+    monkeypatch.undo()
+    assert [e[:3] for e in heard.events] == [("announce", 1, [(2, "b")]), ("withdraw", 0, [(2, "b")])]
+    assert saved.sequence == 2 and db.get("b") is not None
 
 
 def test_a_large_local_transaction_is_not_announced(db: Database) -> None:

@@ -260,6 +260,61 @@ async def test_a_commit_that_fails_after_its_offer_closes_that_connection_and_lo
     await sock.close()
 
 
+async def test_a_revision_asked_for_before_unsubchanges_still_goes_out(
+    setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _, client = setup
+    first = db.save("a", {"v": 1})
+    await caught_up_on(client, "a")
+    landing = threading.Event()
+    monkeypatch.setattr(db._store, "write", commits_through(db, lambda: landing.wait(10 * TIME_UNIT)))
+    saving = asyncio.ensure_future(asyncio.to_thread(db.save, "a", {"v": 2}, base_rev=first.rev_id))
+    (row,) = await client.next_changes()  # offered, and answered: the client wants it
+    await client.sock.request("unsubChanges")
+    landing.set()
+    second = await saving
+    live = await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)  # every requested rev is answered (§9)
+    assert live.properties["rev"] == row[2] == second.rev_id
+
+
+async def test_an_offered_edit_counts_as_activity_until_its_revision_is_sent(
+    setup: tuple[Database, URLEndpointListener, Client],
+) -> None:
+    db, listener, client = setup
+    first = db.save("a", {"v": 1})
+    await caught_up_on(client, "a")
+    await wait_until(lambda: listener.status.active_connection_count == 0)
+    seen: list[int] = []
+    listener.add_status_listener(lambda status: seen.append(status.active_connection_count))
+    db.save("a", {"v": 2}, base_rev=first.rev_id)
+    await client.next_changes()
+    await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)
+    await wait_until(lambda: listener.status.active_connection_count == 0)
+    assert seen[0] == 1 and seen[-1] == 0
+
+
+async def test_a_failed_commit_offered_to_no_one_closes_nothing(
+    setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _, client = setup
+    db.save("a", {"v": 1})
+    await client.sock.request("subChanges", {"continuous": "true"}, json.dumps({"docIDs": ["a", "c"]}).encode())
+    assert [r[1] for r in await client.next_changes()] == ["a"]
+    assert await client.next_changes() == []
+    client.holds["a"] = (await asyncio.wait_for(client.revs.get(), 5 * TIME_UNIT)).properties["rev"]
+
+    def fail() -> None:
+        raise StorageError("database write failed: Input/output error")
+
+    monkeypatch.setattr(db._store, "write", commits_through(db, fail))
+    with pytest.raises(StorageError):
+        db.save("b", {})  # not a document this client follows: nothing was sent
+    monkeypatch.undo()
+    db.save("c", {})  # takes the sequence "b" was to have
+    (row,) = await client.next_changes()
+    assert row[1] == "c" and not client.sock.closed
+
+
 async def test_sub_changes_refuses_filters_and_other_versioning(
     setup: tuple[Database, URLEndpointListener, Client],
 ) -> None:
