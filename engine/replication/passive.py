@@ -87,6 +87,8 @@ class ChangesFeeder:
         self._offered: tuple[int, int, bool] | None = None
         #: offers whose revisions are not sent yet (the connection counts as busy)
         self._offering = 0
+        #: ``changes`` messages whose answers are not handled yet
+        self._answering = 0
         self._withdrawn = False
         self._closing: asyncio.Task[None] | None = None
         self._commit_seen = asyncio.Event()
@@ -106,7 +108,7 @@ class ChangesFeeder:
     @property
     def replying(self) -> bool:
         """Whether answers to ``changes`` are still being handled (revisions the peer asked for)."""
-        return bool(self._replies)
+        return self._answering > 0
 
     def database_changed(self, last_sequence: int) -> None:
         """Wake the feed after a commit up to ``last_sequence`` (called on the event loop)."""
@@ -127,11 +129,8 @@ class ChangesFeeder:
         self._offered = (after, self._last, bool(wanted))
         if wanted:
             self._in_flight += 1
-            self._offering += 1
-            try:
+            with contextlib.suppress(ReplicationError):  # closing: the next connection reads them again
                 self._send_batch(wanted, announced=True)
-            except ReplicationError:  # closing: the next connection reads them again
-                self._offering -= 1
             self.session.touch()  # after the offer has left
 
     def withdraw(self, rows: list[ChangeEntry]) -> None:
@@ -212,21 +211,22 @@ class ChangesFeeder:
             self._free_slot()
             raise
         assert future is not None
-        task = asyncio.create_task(self._handle_reply(rows, future, announced=announced))
+        self._answering += 1
+        self._offering += 1 if announced else 0
+        task = asyncio.create_task(self._answered(rows, future, announced=announced))
         self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
+        task.add_done_callback(lambda done: self._answer_done(done, announced=announced))
 
     def _free_slot(self) -> None:
         self._in_flight -= 1
         self._slot_free.set()
 
-    async def _handle_reply(self, rows: list[ChangeEntry], future: asyncio.Future[Message], *, announced: bool) -> None:
-        try:
-            await self._answered(rows, future, announced=announced)
-        finally:
-            if announced:
-                self._offering -= 1
-            self.session.touch()
+    def _answer_done(self, task: asyncio.Task[None], *, announced: bool) -> None:
+        """An answer was handled, failed, or was cancelled (perhaps before it started)."""
+        self._replies.discard(task)
+        self._answering -= 1
+        self._offering -= 1 if announced else 0
+        self.session.touch()
 
     async def _answered(self, rows: list[ChangeEntry], future: asyncio.Future[Message], *, announced: bool) -> None:
         """Send the revisions the peer asked for in its answer to ``changes``."""
@@ -358,8 +358,9 @@ class PassiveSession:
                 self._feed_task.cancel()
 
     def _feeders(self) -> list[ChangesFeeder]:
-        self._retired = [f for f in self._retired if f.replying]
-        return [*self._retired, self.feeder] if self.feeder is not None else list(self._retired)
+        """The feed and the retired feeds still answering (read from any thread; pruned by touch)."""
+        feeder = self.feeder
+        return [*self._retired, feeder] if feeder is not None else list(self._retired)
 
     def _database_changed(self, changes: Changes) -> None:
         feeders = self._feeders()
@@ -388,7 +389,8 @@ class PassiveSession:
 
     def touch(self) -> None:
         """Recompute whether a replication is in progress; tell the listener when that changes."""
-        feeding = (self.feeder is not None and self.feeder.busy) or any(f.replying for f in self._retired)
+        self._retired = [f for f in self._retired if f.replying]
+        feeding = (self.feeder is not None and self.feeder.busy) or bool(self._retired)
         busy = feeding or not self.sender.idle or not self.inserter.idle
         if busy != self.busy:
             self.busy = busy
