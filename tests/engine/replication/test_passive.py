@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from engine.blobs import digest_of
 from engine.database import Database
+from engine.documents import Document
 from engine.errors import StorageError
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.blip.connection import Message
@@ -203,10 +204,11 @@ def commits_through(db: Database, step: Callable[[], None]) -> Callable[[Callabl
     return wrapped
 
 
-async def test_a_live_edit_is_offered_while_its_commit_is_flushed_and_sent_once_it_lands(
-    setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db, _, client = setup
+async def edit_held_before_its_commit(
+    db: Database, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, asyncio.Future[Document], list[object]]:
+    """Edit ``a`` (saved and pulled first) from another thread, its commit held until the event is set;
+    return the event, the pending save, and the row the client was offered meanwhile."""
     first = db.save("a", {"v": 1})
     await caught_up_on(client, "a")
     landing = threading.Event()
@@ -214,6 +216,14 @@ async def test_a_live_edit_is_offered_while_its_commit_is_flushed_and_sent_once_
     saving = asyncio.ensure_future(asyncio.to_thread(db.save, "a", {"v": 2}, base_rev=first.rev_id))
     (row,) = await client.next_changes()  # offered while the commit is held
     assert row[1] == "a" and not saving.done()
+    return landing, saving, row
+
+
+async def test_a_live_edit_is_offered_while_its_commit_is_flushed_and_sent_once_it_lands(
+    setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _, client = setup
+    landing, saving, row = await edit_held_before_its_commit(db, client, monkeypatch)
     with contextlib.suppress(BlipError):  # a barrier: the listener has read the answer to that changes
         await client.sock.request("getCheckpoint", {"client": "barrier"})
     assert client.revs.empty() and not saving.done()  # no revision leaves before its commit lands
@@ -264,12 +274,7 @@ async def test_a_revision_asked_for_before_unsubchanges_still_goes_out(
     setup: tuple[Database, URLEndpointListener, Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db, _, client = setup
-    first = db.save("a", {"v": 1})
-    await caught_up_on(client, "a")
-    landing = threading.Event()
-    monkeypatch.setattr(db._store, "write", commits_through(db, lambda: landing.wait(10 * TIME_UNIT)))
-    saving = asyncio.ensure_future(asyncio.to_thread(db.save, "a", {"v": 2}, base_rev=first.rev_id))
-    (row,) = await client.next_changes()  # offered, and answered: the client wants it
+    landing, saving, row = await edit_held_before_its_commit(db, client, monkeypatch)  # the client wants it
     await client.sock.request("unsubChanges")
     landing.set()
     second = await saving
