@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -101,6 +102,45 @@ async def test_continuous_pull_by_litecore_sees_every_live_edit(peers: Peers) ->
         db.delete("before")
         await reach(lambda: store.get("before") is not None and store.get("before")[2], replicator.violations, "delete")
     finally:
+        await asyncio.wait_for(replicator.stop(), TIMEOUT)
+    assert replicator.violations == [] and replicator.errors == []
+
+
+async def test_litecore_pull_asks_for_an_edit_offered_before_its_commit_and_gets_it_after(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our listener offers a live edit while its commit is flushed; the revision follows the commit."""
+    db = peers.database("ours")
+    first = db.save("live", {"i": 0})
+    listener = await peers.listener(db)
+    store = PeerStore("litecore")
+    replicator = StrictReplicator(store, listener.urls[0], USER, PASSWORD, push=False, continuous=True)
+    await asyncio.wait_for(replicator.start(), TIMEOUT)
+    landing = threading.Event()
+    write = db._store.write
+
+    def held_write(fn: Callable[..., object]) -> object:
+        def then_wait(txn: object) -> object:
+            result = fn(txn)
+            landing.wait(TIMEOUT)  # the offer has gone; the commit waits
+            return result
+
+        return write(then_wait)
+
+    try:
+        await reach(lambda: store_body(store, "live") == {"i": 0}, replicator.violations, "initial pull")
+        monkeypatch.setattr(db._store, "write", held_write)
+        saving = asyncio.ensure_future(asyncio.to_thread(db.save, "live", {"i": 1}, base_rev=first.rev_id))
+        puller = replicator.puller
+        assert puller is not None
+        await reach(lambda: sum(puller.pending.values()) > 0, replicator.violations, "the offer, before the commit")
+        assert not saving.done() and store_body(store, "live") == {"i": 0}
+        landing.set()
+        await saving
+        monkeypatch.undo()
+        await reach(lambda: store_body(store, "live") == {"i": 1}, replicator.violations, "the revision, after it")
+    finally:
+        landing.set()
         await asyncio.wait_for(replicator.stop(), TIMEOUT)
     assert replicator.violations == [] and replicator.errors == []
 
