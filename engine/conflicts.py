@@ -113,6 +113,14 @@ class ConflictView(Protocol):
 
     def get_revision(self, doc_id: str, rev_id: str) -> Document | None: ...
 
+    def peer_revision(self, doc_id: str) -> str | None:
+        """The revision the peer whose revision is being resolved was known to hold before it.
+
+        A common ancestor when the two histories do not meet (one side pruned
+        the revisions in between); None when unknown.
+        """
+        ...
+
     def resolve_conflict(
         self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP
     ) -> Document: ...
@@ -126,6 +134,10 @@ def _common_ancestor(tree: RevTree, a: str, b: str) -> str | None:
 def _conflict(db: ConflictView, tree: RevTree, doc_id: str, local_rev: str, remote_rev: str) -> Conflict:
     local, remote = db.get_revision(doc_id, local_rev), db.get_revision(doc_id, remote_rev)
     ancestor = _common_ancestor(tree, local_rev, remote_rev)
+    if ancestor is None:  # the histories do not meet: what the peer held, if on our line, is one
+        held = db.peer_revision(doc_id)
+        if held is not None and held in tree.history(local_rev):
+            ancestor = held
     base = db.get_revision(doc_id, ancestor) if ancestor else None
     return Conflict(
         doc_id,

@@ -23,7 +23,7 @@ from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoun
 from engine.json_codec import loads
 from engine.lmdb_store import Txn
 from engine.revid import make_rev_id, parse_rev_id
-from engine.revtree import InsertStatus, RevTree
+from engine.revtree import InsertStatus, RevTree, wire_history
 
 __all__ = [
     "InsertResult",
@@ -156,10 +156,16 @@ class SyncOperations(RemoteTracking):
                 if result.status is InsertStatus.ADDED or result.status is InsertStatus.FILLED:
                     seq += 1
                     changed.append(rev.doc_id)
+                conflict = resolve is not None and self._needs_resolving(result)
+                held = None  # what the peer held before this revision, read before it is replaced
+                if conflict and remote_prefix is not None:
+                    value = txn.get(REMOTES_DB, remote_prefix + raw_id)
+                    held = None if value is None else value.decode()
                 if remote_prefix is not None and result.error is None:  # see engine.db_remotes
                     txn.put(REMOTES_DB, remote_prefix + raw_id, rev.rev_id.encode())
-                if resolve is not None and self._needs_resolving(result):
-                    resolved_seq = self._resolve_inserted(txn, resolve, result, seq)
+                if conflict:
+                    assert resolve is not None
+                    resolved_seq = self._resolve_inserted(txn, resolve, result, seq, held=held)
                     if resolved_seq != seq:
                         seq = resolved_seq
                         changed.append(rev.doc_id)
@@ -177,13 +183,34 @@ class SyncOperations(RemoteTracking):
         return result.left_behind
 
     def _resolve_inserted(
-        self, txn: Txn, resolve: Callable[[ConflictView, InsertResult], object], result: InsertResult, seq: int
+        self,
+        txn: Txn,
+        resolve: Callable[[ConflictView, InsertResult], object],
+        result: InsertResult,
+        seq: int,
+        *,
+        held: str | None = None,
     ) -> int:
-        """Let ``resolve`` settle the conflict ``result`` caused, all or nothing; return the last sequence used."""
+        """Let ``resolve`` settle the conflict ``result`` caused, all or nothing; return the last sequence used.
+
+        ``held``: the revision the peer was known to hold before this one. When
+        it is our current revision (``result.diverged_from``) and the two
+        histories do not meet, the peer made its revision knowing ours and
+        pruned the revisions between them (more than ``max_depth`` edits since
+        the last sync): no conflict, the peer's revision replaces ours as a
+        fast-forward would. Otherwise, when the histories do not meet, it is
+        the common ancestor the resolver merges from
+        (:meth:`_TxnConflictView.peer_revision`); a merge with none would bring
+        back what either side had removed.
+        """
+        local = result.diverged_from
 
         def attempt(child: Txn) -> int:
-            view = _TxnConflictView(self, child, seq)
-            resolve(view, result)
+            view = _TxnConflictView(self, child, seq, peer_revision=held)
+            if local is not None and held == local and self._lines_apart(view, result.doc_id, result.rev_id, local):
+                log.info("%r: the peer's %s replaces %s, which it had", result.doc_id, result.rev_id, local)
+                view.resolve_conflict(result.doc_id, keep=result.rev_id, close=local)
+            resolve(view, result)  # whatever conflict is left (usually none)
             return view.seq
 
         try:
@@ -191,6 +218,17 @@ class SyncOperations(RemoteTracking):
         except EngineError as exc:
             log.warning("could not resolve the conflict on %r: %s", result.doc_id, exc)
             return seq
+
+    @staticmethod
+    def _lines_apart(view: _TxnConflictView, doc_id: str, rev_id: str, other: str) -> bool:
+        """Whether the two revisions' lines share no revision in the tree (their histories do not meet).
+
+        Where they meet, the common ancestor is known and the resolver decides
+        (its rules converge every peer on one revision, which taking the peer's
+        revision whole would break when both sides hold the same content).
+        """
+        tree = view.get_tree(doc_id)
+        return tree is not None and not set(tree.history(rev_id)).intersection(tree.history(other))
 
     def _apply_insert(
         self, txn: Txn, rev: RevisionInsert, raw_id: bytes, canonical: bytes, blobs: list[Blob], *, seq: int
@@ -231,7 +269,12 @@ class SyncOperations(RemoteTracking):
                 current_rev_id=current.rev_id,
             )
         status = tree.insert_with_history(
-            rev.rev_id, rev.history, deleted=rev.deleted, sequence=seq, ids_checked=rev.ids_checked
+            rev.rev_id,
+            rev.history,
+            deleted=rev.deleted,
+            sequence=seq,
+            ids_checked=rev.ids_checked,
+            max_depth=self.max_depth,
         )
         self._install_blobs(txn, rev)
         txn.put("bodies", body_key(raw_id, rev.rev_id), canonical)
@@ -256,6 +299,10 @@ class SyncOperations(RemoteTracking):
         """Store the blobs fetched for ``rev``, once it is sure to be stored too (no orphans)."""
         for key, data in rev.new_blobs:
             BlobStore.install_in(txn, key, len(data), io.BytesIO(data))
+
+    def peer_revision(self, doc_id: str) -> str | None:
+        """For :class:`~engine.conflicts.ConflictView`: outside a replicated insert no peer is involved."""
+        return None
 
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
         """Resolve a conflict (protocol §4.6): the branch of ``keep`` continues, ``close``'s ends.
@@ -416,9 +463,7 @@ class SyncOperations(RemoteTracking):
         node = None if tree_data is None else (tree := RevTree.decode(tree_data)).get(rev_id)
         if node is None:
             return None
-        ancestors = tree.history(rev_id)[1:]
-        stop = next((i for i, rev in enumerate(ancestors) if rev in known), None)
-        history = ancestors[: stop + 1] if stop is not None else ancestors[:max_history]
+        history = wire_history(rev_id, tree.history(rev_id)[1:], known, max_history)
         base_body = txn.get("bodies", body_key(raw_id, delta_base)) if delta_base else None
         return SyncRevision(doc_id, rev_id, body, node.deleted, history, node.sequence, delta_base, base_body)
 
@@ -426,11 +471,15 @@ class SyncOperations(RemoteTracking):
 class _TxnConflictView:
     """A ConflictView inside an open write transaction; each resolution is all or nothing."""
 
-    def __init__(self, db: SyncOperations, txn: Txn, seq: int) -> None:
+    def __init__(self, db: SyncOperations, txn: Txn, seq: int, *, peer_revision: str | None = None) -> None:
         self._db = db
         self._txn = txn
         #: the last sequence used so far in the transaction
         self.seq = seq
+        self._peer_revision = peer_revision
+
+    def peer_revision(self, doc_id: str) -> str | None:
+        return self._peer_revision
 
     def get_tree(self, doc_id: str) -> RevTree | None:
         return self._db._tree_in(self._txn, check_doc_id(doc_id))

@@ -384,10 +384,19 @@ class DatabaseCore:
 
         ``body`` is the new winner's body when the caller knows it.
         """
-        for rev_id in tree.drop_bodies(self.keep_bodies):
-            txn.delete("bodies", body_key(raw_id, rev_id))
+        held: set[str] | None = None  # what remotes hold of it: read only when something may go
+        dropped = tree.drop_bodies(self.keep_bodies)
+        if dropped:
+            held = self._revisions_on_remotes(txn, raw_id)
+            for rev_id in dropped:
+                if rev_id in held:  # a later conflict with that remote merges from it
+                    tree.nodes[rev_id].has_body = True
+                else:
+                    txn.delete("bodies", body_key(raw_id, rev_id))
         if len(tree) > self.max_depth:
-            for rev_id in tree.prune(self.max_depth):
+            if held is None:
+                held = self._revisions_on_remotes(txn, raw_id)
+            for rev_id in tree.prune(self.max_depth, held):
                 txn.delete("bodies", body_key(raw_id, rev_id))
         winner = tree.winner()
         flags = (DELETED_FLAG if winner.deleted else 0) | (CONFLICTED_FLAG if tree.is_conflicted() else 0)
@@ -402,6 +411,13 @@ class DatabaseCore:
         txn.put("docs", raw_id, b"%d,%d,%s" % (seq, flags, winner.rev_id.encode()))
         # feed row: flags,body size,rev ID,doc ID (the ID last: it may contain commas)
         txn.put(SEQ_DB, seq_key(seq), b"%d,%d,%s,%s" % (flags, size, winner.rev_id.encode(), raw_id))
+
+    def _revisions_on_remotes(self, txn: Txn, raw_id: bytes) -> set[str]:
+        """The revisions of a document known to be on remote databases (kept when pruning).
+
+        None here; :class:`~engine.db_remotes.RemoteTracking` knows them.
+        """
+        return set()
 
 
 def decode_summary(data: bytes) -> tuple[int, int, str]:

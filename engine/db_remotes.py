@@ -88,6 +88,17 @@ class RemoteTracking(DatabaseCore):
 
         return self._store.write(drop)
 
+    def _revisions_on_remotes(self, txn: Txn, raw_id: bytes) -> set[str]:
+        """The revision each remote is known to hold of a document: pruning keeps them (§4.2).
+
+        The next push to that remote names it as the parent and sends a history
+        that reaches it, however many local edits were made in between, as
+        LiteCore does; without it the peer would refuse the revision as a conflict.
+        """
+        count = int(txn.get("meta", _COUNT_KEY) or b"0")
+        found = (txn.get(REMOTES_DB, remote_key(number, raw_id)) for number in range(1, count + 1))
+        return {value.decode() for value in found if value is not None}
+
     @staticmethod
     def _forget_document(txn: Txn, raw_id: bytes) -> None:
         """Inside a write: drop what every remote was known to hold of a purged document."""

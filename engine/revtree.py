@@ -19,7 +19,8 @@ dropped. Nodes deeper than ``max_depth`` below every leaf are pruned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import pairwise
@@ -34,6 +35,7 @@ __all__ = [
     "InsertStatus",
     "RevNode",
     "RevTree",
+    "wire_history",
 ]
 
 DEFAULT_MAX_DEPTH = 20
@@ -199,25 +201,38 @@ class RevTree:
         return removed
 
     def insert_with_history(
-        self, rev_id: str, history: Sequence[str], *, deleted: bool, sequence: int, ids_checked: bool = False
+        self,
+        rev_id: str,
+        history: Sequence[str],
+        *,
+        deleted: bool,
+        sequence: int,
+        ids_checked: bool = False,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> InsertStatus:
         """Insert a revision received from a peer, with its ancestors (protocol §4.2).
 
         ``history`` lists the ancestors newest first, without ``rev_id``.
         Unknown ancestors become placeholders without bodies. ``ids_checked``:
         the caller has validated every ID; only the generations are checked.
+        Generations decrease by one, except that, as LiteCore allows, a
+        history may skip generations where it is ``max_depth`` long already
+        (what pruning would remove anyway): a sender whose tree was pruned
+        sends the peer's revision last, past the gap (:func:`wire_history`).
 
         Raises:
             InvalidDocumentError: an ID is invalid or the generations do not
-                decrease by exactly one.
+                decrease by exactly one above that depth.
         """
         chain = [rev_id, *history]
         generation_of = generation if ids_checked else _checked_generation
-        gen = generation_of(rev_id)
+        above = generation_of(rev_id)
         self._leaves = None
-        for offset, ancestor in enumerate(history, start=1):
-            if generation_of(ancestor) != gen - offset:
+        for index, ancestor in enumerate(history, start=1):
+            gen = generation_of(ancestor)
+            if gen != above - 1 and not (gen < above and index >= max_depth - 1):
                 raise InvalidDocumentError(f"history of {rev_id} skips a generation at {ancestor}")
+            above = gen
         existing = self.nodes.get(rev_id)
         if existing is not None and existing.has_body:
             status = InsertStatus.EXISTS
@@ -242,15 +257,16 @@ class RevTree:
                 self.nodes[parent_id] = RevNode(parent_id, None, False, False, sequence)
         return status
 
-    def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES) -> list[str]:
+    def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES, keep: Collection[str] = ()) -> list[str]:
         """Forget bodies no longer needed; return the revisions whose body to delete.
 
-        A body is needed by a leaf and by the ``keep_bodies`` nearest ancestors
-        of each leaf.
+        A body is needed by a leaf, by the ``keep_bodies`` nearest ancestors
+        of each leaf, and by the revisions in ``keep`` (what each remote holds:
+        the common ancestor of a later conflict with it).
         """
         if len(self.nodes) == 1:
             return []
-        needed: set[str] = set()
+        needed: set[str] = set(keep)
         for leaf in self.leaves():
             node: RevNode | None = leaf
             for _ in range(keep_bodies + 1):
@@ -265,29 +281,41 @@ class RevTree:
                 dropped.append(node.rev_id)
         return dropped
 
-    def prune(self, max_depth: int = DEFAULT_MAX_DEPTH) -> list[str]:
+    def prune(self, max_depth: int = DEFAULT_MAX_DEPTH, keep: Collection[str] = ()) -> list[str]:
         """Remove revisions more than ``max_depth`` generations below every leaf.
 
-        Returns the removed revision IDs. Nodes whose parent was removed
-        become roots.
+        Revisions in ``keep`` stay however deep they are (LiteCore keeps each
+        remote database's current revision out of pruning, so that the next
+        push can still name it as an ancestor, §4.2): a surviving revision whose
+        parent is removed is linked to its nearest surviving ancestor, and
+        becomes a root if there is none. Such a link skips generations;
+        :func:`wire_history` fills the gap when a history is sent.
+        Returns the removed revision IDs.
         """
         if len(self.nodes) <= max_depth:
             return []
-        keep: set[str] = set()
+        nodes = self.nodes
+        survivors: set[str] = {rev for rev in keep if rev in nodes}
         for leaf in self.leaves():
             node: RevNode | None = leaf
             depth = 0
             while node is not None and depth < max_depth:
-                keep.add(node.rev_id)
-                node = self.nodes.get(node.parent) if node.parent else None
+                survivors.add(node.rev_id)
+                node = nodes.get(node.parent) if node.parent else None
                 depth += 1
-        removed = [rev for rev in self.nodes if rev not in keep]
+        removed = [rev for rev in nodes if rev not in survivors]
+        if not removed:
+            return []
+        gone = set(removed)
+        for rev in survivors:
+            node = nodes[rev]
+            parent = node.parent
+            while parent is not None and parent in gone:
+                parent = nodes[parent].parent
+            node.parent = parent if parent in nodes else None
         for rev in removed:
-            del self.nodes[rev]
+            del nodes[rev]
         self._leaves = None
-        for node in self.nodes.values():
-            if node.parent is not None and node.parent not in self.nodes:
-                node.parent = None
         return removed
 
     # -- encoding ------------------------------------------------------------
@@ -329,3 +357,42 @@ class RevTree:
     def shape(self) -> frozenset[tuple[str, str | None, bool, bool, bool]]:
         """The tree's structure without sequences (for comparisons)."""
         return frozenset((n.rev_id, n.parent, n.deleted, n.has_body, n.closed) for n in self.nodes.values())
+
+
+def wire_history(rev_id: str, ancestors: Sequence[str], known: Collection[str], max_history: int) -> list[str]:
+    """The ``history`` to send with ``rev_id``, as LiteCore's sender builds it (protocol §4.2).
+
+    ``ancestors`` are the revision's ancestors in the tree, newest first.
+    The history goes back to the first revision in ``known`` (one the peer
+    holds), which is always included, or stops after ``max_history``
+    entries; it has at most ``max_history`` entries either way. Generations
+    that pruning skipped (:meth:`RevTree.prune` links a line to the revision a
+    remote holds) are filled with made-up IDs in LiteCore's form
+    ``<gen>-faded000<16 hex>``, which the receiver stores as body-less
+    placeholders, while there is room; past that the peer's revision follows
+    a gap, which receivers accept at that depth
+    (:meth:`RevTree.insert_with_history`). Ours are derived from the revision
+    below the gap, not random, so a revision is always sent the same way.
+    """
+    out: list[str] = []
+    above = generation(rev_id)
+    for ancestor in ancestors:
+        gen = generation(ancestor)
+        if gen < above - 1 and len(out) < max_history:
+            seed = hashlib.sha1(ancestor.encode(), usedforsecurity=False).hexdigest()
+            for missing in range(above - 1, gen, -1):
+                if len(out) == max_history:
+                    break
+                filler = hashlib.sha1(f"{seed}{missing}".encode(), usedforsecurity=False).hexdigest()[:16]
+                out.append(f"{missing}-faded000{filler}")
+        above = gen
+        if ancestor in known:  # always sent, room made for it
+            if len(out) >= max_history:
+                del out[max_history - 1 :]
+            out.append(ancestor)
+            break
+        if len(out) < max_history:
+            out.append(ancestor)
+            if not known and len(out) == max_history:
+                break
+    return out

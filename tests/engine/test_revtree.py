@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InvalidDocumentError
-from engine.revtree import InsertStatus, RevNode, RevTree
+from engine.revid import is_valid_rev_id
+from engine.revtree import InsertStatus, RevNode, RevTree, wire_history
 
 
 def rid(gen: int, tag: str) -> str:
@@ -112,6 +113,81 @@ def test_prune_keeps_short_branches_of_old_ancestors() -> None:
     tree.prune(3)
     assert revs[0] in tree and branch in tree  # within 3 of the branch leaf
     assert revs[1] not in tree
+
+
+def test_prune_keeps_a_remote_revision_and_links_across_the_pruned_generations() -> None:
+    revs = chain(*"abcdefghijklmnop")  # 16 generations
+    tree = RevTree()
+    tree.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
+    held = revs[3]  # generation 4: what a peer was last known to hold
+    removed = tree.prune(5, keep={held, rid(9, "not-in-the-tree")})
+    assert held not in removed and held in tree
+    assert sorted(removed) == sorted(revs[:3] + revs[4:11])
+    assert tree.history(revs[-1]) == [*reversed(revs[11:]), held]  # the kept oldest links to it
+    kept_root = tree.get(held)
+    assert kept_root is not None and kept_root.parent is None
+    assert RevTree.decode(tree.encode()).history(revs[-1]) == tree.history(revs[-1])
+
+
+def test_prune_without_anything_to_keep_is_unchanged_by_keep() -> None:
+    revs = chain(*"abcdefgh")
+    tree = RevTree()
+    tree.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
+    assert tree.prune(8, keep={revs[0]}) == []  # nothing is deep enough to go
+
+
+def test_wire_history_goes_back_to_what_the_peer_holds_within_max_history() -> None:
+    revs = chain(*"abcdefghij")  # generations 1-10
+    ancestors = list(reversed(revs[:-1]))
+    assert wire_history(revs[-1], ancestors, {revs[5]}, 20) == ancestors[:4]  # down to generation 6
+    assert wire_history(revs[-1], ancestors, set(), 3) == ancestors[:3]
+    assert wire_history(revs[-1], ancestors, {rid(3, "unknown")}, 3) == ancestors[:3]
+    # the revision the peer holds is always sent, in the last place if need be (LiteCore)
+    assert wire_history(revs[-1], ancestors, {revs[1]}, 3) == [*ancestors[:2], revs[1]]
+
+
+def test_wire_history_fills_skipped_generations_while_there_is_room() -> None:
+    leaf, near, far = rid(12, "leaf"), rid(11, "near"), rid(4, "far")
+    filled = wire_history(leaf, [near, far], {far}, 20)
+    assert filled[0] == near and filled[-1] == far and len(filled) == 1 + 6 + 1
+    fillers = filled[1:-1]
+    assert [int(f.partition("-")[0]) for f in fillers] == [10, 9, 8, 7, 6, 5]
+    assert all(f.partition("-")[2].startswith("faded000") and len(f.partition("-")[2]) == 24 for f in fillers)
+    assert all(is_valid_rev_id(f) for f in fillers)
+    assert wire_history(leaf, [near, far], {far}, 20) == filled  # derived, not random
+    short = wire_history(leaf, [near, far], {far}, 4)  # no room: a gap before the peer's revision
+    assert short == [near, *fillers[:2], far]
+    assert wire_history(leaf, [], set(), 20) == []
+
+
+@pytest.mark.parametrize("max_depth", [20, 5])
+def test_insert_accepts_a_history_that_skips_generations_only_at_the_pruning_depth(max_depth: int) -> None:
+    revs = chain(*"abcdefghijklmnopqrstuvwxyz")  # generations 1-26
+    leaf, gapped = revs[-1], [*reversed(revs[26 - max_depth : 25]), revs[2]]  # generation 3 last
+    tree = RevTree()
+    tree.insert_with_history(revs[2], list(reversed(revs[:2])), deleted=False, sequence=1)
+    tree.insert_with_history(leaf, gapped, deleted=False, sequence=2, max_depth=max_depth)
+    assert tree.winner().rev_id == leaf and not tree.is_conflicted() and tree.is_ancestor(revs[2], leaf)
+    shallow = [revs[24], revs[22]]  # a gap at the second entry
+    with pytest.raises(InvalidDocumentError):
+        RevTree().insert_with_history(leaf, shallow, deleted=False, sequence=1, max_depth=max_depth)
+    with pytest.raises(InvalidDocumentError):  # generations must still go down
+        RevTree().insert_with_history(leaf, [*gapped[:-1], rid(23, "up")], deleted=False, sequence=1)
+
+
+def test_a_pruned_history_reaches_the_peer_revision_it_was_pruned_down_to() -> None:
+    revs = chain(*"abcdefghijklmnopqrstuvwxyz")
+    ours = RevTree()
+    ours.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
+    theirs = RevTree()  # a peer that got generation 3 and nothing since
+    theirs.insert_with_history(revs[2], list(reversed(revs[:2])), deleted=False, sequence=1)
+    ours.prune(20, keep={revs[2]})
+    assert revs[3] not in ours
+    history = wire_history(revs[-1], ours.history(revs[-1])[1:], {revs[2]}, 20)
+    assert len(history) == 20 and history[-1] == revs[2]
+    theirs.insert_with_history(revs[-1], history, deleted=False, sequence=2)
+    assert theirs.winner().rev_id == revs[-1] and not theirs.is_conflicted()
+    assert theirs.is_ancestor(revs[2], revs[-1])
 
 
 def test_drop_bodies_keeps_leaves_and_parents() -> None:

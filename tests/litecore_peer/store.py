@@ -43,6 +43,9 @@ __all__ = [
 LOCAL_IS_OLDER, LOCAL_IS_NEWER, CONFLICT, AT_THIS_REMOTE, HAVE_LOCAL = 1, 2, 3, 4, 8
 
 #: protocol §4.1: what LiteCore's revidBuffer::tryParse accepts for a tree revision ID.
+#: LiteCore's default maxRevTreeDepth (DatabaseImpl.cc), the depth from which a received
+#: history may skip generations (RevTree::findCommonAncestor)
+PRUNE_DEPTH = 20
 _REV_ID = re.compile(r"([1-9][0-9]{0,9})-((?:[0-9a-f]{2})+)")
 
 
@@ -236,11 +239,14 @@ class PeerStore:
 
         Raises:
             StoreConflictError: ``allow_conflict`` is False and the revision would start a branch.
-            ValueError: generations in the history do not decrease by one.
+            ValueError: generations in the history do not decrease by one, except where LiteCore
+                allows a gap: at or past index ``PRUNE_DEPTH - 1`` of the chain (the revision
+                itself at index 0; RevTree::findCommonAncestor).
         """
         chain = [rev_id, *history]
-        for newer, older in itertools.pairwise(chain):
-            if generation(older) != generation(newer) - 1:
+        for index, (newer, older) in enumerate(itertools.pairwise(chain), start=1):
+            gap_allowed = index >= PRUNE_DEPTH - 1 and generation(older) < generation(newer)
+            if generation(older) != generation(newer) - 1 and not gap_allowed:
                 raise ValueError(f"history of {doc_id!r} {rev_id}: generations not consecutive at {older}")
         doc = self._docs.get(doc_id)
         if doc is not None and rev_id in doc.revs:

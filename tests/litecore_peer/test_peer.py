@@ -190,3 +190,15 @@ async def test_continuous_with_live_edits(listener: StrictListener) -> None:
     await asyncio.wait_for(replicator.stop(), TIMEOUT)
     assert replicator.violations == [] and listener.violations == [] and replicator.errors == []
     assert listener.sessions[0].conn.close_received == (1000, "")
+
+
+async def test_a_history_may_skip_generations_only_at_the_pruning_depth() -> None:
+    """RevTree::findCommonAncestor: a gap is allowed where pruning would remove the revisions anyway."""
+    revs = [f"{gen}-{gen:02x}ab" for gen in range(1, 27)]  # generations 1-26
+    store = PeerStore()
+    store.insert_revision("doc", revs[2], [revs[1], revs[0]], {"v": 3})
+    deep = [*reversed(revs[6:25]), revs[2]]  # generation 3 at index 20 of the chain
+    assert store.insert_revision("doc", revs[25], deep, {"v": 26}, allow_conflict=False)
+    assert store.get("doc")[0] == revs[25] and not store.is_conflicted("doc")  # type: ignore[index]
+    with pytest.raises(ValueError, match="not consecutive"):
+        store.insert_revision("other", revs[25], [revs[24], revs[22]], {"v": 26})

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from engine.database import Database
 from engine.errors import InventoryError
-from engine.inventory import LIST_DOC_ID, read_items, set_quantity
+from engine.inventory import LIST_DOC_ID, read_items, set_quantity, validate_list_revision
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.auth import BasicAuthenticator
 from engine.replication.listener import ListenerConfiguration, URLEndpointListener
@@ -47,12 +47,20 @@ steps = st.lists(st.one_of(edits, edits, syncs, syncs, corruptions), max_size=14
 class Group:
     """Three databases, each served by a listener on 127.0.0.1."""
 
-    def __init__(self, root: Path) -> None:
-        self.databases = [
-            open_database(root / "a"),
-            open_database(root / "b"),
-            Database(root / "foreign", durable=False, keep_bodies=20),
-        ]
+    def __init__(self, root: Path, depth: int | None = None) -> None:
+        if depth is None:  # as the app opens them
+            self.databases = [
+                open_database(root / "a"),
+                open_database(root / "b"),
+                Database(root / "foreign", durable=False, keep_bodies=20),
+            ]
+        else:  # trees pruned after ``depth`` edits, so that histories often fail to meet
+            shallow = {"max_depth": depth, "keep_bodies": depth}
+            self.databases = [
+                Database(root / "a", validator=validate_list_revision, **shallow),
+                Database(root / "b", validator=validate_list_revision, **shallow),
+                Database(root / "foreign", durable=False, **shallow),
+            ]
         self.listeners: list[URLEndpointListener] = []
 
     async def start(self) -> None:
@@ -83,8 +91,8 @@ class Group:
             db.close()
 
 
-async def play(root: Path, plan: list[tuple[str, int, int, int]]) -> None:
-    group = Group(root)
+async def play(root: Path, plan: list[tuple[str, int, int, int]], depth: int | None = None) -> None:
+    group = Group(root, depth)
     await group.start()
     try:
         a, b, foreign = group.databases
@@ -133,6 +141,18 @@ def test_three_peers_converge_through_real_replication(
     tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[str, int, int, int]]
 ) -> None:
     asyncio.run(play(tmp_path_factory.mktemp("peers"), plan))
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps, st.integers(1, 3))
+def test_three_peers_converge_when_their_trees_are_pruned_between_syncs(
+    tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[str, int, int, int]], depth: int
+) -> None:
+    """The same with trees pruned to 1-3 revisions: what each remote holds stays in the tree (the
+    common ancestor of the next merge with it), histories reach it (§4.2), and a revision made by a
+    peer that held ours replaces ours."""
+    asyncio.run(play(tmp_path_factory.mktemp("peers"), plan, depth))
 
 
 @pytest.mark.xfail(

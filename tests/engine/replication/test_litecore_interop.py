@@ -171,6 +171,27 @@ async def test_restarted_replicator_pushes_edits_and_deletions(
     assert store.get("doc0")[0] == db.get("doc0").rev_id  # type: ignore[index,union-attr]
 
 
+async def test_more_edits_than_our_tree_keeps_reach_litecore_as_a_fast_forward(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """§4.2: the history reaches the revision the peer holds, with the generations our pruning
+    skipped filled in as LiteCore fills them; else the peer refuses the revision as a conflict."""
+    db = peers.database("ours")
+    db.save("doc", {"v": 0})
+    first = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert first.status.error is None and strict_listener.violations == []
+    for v in range(1, 31):
+        db.save("doc", {"v": v})
+    tree = db.get_tree("doc")
+    assert tree is not None and len(tree) < 30  # pruned
+    again = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH)
+    assert strict_listener.violations == []
+    assert again.status.error is None, again.status.error
+    store = strict_listener.store
+    assert store_body(store, "doc") == {"v": 30} and not store.is_conflicted("doc")
+    assert store.get("doc")[0] == db.get("doc").rev_id  # type: ignore[index,union-attr]
+
+
 # -- (3) a document both sides got from a third peer, then edited on our side ---------------------------
 
 

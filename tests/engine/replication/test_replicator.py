@@ -13,7 +13,7 @@ from engine.database import Database, RevisionInsert
 from engine.database_sync import RevisionRequest
 from engine.documents import Document
 from engine.errors import ValidationError
-from engine.inventory import LIST_DOC_ID, read_items, set_quantity
+from engine.inventory import LIST_DOC_ID, read_items, remove_item, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher, AttachmentServer
@@ -338,6 +338,88 @@ async def test_conflict_item_merge_resolver(peers: Peers) -> None:
         assert [(i.key, i.value) for i in read_items(db)] == [("x", 10), ("y", 20)]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
     assert [d for e in events for d in e.documents if d.error is not None] == []
+
+
+def starter_list(db: Database) -> None:
+    items = [{"key": k, "value": 1} for k in ("eggs", "flour", "milk", "salt")]
+    db.save(LIST_DOC_ID, {"type": "list", "items": items})
+
+
+def counted_offline(db: Database, edits: int) -> None:
+    """What a user does away from the network: an item removed, then many counts."""
+    remove_item(db, "milk")
+    for n in range(edits):
+        set_quantity(db, "eggs", 10 + n)
+
+
+def resolutions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The documents the item merge was asked to resolve."""
+    seen: list[str] = []
+    original = ItemMergeResolver.__call__
+
+    def recording(self: ItemMergeResolver, conflict: object) -> object:
+        seen.append(conflict.doc_id)  # type: ignore[attr-defined]
+        return original(self, conflict)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ItemMergeResolver, "__call__", recording)
+    return seen
+
+
+@pytest.mark.parametrize("edits", [5, 30])
+async def test_more_local_edits_than_the_tree_keeps_are_pushed_as_a_fast_forward(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch, edits: int
+) -> None:
+    """§4.2: the revision the peer holds is kept out of pruning, and the history sent reaches it
+    (skipped generations filled in), so the passive peer takes the edits without a conflict;
+    before, past 20 edits it refused them (409) and the merge that followed, lacking a common
+    ancestor, brought back the item removed meanwhile."""
+    a, b = peers.database("a"), peers.database("b")
+    starter_list(a)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    counted_offline(b, edits)
+    merged = resolutions(monkeypatch)
+    replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    assert replicator.status.error is None and merged == []
+    for db in (a, b):
+        assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 9 + edits), ("flour", 1), ("salt", 1)]
+        assert not db.get(LIST_DOC_ID).conflicted  # type: ignore[union-attr]
+    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("edits", [5, 30])
+async def test_a_peer_that_made_more_edits_than_its_tree_keeps_is_pulled_without_a_merge(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch, edits: int
+) -> None:
+    """The listener cannot know what each client holds, so its history may not reach our
+    revision; but the peer was known to hold our current revision, so its newer one replaces it
+    (no merge without a common ancestor, which would bring back the removed item)."""
+    a, b = peers.database("a"), peers.database("b")
+    starter_list(a)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    counted_offline(a, edits)
+    merged = resolutions(monkeypatch)
+    replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    assert replicator.status.error is None and merged == []
+    for db in (a, b):
+        assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 9 + edits), ("flour", 1), ("salt", 1)]
+        assert not db.get(LIST_DOC_ID).conflicted  # type: ignore[union-attr]
+    assert b.get(LIST_DOC_ID).rev_id == a.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
+async def test_a_peer_revision_made_without_ours_is_still_merged(peers: Peers) -> None:
+    """The fast-forward above is only for our revision the peer held: a concurrent edit on both
+    sides is still merged item by item."""
+    a, b = peers.database("a"), peers.database("b")
+    starter_list(a)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    counted_offline(a, 30)
+    set_quantity(b, "flour", 7)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    for db in (a, b):
+        assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 39), ("flour", 7), ("salt", 1)]
 
 
 async def test_listener_restart_while_a_continuous_client_runs(peers: Peers) -> None:
