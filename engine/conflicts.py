@@ -134,11 +134,11 @@ def _common_ancestor(tree: RevTree, a: str, b: str) -> str | None:
 def _conflict(db: ConflictView, tree: RevTree, doc_id: str, local_rev: str, remote_rev: str) -> Conflict:
     local, remote = db.get_revision(doc_id, local_rev), db.get_revision(doc_id, remote_rev)
     ancestor = _common_ancestor(tree, local_rev, remote_rev)
-    if ancestor is None:  # the histories do not meet: what the peer held, if on our line, is one
-        held = db.peer_revision(doc_id)
-        if held is not None and held in tree.history(local_rev):
-            ancestor = held
     base = db.get_revision(doc_id, ancestor) if ancestor else None
+    if base is None:  # no common ancestor with a body: what the peer held, if on our line, is one
+        held = db.peer_revision(doc_id)
+        if held is not None and held != ancestor and held in tree.history(local_rev):
+            base = db.get_revision(doc_id, held)
     return Conflict(
         doc_id,
         local_rev,

@@ -22,7 +22,7 @@ from engine.documents import Document, check_body, check_doc_id
 from engine.errors import BlobNotFoundError, ConflictError, EngineError, NotFoundError
 from engine.json_codec import loads
 from engine.lmdb_store import Txn
-from engine.revid import make_rev_id, parse_rev_id
+from engine.revid import generation, make_rev_id, parse_rev_id
 from engine.revtree import InsertStatus, RevTree, wire_history
 
 __all__ = [
@@ -160,7 +160,7 @@ class SyncOperations(RemoteTracking):
                 held = None  # what the peer held before this revision, read before it is replaced
                 if conflict and remote_prefix is not None:
                     value = txn.get(REMOTES_DB, remote_prefix + raw_id)
-                    held = None if value is None else value.decode()
+                    held = None if value is None else self._held_below(value.decode(), rev)
                 if remote_prefix is not None and result.error is None:  # see engine.db_remotes
                     txn.put(REMOTES_DB, remote_prefix + raw_id, rev.rev_id.encode())
                 if conflict:
@@ -174,6 +174,19 @@ class SyncOperations(RemoteTracking):
             return results, Changes(unique_ids(changed), ChangeSource.REMOTE, seq, remote=remote)
 
         return self._commit(fn)
+
+    @staticmethod
+    def _held_below(held: str, rev: RevisionInsert) -> str | None:
+        """``held`` if the history received with ``rev`` stops above it (else None).
+
+        Only then may the peer's line reach it beyond what was sent (the
+        sender pruned or capped its history). A history that covers
+        ``held``'s generation without it, or ends at a first revision, shows
+        that the peer's line does not go through it: another database at the
+        same address, or a document purged and made again.
+        """
+        oldest = rev.history[-1] if rev.history else rev.rev_id
+        return held if generation(oldest) > generation(held) else None
 
     @staticmethod
     def _needs_resolving(result: InsertResult) -> bool:
@@ -394,7 +407,11 @@ class SyncOperations(RemoteTracking):
         if child not in tree:
             tree.add_child(parent, child, deleted=deleted, sequence=seq, closed=closed)
             txn.put("bodies", body_key(raw_id, child), body)
-        elif not closed:  # the same revision was made before and its branch closed since: it continues
+            return
+        # the same revision was made before: its ID says ``parent`` is its parent, which pruning
+        # may have cut (a peer's copy of the parent came back since); the line is whole again
+        tree.adopt(parent, child)
+        if not closed:  # and if its branch was closed since, it continues
             for closing in tree.reopen(child):
                 txn.delete("bodies", body_key(raw_id, closing))
 

@@ -187,6 +187,20 @@ class RevTree:
         self._leaves = None
         return node
 
+    def adopt(self, parent: str, child: str) -> None:
+        """Link ``child``, a root whose parent was pruned, to ``parent`` again.
+
+        Nothing changes if either is not in the tree, if ``child`` has a
+        parent, or if ``parent`` is not one generation below it.
+        """
+        node = self.nodes.get(child)
+        if node is None or node.parent is not None or parent not in self.nodes:
+            return
+        if generation(parent) != generation(child) - 1:
+            return
+        node.parent = parent
+        self._leaves = None
+
     def reopen(self, rev_id: str) -> list[str]:
         """Remove the closing tombstones under ``rev_id``; return their IDs.
 
@@ -359,40 +373,42 @@ class RevTree:
         return frozenset((n.rev_id, n.parent, n.deleted, n.has_body, n.closed) for n in self.nodes.values())
 
 
+#: How far a history may go to reach the revision the peer holds (LiteCore's receivers keep
+#: 20 revisions, or more when configured so; a gap is accepted only that deep)
+HISTORY_REACH = 100
+
+
 def wire_history(rev_id: str, ancestors: Sequence[str], known: Collection[str], max_history: int) -> list[str]:
-    """The ``history`` to send with ``rev_id``, as LiteCore's sender builds it (protocol §4.2).
+    """The ``history`` to send with ``rev_id`` (protocol §4.2), as LiteCore's sender builds it.
 
     ``ancestors`` are the revision's ancestors in the tree, newest first.
-    The history goes back to the first revision in ``known`` (one the peer
-    holds), which is always included, or stops after ``max_history``
-    entries; it has at most ``max_history`` entries either way. Generations
-    that pruning skipped (:meth:`RevTree.prune` links a line to the revision a
-    remote holds) are filled with made-up IDs in LiteCore's form
-    ``<gen>-faded000<16 hex>``, which the receiver stores as body-less
-    placeholders, while there is room; past that the peer's revision follows
-    a gap, which receivers accept at that depth
-    (:meth:`RevTree.insert_with_history`). Ours are derived from the revision
-    below the gap, not random, so a revision is always sent the same way.
+    Without a revision of ``known`` (those the peer holds) among them, the
+    history is their first ``max_history`` entries. With one, it goes back to
+    it, the peer's revision last, so that the peer can attach the new
+    revisions to it: generations that pruning skipped (:meth:`RevTree.prune`
+    links a line to the revision a remote holds) are filled with made-up IDs
+    in LiteCore's form ``<gen>-faded000<16 hex>``, which the receiver stores
+    as body-less placeholders, up to :data:`HISTORY_REACH` entries; past that
+    the peer's revision follows a gap, which receivers accept at that depth
+    (:meth:`RevTree.insert_with_history`). Made-up IDs are derived from the
+    revisions on both sides of the gap, not random: a revision is always sent
+    the same way, and two branches never share made-up ancestors.
     """
-    out: list[str] = []
-    above = generation(rev_id)
+    path: list[str] = []  # the way back to a revision the peer holds, gaps filled
+    above, above_id = generation(rev_id), rev_id
     for ancestor in ancestors:
         gen = generation(ancestor)
-        if gen < above - 1 and len(out) < max_history:
-            seed = hashlib.sha1(ancestor.encode(), usedforsecurity=False).hexdigest()
+        if gen < above - 1:
+            seed = hashlib.sha1(f"{above_id}|{ancestor}".encode(), usedforsecurity=False).hexdigest()
             for missing in range(above - 1, gen, -1):
-                if len(out) == max_history:
+                if len(path) >= HISTORY_REACH:
                     break
                 filler = hashlib.sha1(f"{seed}{missing}".encode(), usedforsecurity=False).hexdigest()[:16]
-                out.append(f"{missing}-faded000{filler}")
-        above = gen
+                path.append(f"{missing}-faded000{filler}")
+        above, above_id = gen, ancestor
         if ancestor in known:  # always sent, room made for it
-            if len(out) >= max_history:
-                del out[max_history - 1 :]
-            out.append(ancestor)
-            break
-        if len(out) < max_history:
-            out.append(ancestor)
-            if not known and len(out) == max_history:
-                break
-    return out
+            del path[max(max_history, HISTORY_REACH) - 1 :]
+            path.append(ancestor)
+            return path
+        path.append(ancestor)
+    return path[:max_history]

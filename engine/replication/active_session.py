@@ -127,6 +127,9 @@ class ActiveSession:
             if self.reset_checkpoint:  # what the peer was known to hold goes with the checkpoint
                 await ctx.runner.run(ctx.db.forget_remote, ctx.remote.remote_id)
             start = await self.checkpointer.load(reset=self.reset_checkpoint)
+            if self.checkpointer.peer_forgot:  # it may be another database: what "it" held may not hold
+                log.info("%s does not remember this replication; starting over", self.socket.name)
+                await ctx.runner.run(ctx.db.forget_remote, ctx.remote.remote_id)
             if self.config.type.pushes:
                 self.pusher = Pusher(ctx, start.local)
                 tasks.append(asyncio.create_task(self.pusher.run(), name="pusher"))

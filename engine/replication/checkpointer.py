@@ -28,6 +28,9 @@ class Checkpointer:
         self.checkpoint_id = checkpoint_id
         self.local_doc_id = LOCAL_CHECKPOINT_PREFIX + checkpoint_id
         self.saved = Checkpoint()
+        #: found a local checkpoint but none on the peer: the peer does not remember this
+        #: replication (another database at the same address, or its checkpoints were lost)
+        self.peer_forgot = False
         self._remote_rev: str | None = None
 
     @staticmethod
@@ -55,6 +58,7 @@ class Checkpointer:
         """Where to start: the reconciled local and remote checkpoints (none when ``reset``)."""
         local = None if reset else await self.runner.run(self.read_local, self.db, self.checkpoint_id)
         remote = await self._fetch_remote()
+        self.peer_forgot = local is not None and remote is None
         start = Checkpoint() if reset else reconcile(local, remote)
         self.saved = start
         log.debug("checkpoint %s starts at local=%s remote=%s", self.checkpoint_id, start.local, start.remote)

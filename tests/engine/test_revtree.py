@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine.errors import InvalidDocumentError
 from engine.revid import is_valid_rev_id
-from engine.revtree import InsertStatus, RevNode, RevTree, wire_history
+from engine.revtree import HISTORY_REACH, InsertStatus, RevNode, RevTree, wire_history
 
 
 def rid(gen: int, tag: str) -> str:
@@ -129,24 +129,26 @@ def test_prune_keeps_a_remote_revision_and_links_across_the_pruned_generations()
     assert RevTree.decode(tree.encode()).history(revs[-1]) == tree.history(revs[-1])
 
 
-def test_prune_without_anything_to_keep_is_unchanged_by_keep() -> None:
-    revs = chain(*"abcdefgh")
-    tree = RevTree()
-    tree.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
-    assert tree.prune(8, keep={revs[0]}) == []  # nothing is deep enough to go
+def test_prune_keeping_a_revision_within_the_depth_changes_nothing() -> None:
+    revs = chain(*"abcdefghij")
+    trees = [RevTree(), RevTree()]
+    for tree in trees:
+        tree.insert_with_history(revs[-1], list(reversed(revs[:-1])), deleted=False, sequence=1)
+    assert sorted(trees[0].prune(6, keep={revs[7]})) == sorted(trees[1].prune(6)) == sorted(revs[:4])
+    assert trees[0].shape() == trees[1].shape()
 
 
-def test_wire_history_goes_back_to_what_the_peer_holds_within_max_history() -> None:
+def test_wire_history_goes_back_to_what_the_peer_holds() -> None:
     revs = chain(*"abcdefghij")  # generations 1-10
     ancestors = list(reversed(revs[:-1]))
     assert wire_history(revs[-1], ancestors, {revs[5]}, 20) == ancestors[:4]  # down to generation 6
     assert wire_history(revs[-1], ancestors, set(), 3) == ancestors[:3]
     assert wire_history(revs[-1], ancestors, {rid(3, "unknown")}, 3) == ancestors[:3]
-    # the revision the peer holds is always sent, in the last place if need be (LiteCore)
-    assert wire_history(revs[-1], ancestors, {revs[1]}, 3) == [*ancestors[:2], revs[1]]
+    # the revision the peer holds is reached even past max_history (up to HISTORY_REACH)
+    assert wire_history(revs[-1], ancestors, {revs[1]}, 3) == ancestors[:8]
 
 
-def test_wire_history_fills_skipped_generations_while_there_is_room() -> None:
+def test_wire_history_fills_skipped_generations_then_leaves_a_deep_gap() -> None:
     leaf, near, far = rid(12, "leaf"), rid(11, "near"), rid(4, "far")
     filled = wire_history(leaf, [near, far], {far}, 20)
     assert filled[0] == near and filled[-1] == far and len(filled) == 1 + 6 + 1
@@ -155,9 +157,17 @@ def test_wire_history_fills_skipped_generations_while_there_is_room() -> None:
     assert all(f.partition("-")[2].startswith("faded000") and len(f.partition("-")[2]) == 24 for f in fillers)
     assert all(is_valid_rev_id(f) for f in fillers)
     assert wire_history(leaf, [near, far], {far}, 20) == filled  # derived, not random
-    short = wire_history(leaf, [near, far], {far}, 4)  # no room: a gap before the peer's revision
-    assert short == [near, *fillers[:2], far]
+    other = wire_history(rid(12, "other-leaf"), [rid(11, "other"), far], {far}, 20)
+    assert not set(other[1:-1]) & set(fillers)  # another branch above the same revision
     assert wire_history(leaf, [], set(), 20) == []
+    top, below = rid(300, "top"), rid(299, "below")
+    deep = wire_history(top, [below, far], {far}, 20)  # 294 generations skipped
+    assert len(deep) == HISTORY_REACH and deep[0] == below and deep[-1] == far
+    assert int(deep[-2].partition("-")[0]) == 299 - (HISTORY_REACH - 2)  # then the gap
+    tree = RevTree()
+    tree.insert_with_history(far, [], deleted=False, sequence=1)
+    tree.insert_with_history(top, deep, deleted=False, sequence=2)  # accepted: the gap is deep enough
+    assert tree.is_ancestor(far, top)
 
 
 @pytest.mark.parametrize("max_depth", [20, 5])
@@ -184,10 +194,24 @@ def test_a_pruned_history_reaches_the_peer_revision_it_was_pruned_down_to() -> N
     ours.prune(20, keep={revs[2]})
     assert revs[3] not in ours
     history = wire_history(revs[-1], ours.history(revs[-1])[1:], {revs[2]}, 20)
-    assert len(history) == 20 and history[-1] == revs[2]
+    assert len(history) == 23 and history[-1] == revs[2]  # the pruned generations filled in
     theirs.insert_with_history(revs[-1], history, deleted=False, sequence=2)
     assert theirs.winner().rev_id == revs[-1] and not theirs.is_conflicted()
     assert theirs.is_ancestor(revs[2], revs[-1])
+
+
+def test_adopt_links_a_pruned_root_to_its_parent_again() -> None:
+    r1, r2, r3 = chain("a", "b", "c")
+    tree = RevTree()
+    tree.insert_with_history(r3, [r2, r1], deleted=False, sequence=1)
+    tree.prune(1)
+    tree.insert_with_history(r2, [], deleted=False, sequence=2)  # the parent comes back, as a root
+    assert {n.rev_id for n in tree.leaves()} == {r2, r3}
+    tree.adopt(r1, r3)  # not its parent's generation: nothing
+    tree.adopt(r2, r3)
+    assert tree.history(r3) == [r3, r2] and [n.rev_id for n in tree.leaves()] == [r3]
+    tree.adopt(r2, r3)  # already linked: nothing
+    assert tree.history(r3) == [r3, r2]
 
 
 def test_drop_bodies_keeps_leaves_and_parents() -> None:

@@ -42,10 +42,11 @@ __all__ = [
 # C4FindDocAncestorsResultFlags (c4DocumentTypes.h)
 LOCAL_IS_OLDER, LOCAL_IS_NEWER, CONFLICT, AT_THIS_REMOTE, HAVE_LOCAL = 1, 2, 3, 4, 8
 
-#: protocol §4.1: what LiteCore's revidBuffer::tryParse accepts for a tree revision ID.
 #: LiteCore's default maxRevTreeDepth (DatabaseImpl.cc), the depth from which a received
 #: history may skip generations (RevTree::findCommonAncestor)
 PRUNE_DEPTH = 20
+
+#: protocol §4.1: what LiteCore's revidBuffer::tryParse accepts for a tree revision ID.
 _REV_ID = re.compile(r"([1-9][0-9]{0,9})-((?:[0-9a-f]{2})+)")
 
 

@@ -25,6 +25,7 @@ from engine.replication.tls import KeyType, TLSIdentity, server_context
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 from tests.litecore_peer import ClientTLS, PeerStore, StrictListener, StrictReplicator, limit_like_mbedtls2
+from tests.litecore_peer import store as litecore_store
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.both_loops]  # the engine runs on either (tests/conftest.py)
 
@@ -171,11 +172,14 @@ async def test_restarted_replicator_pushes_edits_and_deletions(
     assert store.get("doc0")[0] == db.get("doc0").rev_id  # type: ignore[index,union-attr]
 
 
+@pytest.mark.parametrize("depth", [20, 50])
 async def test_more_edits_than_our_tree_keeps_reach_litecore_as_a_fast_forward(
-    peers: Peers, strict_listener: StrictListener
+    peers: Peers, strict_listener: StrictListener, monkeypatch: pytest.MonkeyPatch, depth: int
 ) -> None:
     """§4.2: the history reaches the revision the peer holds, with the generations our pruning
-    skipped filled in as LiteCore fills them; else the peer refuses the revision as a conflict."""
+    skipped filled in as LiteCore fills them; else the peer refuses the revision as a conflict.
+    A peer configured to keep deeper trees accepts a gap only deeper: there is none."""
+    monkeypatch.setattr(litecore_store, "PRUNE_DEPTH", depth)
     db = peers.database("ours")
     db.save("doc", {"v": 0})
     first = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)

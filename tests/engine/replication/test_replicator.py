@@ -422,6 +422,63 @@ async def test_a_peer_revision_made_without_ours_is_still_merged(peers: Peers) -
         assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 39), ("flour", 7), ("salt", 1)]
 
 
+async def test_edits_reach_a_peer_that_keeps_deeper_trees(peers: Peers) -> None:
+    """A receiver accepts a history that skips generations only at its own pruning depth: the
+    history reaches what it holds without a gap (up to HISTORY_REACH entries)."""
+    a, b = peers.database("a", max_depth=50), peers.database("b")
+    starter_list(a)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    counted_offline(b, 30)
+    replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    assert replicator.status.error is None
+    assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 39), ("flour", 1), ("salt", 1)]
+    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("edits", [0, 25])
+async def test_another_database_at_the_same_address_is_merged_not_taken_as_newer(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch, edits: int
+) -> None:
+    """What a remote held is trusted only for the database that held it: a listener replaced at the
+    same URL does not remember the replication (its checkpoint is gone), and a history that ends
+    at a first revision cannot go through ours. Both lists are merged, nothing is dropped."""
+    a, b, c = peers.database("a"), peers.database("b"), peers.database("c")
+    starter_list(a)
+    first = await peers.listener(a)
+    url, port = first.urls[0], first.port
+    await peers.replicate(b, url, conflict_resolver=ItemMergeResolver())
+    await first.stop()
+    c.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "apples", "value": 2}, {"key": "bread", "value": 1}]})
+    for n in range(edits):  # past the pruning depth: the history it sends is cut
+        set_quantity(c, "apples", 3 + n)
+    await peers.listener(c, port=port)
+    merged = resolutions(monkeypatch)
+    await peers.replicate(b, url, conflict_resolver=ItemMergeResolver())
+    assert merged == [LIST_DOC_ID]
+    everything = {"apples", "bread", "eggs", "flour", "milk", "salt"}
+    for db in (b, c):
+        assert {i.key for i in read_items(db)} == everything
+
+
+async def test_a_document_purged_and_made_again_on_the_peer_is_merged(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer still remembers the replication, but its new first revision cannot descend from the
+    one it held: the two lists are merged, not replaced."""
+    a, b = peers.database("a"), peers.database("b")
+    starter_list(a)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    a.purge(LIST_DOC_ID)
+    a.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "apples", "value": 2}]})
+    merged = resolutions(monkeypatch)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    assert merged == [LIST_DOC_ID]
+    for db in (a, b):
+        assert {i.key for i in read_items(db)} == {"apples", "eggs", "flour", "milk", "salt"}
+
+
 async def test_listener_restart_while_a_continuous_client_runs(peers: Peers) -> None:
     a, b = peers.database("a"), peers.database("b")
     listener = await peers.listener(a)
