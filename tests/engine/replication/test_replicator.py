@@ -365,19 +365,22 @@ def resolutions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-@pytest.mark.parametrize("edits", [5, 30])
-async def test_more_local_edits_than_the_tree_keeps_are_pushed_as_a_fast_forward(
-    peers: Peers, monkeypatch: pytest.MonkeyPatch, edits: int
+@pytest.mark.parametrize("edits", [5, 30])  # 5: nothing pruned, the control
+@pytest.mark.parametrize("side", ["active", "passive"])
+async def test_more_edits_between_two_syncs_than_a_tree_keeps_arrive_without_a_merge(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch, side: str, edits: int
 ) -> None:
-    """§4.2: the revision the peer holds is kept out of pruning, and the history sent reaches it
-    (skipped generations filled in), so the passive peer takes the edits without a conflict;
-    before, past 20 edits it refused them (409) and the merge that followed, lacking a common
-    ancestor, brought back the item removed meanwhile."""
+    """Active side (§4.2): the revision the peer holds is kept out of pruning and the history sent
+    reaches it, so the passive peer takes the edits without a conflict. Passive side: the
+    listener cannot know what each client holds, so its history may not reach the client's
+    revision; but the client knew the listener held it, so the listener's revision replaces it.
+    Before, past 20 edits, the merge that followed lacked a common ancestor: the counts were lost
+    and the removed item came back."""
     a, b = peers.database("a"), peers.database("b")
     starter_list(a)
     listener = await peers.listener(a)
     await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
-    counted_offline(b, edits)
+    counted_offline(b if side == "active" else a, edits)
     merged = resolutions(monkeypatch)
     replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
     assert replicator.status.error is None and merged == []
@@ -385,27 +388,6 @@ async def test_more_local_edits_than_the_tree_keeps_are_pushed_as_a_fast_forward
         assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 9 + edits), ("flour", 1), ("salt", 1)]
         assert not db.get(LIST_DOC_ID).conflicted  # type: ignore[union-attr]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize("edits", [5, 30])
-async def test_a_peer_that_made_more_edits_than_its_tree_keeps_is_pulled_without_a_merge(
-    peers: Peers, monkeypatch: pytest.MonkeyPatch, edits: int
-) -> None:
-    """The listener cannot know what each client holds, so its history may not reach our
-    revision; but the peer was known to hold our current revision, so its newer one replaces it
-    (no merge without a common ancestor, which would bring back the removed item)."""
-    a, b = peers.database("a"), peers.database("b")
-    starter_list(a)
-    listener = await peers.listener(a)
-    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
-    counted_offline(a, edits)
-    merged = resolutions(monkeypatch)
-    replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
-    assert replicator.status.error is None and merged == []
-    for db in (a, b):
-        assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 9 + edits), ("flour", 1), ("salt", 1)]
-        assert not db.get(LIST_DOC_ID).conflicted  # type: ignore[union-attr]
-    assert b.get(LIST_DOC_ID).rev_id == a.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
 
 
 async def test_a_peer_revision_made_without_ours_is_still_merged(peers: Peers) -> None:
