@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
+from engine.conflicts import Conflict, Resolution, default_resolver
 from engine.database import Database, RevisionInsert
 from engine.replication.listener import URLEndpointListener
 from engine.replication.listener_tls import GeneratedIdentity, serving_addresses
@@ -194,6 +195,36 @@ async def test_more_edits_than_our_tree_keeps_reach_litecore_as_a_fast_forward(
     store = strict_listener.store
     assert store_body(store, "doc") == {"v": 30} and not store.is_conflicted("doc")
     assert store.get("doc")[0] == db.get("doc").rev_id  # type: ignore[index,union-attr]
+
+
+async def test_more_edits_on_litecore_than_its_history_carries_replace_ours_without_a_conflict(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """A LiteCore listener sends at most maxHistory (20) ancestors, which cannot reach our revision
+    after 30 edits there; it held our revision, so its own replaces ours: no conflict, nothing made
+    here to push back, the same revision on both sides."""
+    db = peers.database("ours")
+    db.save("doc", {"v": 0})
+    first = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert first.status.error is None and strict_listener.violations == []
+    store = strict_listener.store
+    for v in range(1, 31):
+        store.put("doc", {"v": v})
+    current = store.get("doc")[0]  # type: ignore[index]
+    asked: list[str] = []
+
+    def resolver(conflict: Conflict) -> Resolution:
+        asked.append(conflict.doc_id)
+        return default_resolver(conflict)
+
+    again = await run_ours(
+        peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL, conflict_resolver=resolver
+    )
+    assert strict_listener.violations == [] and again.status.error is None, again.status.error
+    assert asked == [], "taken as a conflict"
+    doc = db.get("doc")
+    assert doc is not None and doc.rev_id == current and doc.body == {"v": 30} and not doc.conflicted
+    assert store.get("doc")[0] == current and not store.is_conflicted("doc")  # type: ignore[index]
 
 
 # -- (3) a document both sides got from a third peer, then edited on our side ---------------------------
