@@ -126,14 +126,9 @@ class ConflictView(Protocol):
     ) -> Document: ...
 
 
-def _common_ancestor(tree: RevTree, a: str, b: str) -> str | None:
-    other = set(tree.history(b))
-    return next((rev for rev in tree.history(a) if rev in other), None)
-
-
 def _conflict(db: ConflictView, tree: RevTree, doc_id: str, local_rev: str, remote_rev: str) -> Conflict:
     local, remote = db.get_revision(doc_id, local_rev), db.get_revision(doc_id, remote_rev)
-    ancestor = _common_ancestor(tree, local_rev, remote_rev)
+    ancestor = tree.common_ancestor(local_rev, remote_rev)
     base = db.get_revision(doc_id, ancestor) if ancestor else None
     if base is None:  # no common ancestor with a body: what the peer held, if on our line, is one
         held = db.peer_revision(doc_id)

@@ -200,12 +200,8 @@ class Database(SyncOperations):
             bodies = pruned = 0
             for raw_id, tree_data in list(txn.items_from("revs")):
                 tree = RevTree.decode(tree_data)
-                held = self._revisions_on_remotes(txn, raw_id) if len(tree) > 1 else set()
-                dropped = tree.drop_bodies(self.keep_bodies, held)
-                removed = tree.prune(self.max_depth, held)
-                for rev_id in dropped:
-                    bodies += txn.delete("bodies", body_key(raw_id, rev_id))
-                for rev_id in removed:
+                dropped, removed = self._trim(txn, raw_id, tree)
+                for rev_id in (*dropped, *removed):
                     bodies += txn.delete("bodies", body_key(raw_id, rev_id))
                 pruned += len(removed)
                 if dropped or removed:

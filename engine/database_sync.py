@@ -234,14 +234,14 @@ class SyncOperations(RemoteTracking):
 
     @staticmethod
     def _lines_apart(view: _TxnConflictView, doc_id: str, rev_id: str, other: str) -> bool:
-        """Whether the two revisions' lines share no revision in the tree (their histories do not meet).
+        """Whether the two revisions' histories do not meet in the tree.
 
         Where they meet, the common ancestor is known and the resolver decides
         (its rules converge every peer on one revision, which taking the peer's
         revision whole would break when both sides hold the same content).
         """
         tree = view.get_tree(doc_id)
-        return tree is not None and not set(tree.history(rev_id)).intersection(tree.history(other))
+        return tree is not None and tree.common_ancestor(rev_id, other) is None
 
     def _apply_insert(
         self, txn: Txn, rev: RevisionInsert, raw_id: bytes, canonical: bytes, blobs: list[Blob], *, seq: int

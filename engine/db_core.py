@@ -384,20 +384,9 @@ class DatabaseCore:
 
         ``body`` is the new winner's body when the caller knows it.
         """
-        held: set[str] | None = None  # what remotes hold of it: read only when something may go
-        dropped = tree.drop_bodies(self.keep_bodies)
-        if dropped:
-            held = self._revisions_on_remotes(txn, raw_id)
-            for rev_id in dropped:
-                if rev_id in held:  # a later conflict with that remote merges from it
-                    tree.nodes[rev_id].has_body = True
-                else:
-                    txn.delete("bodies", body_key(raw_id, rev_id))
-        if len(tree) > self.max_depth:
-            if held is None:
-                held = self._revisions_on_remotes(txn, raw_id)
-            for rev_id in tree.prune(self.max_depth, held):
-                txn.delete("bodies", body_key(raw_id, rev_id))
+        dropped, removed = self._trim(txn, raw_id, tree)
+        for rev_id in (*dropped, *removed):
+            txn.delete("bodies", body_key(raw_id, rev_id))
         winner = tree.winner()
         flags = (DELETED_FLAG if winner.deleted else 0) | (CONFLICTED_FLAG if tree.is_conflicted() else 0)
         if existed:
@@ -411,6 +400,17 @@ class DatabaseCore:
         txn.put("docs", raw_id, b"%d,%d,%s" % (seq, flags, winner.rev_id.encode()))
         # feed row: flags,body size,rev ID,doc ID (the ID last: it may contain commas)
         txn.put(SEQ_DB, seq_key(seq), b"%d,%d,%s,%s" % (flags, size, winner.rev_id.encode(), raw_id))
+
+    def _trim(self, txn: Txn, raw_id: bytes, tree: RevTree) -> tuple[list[str], list[str]]:
+        """Drop unneeded bodies and prune ``tree``; return (revisions whose body goes, revisions removed).
+
+        What each remote holds keeps its place and its body (the ancestor the
+        next exchange with that remote starts from, §4.2).
+        """
+        if len(tree) == 1:
+            return [], []
+        held = self._revisions_on_remotes(txn, raw_id)
+        return tree.drop_bodies(self.keep_bodies, held), tree.prune(self.max_depth, held)
 
     def _revisions_on_remotes(self, txn: Txn, raw_id: bytes) -> set[str]:
         """The revisions of a document known to be on remote databases (kept when pruning).

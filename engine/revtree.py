@@ -149,6 +149,11 @@ class RevTree:
             node = self.nodes.get(node.parent) if node.parent else None
         return out
 
+    def common_ancestor(self, a: str, b: str) -> str | None:
+        """The newest revision on both ``a``'s and ``b``'s lines (None: the lines do not meet)."""
+        other = set(self.history(b))
+        return next((rev for rev in self.history(a) if rev in other), None)
+
     def is_ancestor(self, ancestor: str, rev_id: str) -> bool:
         """Return whether ``ancestor`` is ``rev_id`` or one of its ancestors."""
         return ancestor in self.history(rev_id)
