@@ -17,6 +17,8 @@ import pytest_asyncio
 
 from engine.conflicts import Conflict, Resolution, default_resolver
 from engine.database import Database, RevisionInsert
+from engine.inventory import LIST_DOC_ID, read_items, set_quantity
+from engine.inventory_merge import ItemMergeResolver
 from engine.replication.listener import URLEndpointListener
 from engine.replication.listener_tls import GeneratedIdentity, serving_addresses
 from engine.replication.replicator import Replicator
@@ -225,6 +227,31 @@ async def test_more_edits_on_litecore_than_its_history_carries_replace_ours_with
     doc = db.get("doc")
     assert doc is not None and doc.rev_id == current and doc.body == {"v": 30} and not doc.conflicted
     assert store.get("doc")[0] == current and not store.is_conflicted("doc")  # type: ignore[index]
+
+
+async def test_a_concurrent_list_edit_merges_from_what_litecore_held_past_its_short_history(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """The LiteCore listener removes an item and counts 30 times; we change another item. Its
+    20-entry history cannot reach the list we share, so the item merge starts from the revision
+    it was known to hold: the removal stays, both edits stay, and the merge goes back to it as a
+    fast-forward on its branch."""
+    db = peers.database("ours")
+    items = [{"key": key, "value": 1} for key in ("eggs", "flour", "milk")]
+    db.save(LIST_DOC_ID, {"type": "list", "items": items})
+    first = await run_ours(peers, db, strict_listener.url, conflict_resolver=ItemMergeResolver())
+    assert first.status.error is None and strict_listener.violations == []
+    store = strict_listener.store
+    for n in range(30):
+        store.put(
+            LIST_DOC_ID, {"type": "list", "items": [{"key": "eggs", "value": 10 + n}, {"key": "flour", "value": 1}]}
+        )
+    set_quantity(db, "flour", 7)
+    again = await run_ours(peers, db, strict_listener.url, conflict_resolver=ItemMergeResolver())
+    assert strict_listener.violations == [] and again.status.error is None, again.status.error
+    assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 39), ("flour", 7)]
+    assert store.get(LIST_DOC_ID)[0] == db.get(LIST_DOC_ID).rev_id  # type: ignore[index,union-attr]
+    assert not store.is_conflicted(LIST_DOC_ID)
 
 
 # -- (3) a document both sides got from a third peer, then edited on our side ---------------------------
