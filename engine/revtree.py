@@ -390,12 +390,14 @@ def wire_history(rev_id: str, ancestors: Sequence[str], known: Collection[str], 
     Without a revision of ``known`` (those the peer holds) among them, the
     history is their first ``max_history`` entries. With one, it goes back to
     it, the peer's revision last, so that the peer can attach the new
-    revisions to it: generations that pruning skipped (:meth:`RevTree.prune`
-    links a line to the revision a remote holds) are filled with made-up IDs
-    in LiteCore's form ``<gen>-faded000<16 hex>``, which the receiver stores
-    as body-less placeholders, up to :data:`HISTORY_REACH` entries; past that
-    the peer's revision follows a gap, which receivers accept at that depth
-    (:meth:`RevTree.insert_with_history`). Made-up IDs are derived from the
+    revisions to it: every real ancestor on the way is sent (a tree holds at
+    most its pruning depth of them, besides what remotes hold), and
+    generations that pruning skipped (:meth:`RevTree.prune` links a line to
+    the revision a remote holds) are filled with made-up IDs in LiteCore's
+    form ``<gen>-faded000<16 hex>``, which the receiver stores as body-less
+    placeholders, so long as the history stays within :data:`HISTORY_REACH`
+    entries; past that the rest of the line follows a gap, which receivers
+    accept at their pruning depth (:meth:`RevTree.insert_with_history`). Made-up IDs are derived from the
     revisions on both sides of the gap, not random: a revision is always sent
     the same way, and two branches never share made-up ancestors.
     """
@@ -406,14 +408,12 @@ def wire_history(rev_id: str, ancestors: Sequence[str], known: Collection[str], 
         if gen < above - 1:
             seed = hashlib.sha1(f"{above_id}|{ancestor}".encode(), usedforsecurity=False).hexdigest()
             for missing in range(above - 1, gen, -1):
-                if len(path) >= HISTORY_REACH:
+                if len(path) >= HISTORY_REACH - 1:  # room left for the peer's revision
                     break
                 filler = hashlib.sha1(f"{seed}{missing}".encode(), usedforsecurity=False).hexdigest()[:16]
                 path.append(f"{missing}-faded000{filler}")
         above, above_id = gen, ancestor
-        if ancestor in known:  # always sent, room made for it
-            del path[max(max_history, HISTORY_REACH) - 1 :]
-            path.append(ancestor)
-            return path
         path.append(ancestor)
+        if ancestor in known:
+            return path
     return path[:max_history]

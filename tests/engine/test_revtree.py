@@ -144,8 +144,13 @@ def test_wire_history_goes_back_to_what_the_peer_holds() -> None:
     assert wire_history(revs[-1], ancestors, {revs[5]}, 20) == ancestors[:4]  # down to generation 6
     assert wire_history(revs[-1], ancestors, set(), 3) == ancestors[:3]
     assert wire_history(revs[-1], ancestors, {rid(3, "unknown")}, 3) == ancestors[:3]
-    # the revision the peer holds is reached even past max_history (up to HISTORY_REACH)
+    # the revision the peer holds is reached even past max_history
     assert wire_history(revs[-1], ancestors, {revs[1]}, 3) == ancestors[:8]
+    # every real ancestor on the way goes, past HISTORY_REACH too: only made-up ones are capped
+    # (a receiver that keeps deeper trees accepts a gap only at its own pruning depth)
+    long = chain(*(f"r{i}" for i in range(1, 131)))  # generations 1-130
+    ancestors = list(reversed(long[:-1]))
+    assert wire_history(long[-1], ancestors, {long[0]}, 20) == ancestors
 
 
 def test_wire_history_fills_skipped_generations_then_leaves_a_deep_gap() -> None:

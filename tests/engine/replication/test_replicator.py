@@ -13,7 +13,7 @@ from engine.database import Database, RevisionInsert
 from engine.database_sync import RevisionRequest
 from engine.documents import Document
 from engine.errors import ValidationError
-from engine.inventory import LIST_DOC_ID, read_items, remove_item, set_quantity
+from engine.inventory import LIST_DOC_ID, read_items, remove_item, set_quantity, validate_list_revision
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher, AttachmentServer
@@ -415,6 +415,21 @@ async def test_edits_reach_a_peer_that_keeps_deeper_trees(peers: Peers) -> None:
     replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
     assert replicator.status.error is None
     assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 39), ("flour", 1), ("salt", 1)]
+    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
+async def test_edits_reach_a_peer_when_both_keep_trees_deeper_than_the_history_reach(peers: Peers) -> None:
+    """Real ancestors are all sent back to what the peer holds; only made-up ones are capped (a cap
+    on real ones left a gap that a receiver keeping 150 revisions refuses, and the edits stayed here)."""
+    options = {"max_depth": 150, "keep_bodies": 20, "validator": validate_list_revision}
+    a, b = peers.database("a", **options), peers.database("b", **options)
+    starter_list(a)
+    listener = await peers.listener(a)
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    counted_offline(b, 120)
+    replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    assert replicator.status.error is None
+    assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 129), ("flour", 1), ("salt", 1)]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
 
 
