@@ -141,9 +141,12 @@ class SyncOperations(RemoteTracking):
                 prepared.append(InsertResult(rev.doc_id, rev.rev_id, error=exc))
         remote_prefix = None if remote_id is None else remote_key(remote_id, b"")
 
+        recorded: list[bytes] = []  # documents whose remote record this commit writes
+
         def fn(txn: Txn) -> tuple[list[InsertResult], Changes]:
             seq = self._last_seq(txn)
             results, changed = [], []
+            recorded.clear()  # ``fn`` runs again if the map grows
             for item in prepared:
                 if isinstance(item, InsertResult):
                     results.append(item)
@@ -158,11 +161,12 @@ class SyncOperations(RemoteTracking):
                     changed.append(rev.doc_id)
                 conflict = resolve is not None and self._needs_resolving(result)
                 held = None  # what the peer held before this revision, read before it is replaced
-                if conflict and remote_prefix is not None:
-                    value = txn.get(REMOTES_DB, remote_prefix + raw_id)
-                    held = None if value is None else self._held_below(value.decode(), rev)
+                if conflict and remote_id is not None:
+                    value = self._remote_revision_in(txn, remote_id, raw_id)
+                    held = None if value is None else self._held_below(value, rev)
                 if remote_prefix is not None and result.error is None:  # see engine.db_remotes
                     txn.put(REMOTES_DB, remote_prefix + raw_id, rev.rev_id.encode())
+                    recorded.append(raw_id)
                 if conflict:
                     assert resolve is not None
                     resolved_seq = self._resolve_inserted(txn, resolve, result, seq, held=held)
@@ -173,7 +177,10 @@ class SyncOperations(RemoteTracking):
             txn.put("meta", b"last_seq", str(seq).encode())
             return results, Changes(unique_ids(changed), ChangeSource.REMOTE, seq, remote=remote)
 
-        return self._commit(fn)
+        results = self._commit(fn)
+        if remote_id is not None:
+            self._stored_remote_revisions(remote_id, recorded)
+        return results
 
     @staticmethod
     def _held_below(held: str, rev: RevisionInsert) -> str | None:

@@ -7,11 +7,19 @@ revision known to be there, durably: set when a revision is pushed, pulled, or
 offered by the peer while we already have it. Remotes are numbered on first
 use (LiteCore's remote DB IDs); records live in the ``remotes`` sub-database
 under ``number (4 bytes, big-endian) + doc ID``.
+
+What a push leaves on the peer is noted at once and written behind, in
+batches (a commit per pushed revision would cost a disk flush each): a noted
+revision counts as held, for reads and for pruning, from the moment it is
+noted, so that local saves made before its record is written cannot prune
+the revision the next push starts from.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from engine.db_core import DatabaseCore
 from engine.documents import check_doc_id
@@ -32,6 +40,12 @@ def remote_key(remote_id: int, raw_id: bytes) -> bytes:
 
 class RemoteTracking(DatabaseCore):
     """The revisions known to be on each remote database (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: noted, not yet written: remote number -> raw doc ID -> rev ID
+        self._noted: dict[int, dict[bytes, str]] = {}
+        self._noted_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
 
     def remote_id(self, remote: str) -> int:
         """The number of the remote database named ``remote`` (a URL or a peer's ID), made on first use."""
@@ -54,31 +68,49 @@ class RemoteTracking(DatabaseCore):
 
     def remote_revisions(self, remote_id: int, doc_ids: Sequence[str]) -> list[str | None]:
         """For each document, the revision known to be on remote ``remote_id`` (None: unknown)."""
-        out: list[str | None] = []
         with self._store.read() as txn:
-            for doc_id in doc_ids:
-                value = txn.get(REMOTES_DB, remote_key(remote_id, check_doc_id(doc_id)))
-                out.append(None if value is None else value.decode())
-        return out
+            return [self._remote_revision_in(txn, remote_id, check_doc_id(doc_id)) for doc_id in doc_ids]
 
-    def set_remote_revisions(self, remote_id: int, revisions: Iterable[tuple[str, str]]) -> None:
-        """Remember ``(doc ID, rev ID)`` pairs as being on remote ``remote_id``, in one transaction.
+    def note_remote_revision(self, remote_id: int, doc_id: str, rev_id: str) -> int:
+        """Remember that remote ``remote_id`` holds ``rev_id``; return how many such notes wait.
 
-        It changes no document, so observers hear nothing.
+        The note counts at once (reads, pruning); its record is written by the
+        next :meth:`write_noted_remote_revisions`.
         """
-        rows = [(remote_key(remote_id, check_doc_id(doc_id)), rev_id.encode()) for doc_id, rev_id in revisions]
-        if not rows:
-            return
+        raw_id = check_doc_id(doc_id)
+        with self._noted_lock:
+            noted = self._noted.setdefault(remote_id, {})
+            noted[raw_id] = rev_id
+            return len(noted)
+
+    def write_noted_remote_revisions(self, remote_id: int) -> int:
+        """Write what was noted about remote ``remote_id``, in one transaction; return how many records.
+
+        It changes no document, so observers hear nothing. A note made while
+        the write runs (from another thread) stays noted for the next one.
+        """
+        with self._noted_lock:
+            batch = dict(self._noted.get(remote_id, {}))
+        if not batch:
+            return 0
 
         def write(txn: Txn) -> None:
-            for key, value in rows:
-                txn.put(REMOTES_DB, key, value)
+            for raw_id, rev_id in batch.items():
+                txn.put(REMOTES_DB, remote_key(remote_id, raw_id), rev_id.encode())
 
         self._store.write(write)
+        with self._noted_lock:
+            noted = self._noted.get(remote_id, {})
+            for raw_id, rev_id in batch.items():
+                if noted.get(raw_id) == rev_id:
+                    del noted[raw_id]
+        return len(batch)
 
     def forget_remote(self, remote_id: int) -> int:
         """Forget everything known about remote ``remote_id`` (a reset); return the number of records dropped."""
         prefix = remote_id.to_bytes(4, "big")
+        with self._noted_lock:
+            self._noted.pop(remote_id, None)
 
         def drop(txn: Txn) -> int:
             keys = [key for key, _ in txn.items_prefix(REMOTES_DB, prefix)]
@@ -87,6 +119,24 @@ class RemoteTracking(DatabaseCore):
             return len(keys)
 
         return self._store.write(drop)
+
+    def _remote_revision_in(self, txn: Txn, remote_id: int, raw_id: bytes) -> str | None:
+        """Inside a transaction: the revision remote ``remote_id`` holds of a document (noted or written)."""
+        with self._noted_lock:
+            noted = self._noted.get(remote_id, {}).get(raw_id)
+        if noted is not None:
+            return noted
+        value = txn.get(REMOTES_DB, remote_key(remote_id, raw_id))
+        return None if value is None else value.decode()
+
+    def _stored_remote_revisions(self, remote_id: int, raw_ids: Iterable[bytes]) -> None:
+        """After a commit that wrote these documents' records for ``remote_id`` (pulled revisions): the
+        records are the latest knowledge, so earlier notes about them go."""
+        with self._noted_lock:
+            noted = self._noted.get(remote_id)
+            if noted:
+                for raw_id in raw_ids:
+                    noted.pop(raw_id, None)
 
     def _revisions_on_remotes(self, txn: Txn, raw_id: bytes) -> set[str]:
         """The revision each remote is known to hold of a document: pruning keeps them (§4.2).
@@ -97,11 +147,17 @@ class RemoteTracking(DatabaseCore):
         """
         count = int(txn.get("meta", _COUNT_KEY) or b"0")
         found = (txn.get(REMOTES_DB, remote_key(number, raw_id)) for number in range(1, count + 1))
-        return {value.decode() for value in found if value is not None}
+        held = {value.decode() for value in found if value is not None}
+        if self._noted:  # what is noted and not written yet counts too; the older record stays until replaced
+            with self._noted_lock:
+                held.update(noted[raw_id] for noted in self._noted.values() if raw_id in noted)
+        return held
 
-    @staticmethod
-    def _forget_document(txn: Txn, raw_id: bytes) -> None:
+    def _forget_document(self, txn: Txn, raw_id: bytes) -> None:
         """Inside a write: drop what every remote was known to hold of a purged document."""
         count = int(txn.get("meta", _COUNT_KEY) or b"0")
         for number in range(1, count + 1):
             txn.delete(REMOTES_DB, remote_key(number, raw_id))
+        with self._noted_lock:
+            for noted in self._noted.values():
+                noted.pop(raw_id, None)

@@ -10,6 +10,13 @@ from engine.revid import make_rev_id
 R1 = make_rev_id(None, False, b'{"n":1}')
 
 
+def remember(db: Database, remote: int, revisions: list[tuple[str, str]]) -> None:
+    """Note ``(doc ID, rev ID)`` pairs as held by ``remote`` and write them, as a replicator does."""
+    for doc_id, rev_id in revisions:
+        db.note_remote_revision(remote, doc_id, rev_id)
+    db.write_noted_remote_revisions(remote)
+
+
 def test_remotes_are_numbered_once_and_kept(tmp_path: Path) -> None:
     with Database(tmp_path / "db") as db:
         first, second = db.remote_id("ws://a:1/db"), db.remote_id("ws://b:2/db")
@@ -22,9 +29,9 @@ def test_remotes_are_numbered_once_and_kept(tmp_path: Path) -> None:
 def test_revisions_per_remote_survive_reopening(tmp_path: Path) -> None:
     with Database(tmp_path / "db") as db:
         a, b = db.remote_id("a"), db.remote_id("b")
-        db.set_remote_revisions(a, [("x", "1-aa"), ("y", "2-bb")])
-        db.set_remote_revisions(b, [("x", "3-cc")])
-        db.set_remote_revisions(a, [("x", "2-dd")])  # a newer one replaces it
+        remember(db, a, [("x", "1-aa"), ("y", "2-bb")])
+        remember(db, b, [("x", "3-cc")])
+        remember(db, a, [("x", "2-dd")])  # a newer one replaces it
     with Database(tmp_path / "db") as db:
         assert db.remote_revisions(a, ["x", "y", "z"]) == ["2-dd", "2-bb", None]
         assert db.remote_revisions(b, ["x", "y"]) == ["3-cc", None]
@@ -33,8 +40,8 @@ def test_revisions_per_remote_survive_reopening(tmp_path: Path) -> None:
 def test_forgetting_a_remote_leaves_the_others(tmp_path: Path) -> None:
     with Database(tmp_path / "db") as db:
         a, b = db.remote_id("a"), db.remote_id("b")
-        db.set_remote_revisions(a, [("x", "1-aa"), ("y", "1-bb")])
-        db.set_remote_revisions(b, [("x", "1-cc")])
+        remember(db, a, [("x", "1-aa"), ("y", "1-bb")])
+        remember(db, b, [("x", "1-cc")])
         assert db.forget_remote(a) == 2
         assert db.remote_revisions(a, ["x", "y"]) == [None, None]
         assert db.remote_revisions(b, ["x"]) == ["1-cc"]
@@ -43,8 +50,8 @@ def test_forgetting_a_remote_leaves_the_others(tmp_path: Path) -> None:
 def test_purging_a_document_forgets_it_on_every_remote(db: Database) -> None:
     doc = db.save("x", {"n": 1})
     a, b = db.remote_id("a"), db.remote_id("b")
-    db.set_remote_revisions(a, [("x", doc.rev_id), ("y", "1-aa")])
-    db.set_remote_revisions(b, [("x", doc.rev_id)])
+    remember(db, a, [("x", doc.rev_id), ("y", "1-aa")])
+    remember(db, b, [("x", doc.rev_id)])
     db.purge("x")
     assert db.remote_revisions(a, ["x", "y"]) == [None, "1-aa"]
     assert db.remote_revisions(b, ["x"]) == [None]
@@ -57,6 +64,46 @@ def test_inserted_revisions_are_marked_in_the_same_commit(db: Database) -> None:
     assert results[0].error is None and results[1].error is not None
     assert db.remote_revisions(remote, ["x", "bad"]) == [R1, None]
     # a revision we already have is the peer's too
-    db.set_remote_revisions(remote, [("x", "1-00")])
+    remember(db, remote, [("x", "1-00")])
     db.insert_revisions([RevisionInsert("x", R1, [], {"n": 1})], remote_id=remote)
     assert db.remote_revisions(remote, ["x"]) == [R1]
+
+
+def test_a_noted_revision_counts_before_it_is_written(tmp_path: Path) -> None:
+    """What a push left on the peer is noted at once and written in batches; until then, local saves
+    must not prune it (the next push starts from it, §4.2), and reads see it."""
+    with Database(tmp_path / "db") as db:
+        remote = db.remote_id("peer")
+        pushed = db.save("x", {"n": 0})
+        remember(db, remote, [("x", pushed.rev_id)])
+        noted = db.save("x", {"n": 1})
+        assert db.note_remote_revision(remote, "x", noted.rev_id) == 1
+        for n in range(2, 40):
+            db.save("x", {"n": n})
+        tree = db.get_tree("x")
+        assert tree is not None and noted.rev_id in tree and pushed.rev_id in tree  # the older record stays too
+        assert db.remote_revisions(remote, ["x"]) == [noted.rev_id]
+        assert db.write_noted_remote_revisions(remote) == 1
+        assert db.write_noted_remote_revisions(remote) == 0  # nothing left to write
+        for n in range(40, 80):
+            db.save("x", {"n": n})
+        tree = db.get_tree("x")
+        assert tree is not None and noted.rev_id in tree and pushed.rev_id not in tree
+    with Database(tmp_path / "db") as db:
+        assert db.remote_revisions(remote, ["x"]) == [noted.rev_id]
+
+
+def test_notes_go_with_a_pulled_record_a_reset_and_a_purge(db: Database) -> None:
+    remote, other = db.remote_id("peer"), db.remote_id("other")
+    db.note_remote_revision(remote, "x", "1-00")
+    db.insert_revisions([RevisionInsert("x", R1, [], {"n": 1})], remote_id=remote)  # the latest word
+    assert db.write_noted_remote_revisions(remote) == 0
+    assert db.remote_revisions(remote, ["x"]) == [R1]
+    db.note_remote_revision(remote, "y", "1-aa")
+    db.note_remote_revision(other, "y", "1-bb")
+    db.forget_remote(remote)
+    assert db.remote_revisions(remote, ["y"]) == [None]
+    db.save("z", {"n": 1})
+    db.note_remote_revision(other, "z", "1-cc")
+    db.purge("z")
+    assert db.remote_revisions(other, ["y", "z"]) == ["1-bb", None]

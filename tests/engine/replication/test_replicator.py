@@ -13,7 +13,7 @@ from engine.database import Database, RevisionInsert
 from engine.database_sync import RevisionRequest
 from engine.documents import Document
 from engine.errors import ValidationError
-from engine.inventory import LIST_DOC_ID, read_items, remove_item, set_quantity, validate_list_revision
+from engine.inventory import LIST_DOC_ID, add_item, read_items, remove_item, set_quantity, validate_list_revision
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher, AttachmentServer
@@ -430,6 +430,28 @@ async def test_edits_reach_a_peer_when_both_keep_trees_deeper_than_the_history_r
     replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
     assert replicator.status.error is None
     assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 129), ("flour", 1), ("salt", 1)]
+    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
+async def test_edits_made_right_after_an_acknowledged_push_still_reach_the_peer(peers: Peers) -> None:
+    """The revision a push just left on the peer is kept out of pruning before its record is written
+    (records are written in batches): before, 25 saves pruned it, the next push was refused, and
+    the merge that followed brought a removed item back."""
+    a, b = peers.database("a"), peers.database("b")
+    starter_list(a)
+    listener = await peers.listener(a)
+    replicator = peers.replicator(b, listener, continuous=True, conflict_resolver=ItemMergeResolver())
+    replicator.start()
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+    added = add_item(b, "tea", 1)
+    await wait_until(lambda: (d := a.get(LIST_DOC_ID)) is not None and d.rev_id == added.rev_id)
+    remove_item(b, "tea")
+    for n in range(25):
+        set_quantity(b, "eggs", 10 + n)
+    await replicator.stop()
+    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
+    for db in (a, b):
+        assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 34), ("flour", 1), ("milk", 1), ("salt", 1)]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
 
 
