@@ -217,8 +217,10 @@ class SyncOperations(RemoteTracking):
         it is our current revision (``result.diverged_from``) and the two
         histories do not meet, the peer made its revision knowing ours and
         pruned the revisions between them (more than ``max_depth`` edits since
-        the last sync): no conflict, the peer's revision replaces ours as a
-        fast-forward would. Otherwise, when the histories do not meet, it is
+        the last sync): no conflict, the peer's line goes on from ours (its
+        root is linked to ours, so that a push to another peer holding ours
+        is a fast-forward there too), or, if that line cannot descend from
+        ours, the peer's revision replaces ours. Otherwise, when the histories do not meet, it is
         the common ancestor the resolver merges from
         (:meth:`_TxnConflictView.peer_revision`); a merge with none would bring
         back what either side had removed.
@@ -228,8 +230,8 @@ class SyncOperations(RemoteTracking):
         def attempt(child: Txn) -> int:
             view = _TxnConflictView(self, child, seq, peer_revision=held)
             if local is not None and held == local and self._lines_apart(view, result.doc_id, result.rev_id, local):
-                log.info("%r: the peer's %s replaces %s, which it had", result.doc_id, result.rev_id, local)
-                view.resolve_conflict(result.doc_id, keep=result.rev_id, close=local)
+                log.info("%r: the peer's %s goes on from %s, which it had", result.doc_id, result.rev_id, local)
+                view.graft(result.doc_id, result.rev_id, onto=local)
             resolve(view, result)  # whatever conflict is left (usually none)
             return view.seq
 
@@ -510,6 +512,17 @@ class _TxnConflictView:
 
     def get_revision(self, doc_id: str, rev_id: str) -> Document | None:
         return self._db._revision_in(self._txn, doc_id, check_doc_id(doc_id), rev_id)
+
+    def graft(self, doc_id: str, rev_id: str, *, onto: str) -> None:
+        """Link the root of ``rev_id``'s line to ``onto`` (:meth:`RevTree.graft`); if it cannot be,
+        ``rev_id`` replaces ``onto``, whose branch is closed."""
+        raw_id = check_doc_id(doc_id)
+        tree = self._db._tree_in(self._txn, raw_id)
+        if tree is None or not tree.graft(rev_id, onto):
+            self.resolve_conflict(doc_id, keep=rev_id, close=onto)
+            return
+        self.seq += 1
+        self._db._store_tree(self._txn, raw_id, tree, seq=self.seq, existed=True)
 
     def resolve_conflict(self, doc_id: str, *, keep: str, close: str, merged: dict[str, Any] | None = KEEP) -> Document:
         raw_id = check_doc_id(doc_id)

@@ -206,6 +206,29 @@ class RevTree:
         node.parent = parent
         self._leaves = None
 
+    def graft(self, rev_id: str, onto: str) -> bool:
+        """Link the root of ``rev_id``'s line to ``onto``, a revision that line is known to go on from.
+
+        For a peer's revision made on ``onto`` (the revision it was known to
+        hold) whose history, cut by pruning, stops above it: the link skips
+        generations, as :meth:`prune` leaves them, and :func:`wire_history`
+        fills them when the line is sent on. Returns False, changing nothing,
+        when ``rev_id``'s root is not younger than ``onto`` or ``onto`` is on
+        the same line.
+        """
+        node = self.nodes.get(rev_id)
+        if node is None or onto not in self.nodes:
+            return False
+        while node.parent is not None:
+            if node.parent == onto:
+                return False
+            node = self.nodes[node.parent]
+        if node.rev_id == onto or generation(node.rev_id) <= generation(onto):
+            return False
+        node.parent = onto
+        self._leaves = None
+        return True
+
     def reopen(self, rev_id: str) -> list[str]:
         """Remove the closing tombstones under ``rev_id``; return their IDs.
 

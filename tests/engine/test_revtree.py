@@ -175,6 +175,26 @@ def test_wire_history_fills_skipped_generations_then_leaves_a_deep_gap() -> None
     assert tree.is_ancestor(far, top)
 
 
+def test_graft_links_a_line_cut_by_pruning_to_the_revision_it_goes_on_from() -> None:
+    ours = chain(*"abc")  # generations 1-3: the peer held 3-c
+    theirs = [rid(g, f"t{g}") for g in range(10, 31)]  # what arrived: generations 10-30, cut by pruning
+    tree = RevTree()
+    tree.insert_with_history(ours[-1], list(reversed(ours[:-1])), deleted=False, sequence=1)
+    tree.insert_with_history(theirs[-1], list(reversed(theirs[:-1])), deleted=False, sequence=2)
+    assert tree.common_ancestor(theirs[-1], ours[-1]) is None and tree.is_conflicted()
+    assert not tree.graft(theirs[-1], rid(2, "unknown"))  # not in the tree
+    assert tree.graft(theirs[-1], ours[-1])
+    assert not tree.is_conflicted() and tree.winner().rev_id == theirs[-1]
+    assert tree.is_ancestor(ours[-1], theirs[-1]) and tree.common_ancestor(theirs[-1], ours[-1]) == ours[-1]
+    history = wire_history(theirs[-1], tree.history(theirs[-1])[1:], {ours[-1]}, 20)
+    assert history[-1] == ours[-1] and len(history) == 20 + 6 + 1  # gap of generations 4-9 filled
+    assert not tree.graft(theirs[-1], ours[0])  # already on the line
+    low = RevTree()  # a line whose root is not younger cannot go on from it
+    low.insert_with_history(ours[-1], [], deleted=False, sequence=1)
+    low.insert_with_history(rid(5, "x"), [rid(4, "y"), rid(3, "z")], deleted=False, sequence=2)
+    assert not low.graft(rid(5, "x"), ours[-1]) and low.common_ancestor(rid(5, "x"), ours[-1]) is None
+
+
 @pytest.mark.parametrize("max_depth", [20, 5])
 def test_insert_accepts_a_history_that_skips_generations_only_at_the_pruning_depth(max_depth: int) -> None:
     revs = chain(*"abcdefghijklmnopqrstuvwxyz")  # generations 1-26

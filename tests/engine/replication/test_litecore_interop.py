@@ -254,6 +254,33 @@ async def test_a_concurrent_list_edit_merges_from_what_litecore_held_past_its_sh
     assert not store.is_conflicted(LIST_DOC_ID)
 
 
+async def test_what_we_took_from_one_litecore_listener_reaches_another_as_a_fast_forward(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """The revision a LiteCore listener made 30 edits past ours goes on from ours here (its cut line is
+    linked to ours), so a second LiteCore listener that holds ours takes it with the history filled
+    back to ours: no 409, no conflict there. Before, ours was closed instead, and the second
+    listener refused the push as a conflict."""
+    db = peers.database("ours")
+    db.save("doc", {"v": 0})
+    other = await StrictListener(PeerStore("litecore-2"), users={USER: PASSWORD}).start()
+    try:
+        for url in (strict_listener.url, other.url):
+            done = await run_ours(peers, db, url, type=ReplicatorType.PUSH_AND_PULL)
+            assert done.status.error is None
+        for v in range(1, 31):
+            strict_listener.store.put("doc", {"v": v})
+        current = strict_listener.store.get("doc")[0]  # type: ignore[index]
+        for url in (strict_listener.url, other.url):
+            done = await run_ours(peers, db, url, type=ReplicatorType.PUSH_AND_PULL)
+            assert done.status.error is None, done.status.error
+        assert strict_listener.violations == [] and other.violations == []
+        assert other.store.get("doc")[0] == current and not other.store.is_conflicted("doc")  # type: ignore[index]
+        assert other.store.get("doc")[1] == {"v": 30}  # type: ignore[index]
+    finally:
+        await other.stop()
+
+
 # -- (3) a document both sides got from a third peer, then edited on our side ---------------------------
 
 

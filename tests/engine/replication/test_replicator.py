@@ -455,6 +455,30 @@ async def test_edits_made_right_after_an_acknowledged_push_still_reach_the_peer(
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
 
 
+async def test_a_list_taken_whole_from_one_listener_reaches_another_without_a_merge(
+    peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client of two listeners: the revision it took from one of them as a replacement of the one
+    that listener held goes on from that revision, so the other listener, which holds it too,
+    takes it as an edit. Before, it was a conflict there, merged without a base: a removed item
+    came back on both listeners."""
+    a, b, c = peers.database("a"), peers.database("b"), peers.database("c")
+    starter_list(b)
+    to_a, to_c = await peers.listener(a), await peers.listener(c)
+    await peers.replicate(b, to_a, conflict_resolver=ItemMergeResolver())
+    await peers.replicate(b, to_c, conflict_resolver=ItemMergeResolver())
+    counted_offline(c, 30)
+    merged = resolutions(monkeypatch)
+    await peers.replicate(b, to_c, conflict_resolver=ItemMergeResolver())
+    await peers.replicate(b, to_a, conflict_resolver=ItemMergeResolver())
+    await peers.replicate(b, to_c, conflict_resolver=ItemMergeResolver())
+    assert merged == []
+    for db in (a, b, c):
+        assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 39), ("flour", 1), ("salt", 1)]
+        assert not db.get(LIST_DOC_ID).conflicted  # type: ignore[union-attr]
+    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id == c.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("edits", [0, 25])
 async def test_another_database_at_the_same_address_is_merged_not_taken_as_newer(
     peers: Peers, monkeypatch: pytest.MonkeyPatch, edits: int
