@@ -543,7 +543,7 @@ class PassiveSession:
         include_rev = parse_bool(message.properties.get("conflictIncludesRev"))
         body = encode_proposal_reply(proposals, include_rev=include_rev)
         self.touch()
-        props = {"maxHistory": str(tuning.MAX_HISTORY), "blobs": "true"}  # as LiteCore's listener answers (§9)
+        props = {"maxHistory": str(self.db.max_depth), "blobs": "true"}  # as LiteCore's listener answers (§9)
         if self.deltas:
             props["deltas"] = "true"
         return Reply(props, body, compressed=len(body) >= tuning.COMPRESS_MIN_BODY)

@@ -186,7 +186,9 @@ class Puller:
         self._batches -= 1
         self._apply_caught_up()
         self.ctx.touch()
-        props = {"maxHistory": str(tuning.MAX_HISTORY), "blobs": "true"}
+        # as LiteCore's RevFinder: the history we keep (c4db_getMaxRevTreeDepth), so that a sender's
+        # history reaches what we hold or leaves a gap only where we accept one (§4.2)
+        props = {"maxHistory": str(self.ctx.db.max_depth), "blobs": "true"}
         if self.ctx.config.enable_deltas:
             props["deltas"] = "true"
         body = encode_changes_reply(entries)

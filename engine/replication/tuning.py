@@ -125,8 +125,8 @@ INSERT_BATCH = 500
 #: Peer revisions learned from pushes (or offered while we have them) are written to
 #: the database in batches of this many, and always before a checkpoint is saved.
 REMOTE_REVISIONS_BATCH = 1000
-#: History entries sent when no common ancestor is known; told to senders in
-#: ``changes`` replies (LiteCore sends 50; our trees keep 20).
+#: History entries sent when no common ancestor is known and the peer did not say how many
+#: it keeps; a receiver tells senders its own tree depth (20 by default), as LiteCore does.
 MAX_HISTORY = 20
 #: Bodies smaller than this are always sent whole. LiteCore's kMinBodySizeForDelta is 200
 #: bytes, for mobile links; between peers on a LAN a delta of a body under 1 KiB saves less

@@ -254,6 +254,44 @@ async def test_a_concurrent_list_edit_merges_from_what_litecore_held_past_its_sh
     assert not store.is_conflicted(LIST_DOC_ID)
 
 
+async def test_a_database_keeping_deeper_trees_asks_litecore_for_that_much_history(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """Our puller tells the sender the history it keeps (maxHistory = its tree depth, as LiteCore's
+    RevFinder does): with 50, LiteCore's 30 edits arrive with every ancestor back to ours."""
+    db = peers.database("ours", max_depth=50)
+    db.save("doc", {"v": 0})
+    held = db.get("doc").rev_id  # type: ignore[union-attr]
+    first = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert first.status.error is None
+    for v in range(1, 31):
+        strict_listener.store.put("doc", {"v": v})
+    again = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PULL)
+    assert again.status.error is None and strict_listener.violations == []
+    doc, tree = db.get("doc"), db.get_tree("doc")
+    assert doc is not None and tree is not None and doc.body == {"v": 30}
+    line = tree.history(doc.rev_id)
+    assert line[-1] == held and [int(r.partition("-")[0]) for r in line] == list(range(31, 0, -1))
+
+
+async def test_our_listener_asks_a_litecore_pusher_for_the_history_its_trees_keep(peers: Peers) -> None:
+    """Our listener's proposeChanges reply tells the pusher its tree depth, as LiteCore's listener
+    says its own: keeping 50, it gets LiteCore's 30 edits made on ours with every ancestor back to
+    ours, a fast-forward. (Told 20, the double sends 20 ancestors, which cannot reach ours.)"""
+    db = peers.database("ours", max_depth=50)
+    db.save("doc", {"v": 0})
+    listener = await peers.listener(db)
+    store = PeerStore("litecore")
+    first = await run_strict(store, listener)
+    assert first.violations == [] and first.errors == []
+    for v in range(1, 31):
+        store.put("doc", {"v": v})
+    second = await run_strict(store, listener, pull=False)
+    assert second.violations == [] and second.errors == [] and second.conflicts == set()
+    doc = db.get("doc")
+    assert doc is not None and doc.body == {"v": 30} and doc.rev_id == store.get("doc")[0]  # type: ignore[index]
+
+
 async def test_what_we_took_from_one_litecore_listener_reaches_another_as_a_fast_forward(
     peers: Peers, strict_listener: StrictListener
 ) -> None:
