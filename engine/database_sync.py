@@ -190,7 +190,12 @@ class SyncOperations(RemoteTracking):
         sender pruned or capped its history). A history that covers
         ``held``'s generation without it, or ends at a first revision, shows
         that the peer's line does not go through it: another database at the
-        same address, or a document purged and made again.
+        same address, or a document purged and made again. What the history
+        cannot show: a document purged on the peer and made again, then edited
+        past our pruning depth, looks like edits made on ``held``, and its
+        revision goes on from ours (no merge). Nothing in the app or the
+        command line purges a document; another database at the same address
+        is told apart by the replicator, as it does not remember the checkpoint.
         """
         oldest = rev.history[-1] if rev.history else rev.rev_id
         return held if generation(oldest) > generation(held) else None
