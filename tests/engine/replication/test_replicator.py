@@ -404,32 +404,28 @@ async def test_a_peer_revision_made_without_ours_is_still_merged(peers: Peers) -
         assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 39), ("flour", 7), ("salt", 1)]
 
 
-async def test_edits_reach_a_peer_that_keeps_deeper_trees(peers: Peers) -> None:
+@pytest.mark.parametrize(
+    ("listener_depth", "client_depth", "edits"),
+    [(50, None, 30), (150, 150, 120)],
+    ids=["listener-keeps-50", "both-keep-150"],
+)
+async def test_edits_reach_a_peer_that_keeps_deeper_trees(
+    peers: Peers, listener_depth: int, client_depth: int | None, edits: int
+) -> None:
     """A receiver accepts a history that skips generations only at its own pruning depth: the
-    history reaches what it holds without a gap (up to HISTORY_REACH entries)."""
-    a, b = peers.database("a", max_depth=50), peers.database("b")
+    history reaches what it holds without a gap. Every real ancestor on the way is sent, only
+    made-up ones are capped: a cap on real ones (at 100) left a gap that a receiver keeping 150
+    revisions refused, and 120 edits stayed here."""
+    deep = {"keep_bodies": 20, "validator": validate_list_revision}
+    a = peers.database("a", max_depth=listener_depth, **deep)
+    b = peers.database("b") if client_depth is None else peers.database("b", max_depth=client_depth, **deep)
     starter_list(a)
     listener = await peers.listener(a)
     await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
-    counted_offline(b, 30)
+    counted_offline(b, edits)
     replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
     assert replicator.status.error is None
-    assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 39), ("flour", 1), ("salt", 1)]
-    assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
-
-
-async def test_edits_reach_a_peer_when_both_keep_trees_deeper_than_the_history_reach(peers: Peers) -> None:
-    """Real ancestors are all sent back to what the peer holds; only made-up ones are capped (a cap
-    on real ones left a gap that a receiver keeping 150 revisions refuses, and the edits stayed here)."""
-    options = {"max_depth": 150, "keep_bodies": 20, "validator": validate_list_revision}
-    a, b = peers.database("a", **options), peers.database("b", **options)
-    starter_list(a)
-    listener = await peers.listener(a)
-    await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
-    counted_offline(b, 120)
-    replicator = await peers.replicate(b, listener, conflict_resolver=ItemMergeResolver())
-    assert replicator.status.error is None
-    assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 129), ("flour", 1), ("salt", 1)]
+    assert [(i.key, i.value) for i in read_items(a)] == [("eggs", 9 + edits), ("flour", 1), ("salt", 1)]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
 
 
