@@ -225,8 +225,8 @@ class SyncOperations(RemoteTracking):
         the last sync): no conflict, the peer's line goes on from ours (its
         root is linked to ours, so that a push to another peer holding ours
         is a fast-forward there too), or, if that line cannot descend from
-        ours, the peer's revision replaces ours. Otherwise, when the histories do not meet, it is
-        the common ancestor the resolver merges from
+        ours, the peer's revision replaces ours. Otherwise, when the histories
+        do not meet, it is the common ancestor the resolver merges from
         (:meth:`_TxnConflictView.peer_revision`); a merge with none would bring
         back what either side had removed.
         """

@@ -104,6 +104,8 @@ class RemoteTracking(DatabaseCore):
             for raw_id, rev_id in batch.items():
                 if noted.get(raw_id) == rev_id:
                     del noted[raw_id]
+            if not noted:
+                self._noted.pop(remote_id, None)
         return len(batch)
 
     def forget_remote(self, remote_id: int) -> int:
