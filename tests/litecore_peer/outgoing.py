@@ -1,7 +1,8 @@
 """Sending revisions and serving their blobs: LiteCore's Pusher+Revs.cc and Pusher+Attachments.cc.
 
 A ``rev`` carries ``id``, ``rev``, ``sequence``, ``history`` back to the first revision the peer
-is known to have (at most ``maxHistory``), ``deleted: 1``, ``noconflicts: 1`` after a
+is known to have (at most ``maxHistory`` entries, that revision always among them: after a gap
+when it is further back), ``deleted: 1``, ``noconflicts: 1`` after a
 ``proposeChanges`` (protocol §3.7, §4.2). Bodies of 200 bytes or more go as a delta against a
 revision the peer has when the peer announced ``deltas`` and the delta is at most 1.2 times the
 body (Pusher::createRevisionDelta, §5); a delta refused with 422 is sent again whole. When the peer
@@ -11,6 +12,7 @@ did not say ``blobs: true`` the body gets LiteCore's legacy ``_attachments`` sta
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -82,15 +84,34 @@ class RevSender:
         self.sent_digests: set[str] = set()
 
     def history(self, rev: OutgoingRev) -> list[str]:
-        """Ancestors of the revision, newest first, up to one the peer has (RevToSend::historyString)."""
+        """Ancestors of the revision, newest first (TreeDocument::_getRevisionHistory).
+
+        At most ``maxHistory`` entries; generations the tree skips are filled
+        with made-up ``<gen>-faded000<16 hex>`` IDs while there is room; the walk
+        stops at a revision the peer has, which is always written, in place of
+        the last entry when the history is full (then after a gap).
+        """
         out: list[str] = []
+        cap = max(rev.max_history, 1)
         known = set(rev.known)
+        above = generation(rev.rev_id)
         for rev_id in self.store.ancestry(rev.doc_id, rev.rev_id)[1:]:
-            if len(out) >= max(rev.max_history, 1):
-                break
-            out.append(rev_id)
+            gen = generation(rev_id)
+            for missing in range(above - 1, gen, -1):
+                if len(out) >= cap:
+                    break
+                seed = hashlib.sha1(f"{rev.rev_id}|{missing}".encode(), usedforsecurity=False)
+                out.append(f"{missing}-faded000{seed.hexdigest()[:16]}")
+            above = gen
             if rev_id in known:
+                if len(out) >= cap:
+                    out.pop()
+                out.append(rev_id)
                 break
+            if len(out) < cap:
+                out.append(rev_id)
+                if not known and len(out) == cap:
+                    break
         return out
 
     def build(self, rev: OutgoingRev, *, allow_delta: bool = True) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -15,6 +15,7 @@ from tests.litecore_peer.blip import Message
 from tests.litecore_peer.codec import FrameEncoder, encode_message
 from tests.litecore_peer.connection import BlipConnection
 from tests.litecore_peer.handshake import client_handshake, server_handshake
+from tests.litecore_peer.outgoing import OutgoingRev, RevSender
 
 pytestmark = pytest.mark.asyncio
 
@@ -256,3 +257,27 @@ async def test_401_without_challenge_header() -> None:
     await asyncio.wait_for(replicator.run(), TIMEOUT)
     await server.stop()
     assert "401 without a usable WWW-Authenticate" in replicator.violations[0]
+
+
+async def test_history_is_capped_and_ends_at_what_the_peer_has_as_litecore_sends_it() -> None:
+    """TreeDocument::_getRevisionHistory: at most maxHistory entries, skipped generations filled with
+    made-up IDs while there is room, and the revision the peer has always last (after a gap when
+    it is further back than the cap)."""
+    store = PeerStore("sender")
+    revs = [store.put("doc", {"v": v}) for v in range(30)]  # generations 1-30
+    sender = RevSender(None, store)  # type: ignore[arg-type]  # history() needs only the store
+
+    def history(known: tuple[str, ...], max_history: int) -> list[str]:
+        return sender.history(OutgoingRev("doc", revs[-1], 30, known=known, max_history=max_history))
+
+    ancestors = list(reversed(revs[:-1]))
+    assert history((revs[24],), 20) == ancestors[:5]  # the peer's revision within reach
+    assert history((revs[0],), 20) == [*ancestors[:19], revs[0]]  # beyond: 19, then a gap
+    assert history((), 20) == ancestors[:20]
+    assert history((revs[0],), 50) == ancestors
+    # a gap in the sender's own tree (a line linked across pruned revisions) is filled
+    top, root = "40-" + "a" * 40, "1-" + "c" * 40
+    store.insert_revision("other", top, [*(f"{g}-{'b' * 40}" for g in range(39, 20, -1)), root], {"v": 1})
+    gapped = sender.history(OutgoingRev("other", top, 1, known=(root,), max_history=50))
+    assert [int(r.partition("-")[0]) for r in gapped] == list(range(39, 0, -1))
+    assert all("-faded000" in r for r in gapped[19:-1]) and gapped[-1] == root

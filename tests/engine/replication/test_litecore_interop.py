@@ -274,12 +274,15 @@ async def test_a_database_keeping_deeper_trees_asks_litecore_for_that_much_histo
     assert line[-1] == held and [int(r.partition("-")[0]) for r in line] == list(range(31, 0, -1))
 
 
-async def test_our_listener_asks_a_litecore_pusher_for_the_history_its_trees_keep(peers: Peers) -> None:
-    """Our listener's proposeChanges reply tells the pusher its tree depth, as LiteCore's listener
-    says its own: keeping 50, it gets LiteCore's 30 edits made on ours with every ancestor back to
-    ours, a fast-forward. (Told 20, the double sends 20 ancestors, which cannot reach ours.)"""
-    db = peers.database("ours", max_depth=50)
+@pytest.mark.parametrize("depth", [20, 50])
+async def test_litecore_pushes_more_edits_than_a_history_holds_to_our_listener(peers: Peers, depth: int) -> None:
+    """Our listener's proposeChanges reply tells the pusher its tree depth as maxHistory, as
+    LiteCore's listener says its own. LiteCore's 30 edits made on ours: told 50, it sends every
+    ancestor back to ours; told 20, it sends 19 and ours after a gap, which our listener accepts
+    at that depth (§4.2, LiteCore's findCommonAncestor). Either way a fast-forward here."""
+    db = peers.database("ours", max_depth=depth)
     db.save("doc", {"v": 0})
+    held = db.get("doc").rev_id  # type: ignore[union-attr]
     listener = await peers.listener(db)
     store = PeerStore("litecore")
     first = await run_strict(store, listener)
@@ -288,8 +291,12 @@ async def test_our_listener_asks_a_litecore_pusher_for_the_history_its_trees_kee
         store.put("doc", {"v": v})
     second = await run_strict(store, listener, pull=False)
     assert second.violations == [] and second.errors == [] and second.conflicts == set()
-    doc = db.get("doc")
-    assert doc is not None and doc.body == {"v": 30} and doc.rev_id == store.get("doc")[0]  # type: ignore[index]
+    doc, tree = db.get("doc"), db.get_tree("doc")
+    assert doc is not None and tree is not None and not doc.conflicted
+    assert doc.body == {"v": 30} and doc.rev_id == store.get("doc")[0]  # type: ignore[index]
+    line = tree.history(doc.rev_id)  # pruned to the depth kept, the gap with it
+    assert [int(r.partition("-")[0]) for r in line] == list(range(31, 31 - min(depth, 31), -1))
+    assert (line[-1] == held) is (depth == 50)
 
 
 async def test_what_we_took_from_one_litecore_listener_reaches_another_as_a_fast_forward(
