@@ -66,7 +66,8 @@ class InsertResult(NamedTuple):
     error: EngineError | None = None
     conflicted: bool = False
     #: the current revision before the insert, when the new revision's history
-    #: does not contain it and it was live: a conflict per protocol §4.5
+    #: does not contain it: a conflict per protocol §4.5 if it was live; if it was
+    #: a deletion the peer may have made its line on it (see ``_resolve_inserted``)
     diverged_from: str | None = None
     #: the revision was already stored, off our current branch: one we resolved
     #: against earlier, to resolve again (see :meth:`SyncOperations.left_behind`)
@@ -141,7 +142,7 @@ class SyncOperations(RemoteTracking):
                 prepared.append(InsertResult(rev.doc_id, rev.rev_id, error=exc))
         remote_prefix = None if remote_id is None else remote_key(remote_id, b"")
 
-        recorded: list[bytes] = []  # documents whose remote record this commit writes
+        recorded: set[bytes] = set()  # documents whose remote record this commit writes
 
         def fn(txn: Txn) -> tuple[list[InsertResult], Changes]:
             seq = self._last_seq(txn)
@@ -162,11 +163,12 @@ class SyncOperations(RemoteTracking):
                 conflict = resolve is not None and self._needs_resolving(result)
                 held = None  # what the peer held before this revision, read before it is replaced
                 if conflict and remote_id is not None:
-                    value = self._remote_revision_in(txn, remote_id, raw_id)
+                    # a record this commit wrote is newer than any note made before it
+                    value = self._remote_revision_in(txn, remote_id, raw_id, noted=raw_id not in recorded)
                     held = None if value is None else self._held_below(value, rev)
                 if remote_prefix is not None and result.error is None:  # see engine.db_remotes
                     txn.put(REMOTES_DB, remote_prefix + raw_id, rev.rev_id.encode())
-                    recorded.append(raw_id)
+                    recorded.add(raw_id)
                 if conflict:
                     assert resolve is not None
                     resolved_seq = self._resolve_inserted(txn, resolve, result, seq, held=held)
@@ -308,7 +310,6 @@ class SyncOperations(RemoteTracking):
         self._store_tree(txn, raw_id, tree, seq=seq, existed=current is not None)
         diverged = (
             current is not None
-            and not current.deleted
             and status is InsertStatus.ADDED
             and current.rev_id not in rev.history
             and current.rev_id in tree

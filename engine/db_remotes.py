@@ -122,12 +122,14 @@ class RemoteTracking(DatabaseCore):
 
         return self._store.write(drop)
 
-    def _remote_revision_in(self, txn: Txn, remote_id: int, raw_id: bytes) -> str | None:
-        """Inside a transaction: the revision remote ``remote_id`` holds of a document (noted or written)."""
-        with self._noted_lock:
-            noted = self._noted.get(remote_id, {}).get(raw_id)
-        if noted is not None:
-            return noted
+    def _remote_revision_in(self, txn: Txn, remote_id: int, raw_id: bytes, *, noted: bool = True) -> str | None:
+        """Inside a transaction: the revision remote ``remote_id`` holds of a document (noted or
+        written; only written with ``noted`` False)."""
+        if noted and self._noted:
+            with self._noted_lock:
+                rev_id = self._noted.get(remote_id, {}).get(raw_id)
+            if rev_id is not None:
+                return rev_id
         value = txn.get(REMOTES_DB, remote_key(remote_id, raw_id))
         return None if value is None else value.decode()
 

@@ -151,9 +151,10 @@ class ActiveSession:
                 if self.pusher.waiting:  # the connection ends: they are conflicts for now (as LiteCore reports them)
                     self.pusher.give_up_waiting()
             with contextlib.suppress(Exception):
+                checkpoint = self.checkpoint()  # what the records flushed next cover
                 await ctx.remote.flush()
                 if not self.socket.closed:
-                    await self.checkpointer.save(self.checkpoint())
+                    await self.checkpointer.save(checkpoint)
 
     async def _wait(self, tasks: list[asyncio.Task[None]]) -> None:
         closed = asyncio.create_task(self.socket.wait_closed())

@@ -71,7 +71,7 @@ class RemoteRevisions:
             self._flush_task = None
 
     async def flush(self) -> None:
-        """Write what is noted (before a checkpoint is saved, and when a session ends)."""
-        written = await self.runner.run(self.db.write_noted_remote_revisions, self.remote_id)
-        if written:
+        """Write what is noted, including what is noted while it writes (before a checkpoint is
+        saved, and when a session ends)."""
+        while written := await self.runner.run(self.db.write_noted_remote_revisions, self.remote_id):
             log.debug("remembered %d revisions on remote #%d", written, self.remote_id)

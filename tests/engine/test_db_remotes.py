@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.conflicts import Conflict, resolve_document
 from engine.database import Database, RevisionInsert
 from engine.revid import make_rev_id
 
@@ -107,3 +108,67 @@ def test_notes_go_with_a_pulled_record_a_reset_and_a_purge(db: Database) -> None
     db.note_remote_revision(other, "z", "1-cc")
     db.purge("z")
     assert db.remote_revisions(other, ["y", "z"]) == ["1-bb", None]
+
+
+def line(parent: str, edits: int) -> list[str]:
+    """``edits`` revisions made one on the other from ``parent`` (bodies {"n": 1..})."""
+    out, rev = [], parent
+    for n in range(1, edits + 1):
+        rev = make_rev_id(rev, False, b'{"n":%d}' % n)
+        out.append(rev)
+    return out
+
+
+def test_a_record_written_earlier_in_the_commit_wins_over_an_older_note(tmp_path: Path) -> None:
+    """Two revisions of a document in one batch: the peer's edit B of ours (adding "tea"), then its
+    revision 30 edits later ("tea" removed, history cut by pruning). The record B wrote in this
+    commit, not the older note of what a push left (ours), says what the peer held: the line goes
+    on from B. Before, the note won, the revision was merged with B from ours, and "tea" came back."""
+
+    def merge(conflict: Conflict) -> dict[str, object]:  # keys one side added are kept, as the item merge does
+        base, local, remote = conflict.base or {}, conflict.local.body, conflict.remote.body  # type: ignore[union-attr]
+        return {**remote, **{k: v for k, v in local.items() if k not in remote and k not in base}}
+
+    with Database(tmp_path / "db") as db:
+        remote = db.remote_id("peer")
+        ours = db.save("x", {"a": 1}).rev_id
+        db.note_remote_revision(remote, "x", ours)  # a push acknowledged, its record not written yet
+        b = make_rev_id(ours, False, b'{"a":1,"tea":1}')
+        theirs = line(b, 30)
+        db.insert_revisions(
+            [
+                RevisionInsert("x", b, [ours], {"a": 1, "tea": 1}),
+                RevisionInsert("x", theirs[-1], list(reversed(theirs[:-1]))[:19], {"a": 1, "n": 30}),
+            ],
+            remote_id=remote,
+            resolve=lambda view, result: resolve_document(view, result.doc_id, result.rev_id, merge),
+        )
+        doc, tree = db.get("x"), db.get_tree("x")
+        assert doc is not None and doc.body == {"a": 1, "n": 30}
+        assert tree is not None and not any(node.closed for node in tree.nodes.values())  # nothing resolved
+
+
+def test_a_line_made_on_a_deletion_the_peer_held_goes_on_from_it(tmp_path: Path) -> None:
+    """The peer held our deletion, made the document again on it and edited it past the pruning
+    depth: its line is linked to the deletion, so another peer holding the deletion takes the push
+    as an edit. Before, the line stayed a separate root and that peer refused it (409), every time."""
+    with Database(tmp_path / "client") as client, Database(tmp_path / "second") as second:
+        made = client.save("x", {"n": 0}).rev_id
+        deleted = client.delete("x").rev_id
+        first_id, second_id = client.remote_id("first"), client.remote_id("second")
+        for remote in (first_id, second_id):
+            remember(client, remote, [("x", deleted)])
+        second.insert_revisions([RevisionInsert("x", made, [], {"n": 0})])
+        second.insert_revisions([RevisionInsert("x", deleted, [made], {}, deleted=True)])
+        theirs = line(deleted, 30)
+        client.insert_revisions(
+            [RevisionInsert("x", theirs[-1], list(reversed(theirs[:-1]))[:19], {"n": 30})],
+            remote_id=first_id,
+            resolve=lambda view, result: resolve_document(view, result.doc_id, result.rev_id),
+        )
+        sent = client.revision_for_sync("x", theirs[-1], known=[deleted], max_history=20)
+        assert sent is not None and sent.history[-1] == deleted
+        pushed = RevisionInsert("x", theirs[-1], sent.history, {"n": 30}, no_conflicts=True)
+        assert second.insert_revisions([pushed])[0].error is None
+        doc = second.get("x")
+        assert doc is not None and doc.body == {"n": 30} and not doc.deleted
