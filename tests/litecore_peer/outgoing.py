@@ -1,7 +1,7 @@
 """Sending revisions and serving their blobs: LiteCore's Pusher+Revs.cc and Pusher+Attachments.cc.
 
 A ``rev`` carries ``id``, ``rev``, ``sequence``, ``history`` back to the first revision the peer
-is known to have (at most ``maxHistory`` entries, that revision always among them: after a gap
+is known to have (at most ``maxHistory - 1`` entries, that revision always among them: after a gap
 when it is further back), ``deleted: 1``, ``noconflicts: 1`` after a
 ``proposeChanges`` (protocol §3.7, §4.2). Bodies of 200 bytes or more go as a delta against a
 revision the peer has when the peer announced ``deltas`` and the delta is at most 1.2 times the
@@ -86,13 +86,15 @@ class RevSender:
     def history(self, rev: OutgoingRev) -> list[str]:
         """Ancestors of the revision, newest first (TreeDocument::_getRevisionHistory).
 
-        At most ``maxHistory`` entries; generations the tree skips are filled
+        At most ``maxHistory - 1`` ancestors; generations the tree skips are filled
         with made-up ``<gen>-faded000<16 hex>`` IDs while there is room; the walk
         stops at a revision the peer has, which is always written, in place of
         the last entry when the history is full (then after a gap).
         """
         out: list[str] = []
-        cap = max(rev.max_history, 1)
+        # LiteCore's walk writes the revision itself first (it counts toward maxHistory), and the
+        # pusher strips it: at most maxHistory - 1 ancestors
+        cap = max(rev.max_history - 1, 1)
         known = set(rev.known)
         above = generation(rev.rev_id)
         for rev_id in self.store.ancestry(rev.doc_id, rev.rev_id)[1:]:

@@ -260,9 +260,9 @@ async def test_401_without_challenge_header() -> None:
 
 
 async def test_history_is_capped_and_ends_at_what_the_peer_has_as_litecore_sends_it() -> None:
-    """TreeDocument::_getRevisionHistory: at most maxHistory entries, skipped generations filled with
-    made-up IDs while there is room, and the revision the peer has always last (after a gap when
-    it is further back than the cap)."""
+    """TreeDocument::_getRevisionHistory: at most maxHistory entries with the revision itself (which
+    the pusher then strips), skipped generations filled with made-up IDs while there is room, and
+    the revision the peer has always last (after a gap when it is further back than the cap)."""
     store = PeerStore("sender")
     revs = [store.put("doc", {"v": v}) for v in range(30)]  # generations 1-30
     sender = RevSender(None, store)  # type: ignore[arg-type]  # history() needs only the store
@@ -270,10 +270,10 @@ async def test_history_is_capped_and_ends_at_what_the_peer_has_as_litecore_sends
     def history(known: tuple[str, ...], max_history: int) -> list[str]:
         return sender.history(OutgoingRev("doc", revs[-1], 30, known=known, max_history=max_history))
 
-    ancestors = list(reversed(revs[:-1]))
+    ancestors = list(reversed(revs[:-1]))  # the revision itself counts toward maxHistory
     assert history((revs[24],), 20) == ancestors[:5]  # the peer's revision within reach
-    assert history((revs[0],), 20) == [*ancestors[:19], revs[0]]  # beyond: 19, then a gap
-    assert history((), 20) == ancestors[:20]
+    assert history((revs[0],), 20) == [*ancestors[:18], revs[0]]  # beyond: 18, then a gap
+    assert history((), 20) == ancestors[:19]
     assert history((revs[0],), 50) == ancestors
     # a gap in the sender's own tree (a line linked across pruned revisions) is filled
     top, root = "40-" + "a" * 40, "1-" + "c" * 40

@@ -278,8 +278,9 @@ async def test_a_database_keeping_deeper_trees_asks_litecore_for_that_much_histo
 async def test_litecore_pushes_more_edits_than_a_history_holds_to_our_listener(peers: Peers, depth: int) -> None:
     """Our listener's proposeChanges reply tells the pusher its tree depth as maxHistory, as
     LiteCore's listener says its own. LiteCore's 30 edits made on ours: told 50, it sends every
-    ancestor back to ours; told 20, it sends 19 and ours after a gap, which our listener accepts
-    at that depth (§4.2, LiteCore's findCommonAncestor). Either way a fast-forward here."""
+    ancestor back to ours; told 20, it sends 18 and ours after a gap (the revision itself counts),
+    which our listener accepts at that depth (§4.2, LiteCore's findCommonAncestor). Either way a
+    fast-forward here."""
     db = peers.database("ours", max_depth=depth)
     db.save("doc", {"v": 0})
     held = db.get("doc").rev_id  # type: ignore[union-attr]
@@ -294,9 +295,9 @@ async def test_litecore_pushes_more_edits_than_a_history_holds_to_our_listener(p
     doc, tree = db.get("doc"), db.get_tree("doc")
     assert doc is not None and tree is not None and not doc.conflicted
     assert doc.body == {"v": 30} and doc.rev_id == store.get("doc")[0]  # type: ignore[index]
-    line = tree.history(doc.rev_id)  # pruned to the depth kept, the gap with it
-    assert [int(r.partition("-")[0]) for r in line] == list(range(31, 31 - min(depth, 31), -1))
-    assert (line[-1] == held) is (depth == 50)
+    line = tree.history(doc.rev_id)  # told 20: 18 ancestors, then ours after the gap
+    expected = list(range(31, 0, -1)) if depth == 50 else [*range(31, 12, -1), 1]
+    assert [int(r.partition("-")[0]) for r in line] == expected and line[-1] == held
 
 
 async def test_what_we_took_from_one_litecore_listener_reaches_another_as_a_fast_forward(
