@@ -300,6 +300,31 @@ async def test_litecore_pushes_more_edits_than_a_history_holds_to_our_listener(p
     assert [int(r.partition("-")[0]) for r in line] == expected and line[-1] == held
 
 
+async def test_edits_right_after_a_push_reach_litecore_as_a_fast_forward(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """What a push just left on LiteCore is noted at once, so the 25 saves that follow, before its
+    record is written, cannot prune it: the next push names it, its history reaches it, and LiteCore
+    takes the edits as they are (generation 27). Before, the push was refused (409) and the
+    conflict was resolved into a merge revision of generation 3 on both sides."""
+    db = peers.database("ours")
+    db.save("doc", {"v": 0})
+    replicator = peers.replicator(db, strict_listener.url, continuous=True, type=ReplicatorType.PUSH_AND_PULL)
+    replicator.start()
+    await wait_for_activity(replicator, ActivityLevel.IDLE)
+    pushed = db.save("doc", {"v": 1}).rev_id
+    await reach(lambda: strict_listener.store.get("doc")[0] == pushed, strict_listener.violations, "the push")  # type: ignore[index]
+    for v in range(2, 27):
+        db.save("doc", {"v": v})
+    await replicator.stop()
+    again = await run_ours(peers, db, strict_listener.url, type=ReplicatorType.PUSH_AND_PULL)
+    assert again.status.error is None and strict_listener.violations == []
+    current = db.get("doc")
+    assert current is not None and current.body == {"v": 26} and current.rev_id.startswith("27-")
+    assert strict_listener.store.get("doc")[0] == current.rev_id  # type: ignore[index]
+    assert not strict_listener.store.is_conflicted("doc")
+
+
 async def test_what_we_took_from_one_litecore_listener_reaches_another_as_a_fast_forward(
     peers: Peers, strict_listener: StrictListener
 ) -> None:
