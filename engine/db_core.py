@@ -409,8 +409,16 @@ class DatabaseCore:
         """
         if len(tree) == 1:
             return [], []
-        held = self._revisions_on_remotes(txn, raw_id)
-        return tree.drop_bodies(self.keep_bodies, held), tree.prune(self.max_depth, held)
+        held: set[str] | None = None  # read only when something may go (most saves drop nothing)
+        dropped = tree.drop_bodies(self.keep_bodies)
+        if dropped:
+            held = self._revisions_on_remotes(txn, raw_id)
+            tree.restore_bodies(held.intersection(dropped))
+            dropped = [rev_id for rev_id in dropped if rev_id not in held]
+        removed: list[str] = []
+        if len(tree) > self.max_depth:
+            removed = tree.prune(self.max_depth, self._revisions_on_remotes(txn, raw_id) if held is None else held)
+        return dropped, removed
 
     def _revisions_on_remotes(self, txn: Txn, raw_id: bytes) -> set[str]:
         """The revisions of a document known to be on remote databases (kept when pruning).

@@ -299,16 +299,15 @@ class RevTree:
                 self.nodes[parent_id] = RevNode(parent_id, None, False, False, sequence)
         return status
 
-    def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES, keep: Collection[str] = ()) -> list[str]:
+    def drop_bodies(self, keep_bodies: int = DEFAULT_KEEP_BODIES) -> list[str]:
         """Forget bodies no longer needed; return the revisions whose body to delete.
 
-        A body is needed by a leaf, by the ``keep_bodies`` nearest ancestors
-        of each leaf, and by the revisions in ``keep`` (what each remote holds:
-        the common ancestor of a later conflict with it).
+        A body is needed by a leaf and by the ``keep_bodies`` nearest ancestors
+        of each leaf (:meth:`restore_bodies` keeps others after all).
         """
         if len(self.nodes) == 1:
             return []
-        needed: set[str] = set(keep)
+        needed: set[str] = set()
         for leaf in self.leaves():
             node: RevNode | None = leaf
             for _ in range(keep_bodies + 1):
@@ -322,6 +321,12 @@ class RevTree:
                 node.has_body = False
                 dropped.append(node.rev_id)
         return dropped
+
+    def restore_bodies(self, rev_ids: Collection[str]) -> None:
+        """Keep the bodies of ``rev_ids`` after all (what a remote holds: the common ancestor of a later
+        conflict with it), undoing :meth:`drop_bodies` for them."""
+        for rev_id in rev_ids:
+            self.nodes[rev_id].has_body = True
 
     def prune(self, max_depth: int = DEFAULT_MAX_DEPTH, keep: Collection[str] = ()) -> list[str]:
         """Remove revisions more than ``max_depth`` generations below every leaf.
@@ -420,9 +425,10 @@ def wire_history(rev_id: str, ancestors: Sequence[str], known: Collection[str], 
     form ``<gen>-faded000<16 hex>``, which the receiver stores as body-less
     placeholders, so long as the history stays within :data:`HISTORY_REACH`
     entries; past that the rest of the line follows a gap, which receivers
-    accept at their pruning depth (:meth:`RevTree.insert_with_history`). Made-up IDs are derived from the
-    revisions on both sides of the gap, not random: a revision is always sent
-    the same way, and two branches never share made-up ancestors.
+    accept at their pruning depth (:meth:`RevTree.insert_with_history`).
+    Made-up IDs are derived from the revisions on both sides of the gap, not
+    random: a revision is always sent the same way, and two branches never
+    share made-up ancestors.
     """
     path: list[str] = []  # the way back to a revision the peer holds, gaps filled
     above, above_id = generation(rev_id), rev_id

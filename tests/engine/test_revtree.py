@@ -247,6 +247,9 @@ def test_drop_bodies_keeps_leaves_and_parents() -> None:
     assert tree.drop_bodies(1) == [r1]
     assert [n.rev_id for n in tree.nodes.values() if n.has_body] == [r2, r3]
     assert tree.drop_bodies(0) == [r2]
+    tree.restore_bodies([r1])  # what a remote holds keeps its body after all
+    assert [n.rev_id for n in tree.nodes.values() if n.has_body] == [r1, r3]
+    assert tree.drop_bodies(0) == [r1]
 
 
 def test_encode_decode_round_trip() -> None:
