@@ -73,33 +73,29 @@ def test_sync_names_where_a_followed_peer_is_now(capsys: pytest.CaptureFixture[s
     assert lines[-1] == "connected to wss://127.0.0.1:5001/userdb (BLIP_3+CBMobile_3)"
 
 
-class Clock:
-    """``time.monotonic`` for the report, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def report_progress(monkeypatch: pytest.MonkeyPatch, *, json_lines: bool, steps: list[tuple[float, int, int]]) -> None:
+    """A one-shot sync's report given busy statuses at set seconds after its start (a hand-moved clock)."""
+    now = [1000.0]
+    monkeypatch.setattr("engine.cli.reports.time.monotonic", lambda: now[0])
+    replicator = FakeReplicator("ws://127.0.0.1:4984/shop")
+    SyncReport(replicator, Output(json_lines=json_lines), continuous=False)  # type: ignore[arg-type]
+    assert replicator.status is not None
+    for seconds, completed, total in steps:
+        now[0] = 1000.0 + seconds
+        replicator.status(ReplicatorStatus(ActivityLevel.BUSY, Progress(completed, total)))
 
 
 def test_piped_progress_waits_a_second_then_prints_a_line_every_two(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
-    monkeypatch.setattr("engine.cli.reports.time.monotonic", clock)
-    replicator = FakeReplicator("ws://127.0.0.1:4984/shop")
-    SyncReport(replicator, Output(json_lines=False), continuous=False)  # type: ignore[arg-type]
-    assert replicator.status is not None
-    for seconds, completed, total in [
+    steps = [
         (0.5, 100, 1_000),  # a short transfer shows none
         (1.2, 500, 1_500),
         (2.0, 900, 2_000),  # under two seconds since the last line
         (3.3, 1_800, 20_000),
         (5.5, 20_000, 20_000),  # done: the summary says it, not a progress line
-    ]:
-        clock.now = 1000.0 + seconds
-        replicator.status(ReplicatorStatus(ActivityLevel.BUSY, Progress(completed, total)))
+    ]
+    report_progress(monkeypatch, json_lines=False, steps=steps)
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if line.startswith("progress: ")] == [
         "progress: 500 of 1,500 documents",
@@ -110,13 +106,6 @@ def test_piped_progress_waits_a_second_then_prints_a_line_every_two(
 def test_json_progress_comes_at_once_and_every_half_second(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
-    monkeypatch.setattr("engine.cli.reports.time.monotonic", clock)
-    replicator = FakeReplicator("ws://127.0.0.1:4984/shop")
-    SyncReport(replicator, Output(json_lines=True), continuous=False)  # type: ignore[arg-type]
-    assert replicator.status is not None
-    for seconds, completed in [(0.1, 10), (0.3, 20), (0.7, 30)]:
-        clock.now = 1000.0 + seconds
-        replicator.status(ReplicatorStatus(ActivityLevel.BUSY, Progress(completed, 100)))
+    report_progress(monkeypatch, json_lines=True, steps=[(0.1, 10, 100), (0.3, 20, 100), (0.7, 30, 100)])
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["completed"], e["total"]) for e in events if e["event"] == "progress"] == [(10, 100), (30, 100)]
