@@ -261,19 +261,26 @@ class RevTree:
         history may skip generations where it is ``max_depth`` long already
         (what pruning would remove anyway): a sender whose tree was pruned
         sends the peer's revision last, past the gap (:func:`wire_history`).
+        Past the first revision held here, as in LiteCore's
+        ``RevTree::findCommonAncestor`` (which stops there), generations
+        need only go down.
 
         Raises:
             InvalidDocumentError: an ID is invalid or the generations do not
-                decrease by exactly one above that depth.
+                decrease by exactly one above that depth and that revision.
         """
         chain = [rev_id, *history]
         generation_of = generation if ids_checked else _checked_generation
         above = generation_of(rev_id)
         self._leaves = None
+        first_held = -1  # where the chain first meets this tree, looked for at the first skip only
         for index, ancestor in enumerate(history, start=1):
             gen = generation_of(ancestor)
-            if gen != above - 1 and not (gen < above and index >= max_depth - 1):
-                raise InvalidDocumentError(f"history of {rev_id} skips a generation at {ancestor}")
+            if gen != above - 1:
+                if first_held < 0:
+                    first_held = next((i for i, held in enumerate(chain) if held in self.nodes), len(chain))
+                if not (gen < above and (index >= max_depth - 1 or first_held < index)):
+                    raise InvalidDocumentError(f"history of {rev_id} skips a generation at {ancestor}")
             above = gen
         existing = self.nodes.get(rev_id)
         if existing is not None and existing.has_body:

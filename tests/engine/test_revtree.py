@@ -210,6 +210,22 @@ def test_insert_accepts_a_history_that_skips_generations_only_at_the_pruning_dep
         RevTree().insert_with_history(leaf, [*gapped[:-1], rid(23, "up")], deleted=False, sequence=1)
 
 
+def test_insert_checks_a_history_only_as_far_as_the_first_revision_it_holds() -> None:
+    # as LiteCore's RevTree::findCommonAncestor, which stops there: a gap past it is no error at
+    # any depth; generations must still go down (a line linked upwards would loop)
+    revs = chain(*"abcdefghijklmnopqrstuvwxyz")
+    tree = RevTree()
+    tree.insert_with_history(revs[9], list(reversed(revs[:9])), deleted=False, sequence=1)  # generations 1-10
+    history = [*reversed(revs[9:25]), revs[2]]  # 25 down to 10 (held, at index 16), then 3 after a gap
+    tree.insert_with_history(revs[-1], history, deleted=False, sequence=2)
+    assert tree.winner().rev_id == revs[-1] and tree.is_ancestor(revs[9], revs[-1]) and not tree.is_conflicted()
+    with pytest.raises(InvalidDocumentError):  # the same gap with nothing held before it
+        RevTree().insert_with_history(revs[-1], history, deleted=False, sequence=1)
+    up = [revs[11], revs[10], revs[9], rid(12, "up")]
+    with pytest.raises(InvalidDocumentError):
+        tree.insert_with_history(rid(13, "x"), up, deleted=False, sequence=3)
+
+
 def test_a_pruned_history_reaches_the_peer_revision_it_was_pruned_down_to() -> None:
     revs = chain(*"abcdefghijklmnopqrstuvwxyz")
     ours = RevTree()

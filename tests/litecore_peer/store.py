@@ -242,17 +242,18 @@ class PeerStore:
             StoreConflictError: ``allow_conflict`` is False and the revision would start a branch.
             ValueError: generations in the history do not decrease by one, except where LiteCore
                 allows a gap: at or past index ``PRUNE_DEPTH - 1`` of the chain (the revision
-                itself at index 0; RevTree::findCommonAncestor).
+                itself at index 0). RevTree::findCommonAncestor checks the chain only as far
+                as the first revision the tree holds.
         """
         chain = [rev_id, *history]
-        for index, (newer, older) in enumerate(itertools.pairwise(chain), start=1):
+        doc = self._docs.get(doc_id)
+        known = next((i for i, r in enumerate(chain) if doc is not None and r in doc.revs), len(chain))
+        for index, (newer, older) in enumerate(itertools.pairwise(chain[: known + 1]), start=1):
             gap_allowed = index >= PRUNE_DEPTH - 1 and generation(older) < generation(newer)
             if generation(older) != generation(newer) - 1 and not gap_allowed:
                 raise ValueError(f"history of {doc_id!r} {rev_id}: generations not consecutive at {older}")
-        doc = self._docs.get(doc_id)
         if doc is not None and rev_id in doc.revs:
             return False
-        known = next((i for i, r in enumerate(chain) if doc is not None and r in doc.revs), len(chain))
         parent = chain[known] if known < len(chain) else None
         if not allow_conflict and doc is not None:
             # RevTree::findCommonAncestor: the parent must be a leaf. For a new root LiteCore's

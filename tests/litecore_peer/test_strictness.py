@@ -281,3 +281,15 @@ async def test_history_is_capped_and_ends_at_what_the_peer_has_as_litecore_sends
     gapped = sender.history(OutgoingRev("other", top, 1, known=(root,), max_history=50))
     assert [int(r.partition("-")[0]) for r in gapped] == list(range(39, 0, -1))
     assert all("-faded000" in r for r in gapped[19:-1]) and gapped[-1] == root
+
+
+async def test_the_double_checks_a_received_history_only_as_far_as_the_first_revision_it_holds() -> None:
+    """RevTree::findCommonAncestor checks generations only down to the first revision the tree
+    has; a gap shallower than the pruning depth before that is an error."""
+    store = PeerStore("receiver")
+    revs = [store.put("doc", {"v": v}) for v in range(10)]  # generations 1-10
+    top = "26-" + "a" * 40
+    history = [*(f"{g}-{'b' * 40}" for g in range(25, 10, -1)), revs[-1], revs[2]]  # 10 at 16, a gap after
+    assert store.insert_revision("doc", top, history, {"v": 26})
+    with pytest.raises(ValueError, match="not consecutive"):
+        PeerStore("empty").insert_revision("doc", top, history, {"v": 26})
