@@ -27,6 +27,7 @@ from engine.list_schema import (
     StarterItem,
     check_item_name,
     check_list_body,
+    next_edit_stamp,
     parse_quantity,
     validate_list_revision,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "add_item",
     "check_list_body",
     "list_body",
+    "next_edit_stamp",
     "parse_items",
     "parse_quantity",
     "read_items",
@@ -160,7 +162,7 @@ def _edit(db: Database, change: Callable[[list[Item], int], list[Item]]) -> Docu
         if doc is None or doc.deleted:
             raise InventoryError("there is no inventory list yet")
         items = _stored_items(doc.body)
-        stamp = min(max((item.edit for item in items), default=0) + 1, MAX_EDIT)
+        stamp = next_edit_stamp(item.edit for item in items)
         body = list_body(change(items, stamp), doc.body)
         try:
             return db.save(LIST_DOC_ID, body, base_rev=doc.rev_id, concurrency=_FAIL)
@@ -279,7 +281,7 @@ def replace_list(db: Database, items: Sequence[StarterItem]) -> Document:
             template: dict[str, Any] | None = current.body if current is not None else None
         except InvalidListError:
             stamps, template = [], None  # a damaged list: keep none of it
-        stamp = min(max(stamps, default=0) + 1, MAX_EDIT)
+        stamp = next_edit_stamp(stamps)
         stored = [Item(key, value, picture, stamp) for (key, value, _), picture in zip(checked, pictures, strict=True)]
         body = list_body(stored, {k: v for k, v in template.items() if k != "items"} if template else None)
         try:

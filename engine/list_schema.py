@@ -12,7 +12,9 @@ precomposed or a combining accent names the same item.
 
 from __future__ import annotations
 
+import time
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
     "StarterItem",
     "check_item_name",
     "check_list_body",
+    "next_edit_stamp",
     "parse_quantity",
     "validate_list_revision",
 ]
@@ -61,10 +64,11 @@ class InvalidListError(InventoryError, ValidationError):
 class Item:
     """One line of the inventory: a name, a quantity and an optional picture.
 
-    ``edit`` is the item's edit stamp: every edit gives the item a stamp
-    higher than any in the list (a Lamport clock), so that merging two
-    versions can tell an item's newer state from an older one even when a
-    value returns to an earlier one.
+    ``edit`` is the item's edit stamp (:func:`next_edit_stamp`): every edit
+    gives the item a stamp higher than any in the list and at least the time
+    in milliseconds (a hybrid logical clock), so that merging two versions
+    can tell an item's newer state from an older one even when a value
+    returns to an earlier one, and of two edits made apart the later wins.
     """
 
     key: str
@@ -80,6 +84,18 @@ class Item:
         if self.edit:
             out["edit"] = self.edit
         return out
+
+
+def next_edit_stamp(stamps: Iterable[int]) -> int:
+    """The stamp of an edit to a list holding items with ``stamps`` (see :class:`Item`).
+
+    Above every stamp there, so that an edit made on a version always beats
+    that version's items whatever the clocks say; and at least this machine's
+    time in milliseconds, so that of two edits of one item made on two
+    machines without seeing each other, the later wins when their clocks
+    agree (otherwise the one whose clock is ahead: no worse than a coin).
+    """
+    return min(max(max(stamps, default=0) + 1, time.time_ns() // 1_000_000), MAX_EDIT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from engine.blobs import Blob, digest_of
 from engine.conflicts import ConcurrencyControl
 from engine.errors import ConflictError, InventoryError
-from engine.inventory import LIST_DOC_ID, MAX_EDIT, Item, list_body, read_items_or_last_valid
+from engine.inventory import LIST_DOC_ID, Item, list_body, next_edit_stamp, read_items_or_last_valid
 from engine.list_schema import InvalidListError, check_list_body
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class SaveResult:
 
 
 def _apply(items: list[Item], edits: Mapping[str, Edit]) -> list[Item]:
-    stamp = min(max((item.edit for item in items), default=0) + 1, MAX_EDIT)
+    stamp = next_edit_stamp(item.edit for item in items)
     out: list[Item] = []
     seen: set[str] = set()
     for item in items:

@@ -31,6 +31,7 @@ from engine.inventory import (
     set_picture,
     set_quantity,
 )
+from engine.inventory_merge import merge_lists
 
 
 @pytest.fixture
@@ -321,3 +322,35 @@ def test_the_inventory_module_does_not_import_the_database() -> None:
     # so that the database can check list revisions with validate_list_revision
     code = "import engine.inventory, sys; assert 'engine.database' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+def test_of_two_edits_of_one_item_made_apart_the_later_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, a_first: bool
+) -> None:
+    # two peers edit Eggs from the same list without seeing each other's edit: the stamps are
+    # clock times (both above the list's), so the merge keeps the later edit, whichever revision
+    # ID is higher (before, both got the same counter and the higher revision ID won)
+    peers = [Database(tmp_path / "a"), Database(tmp_path / "b")]
+    try:
+        for peer in peers:
+            save_new_list(peer, [StarterItem("Flour", 3, b"jpeg-a"), StarterItem("Eggs", 12, b"jpeg-b")])
+        base = peers[0].get(LIST_DOC_ID)
+        assert base is not None
+        times = {"a": 1_800_000_000_000, "b": 1_800_000_001_000}  # b one second later
+        if not a_first:
+            times = {"a": times["b"], "b": times["a"]}
+        for name, peer, value in (("a", peers[0], 3), ("b", peers[1], 4)):
+            monkeypatch.setattr("engine.list_schema.time.time_ns", lambda t=times[name]: t * 1_000_000)
+            set_quantity(peer, "Eggs", value)
+        later = 4 if a_first else 3
+        bodies = [peer.get(LIST_DOC_ID).body for peer in peers]  # type: ignore[union-attr]
+        for high, low in (bodies, bodies[::-1]):
+            merged = {item["key"]: item["value"] for item in merge_lists(base.body, high, low)["items"]}
+            assert merged == {"Flour": 3, "Eggs": later}
+        monkeypatch.setattr("engine.list_schema.time.time_ns", lambda: 0)  # a clock far behind
+        set_quantity(peers[0], "Eggs", 5)  # still above every stamp in its list: the newer state
+        assert read_items(peers[0])[1].edit == times["a"] + 1
+    finally:
+        for peer in peers:
+            peer.close()
