@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.blobs import Blob
+from engine.blobs import Blob, digest_of
 from engine.conflicts import ConcurrencyControl
 from engine.errors import ConflictError, InventoryError
 from engine.list_schema import (
@@ -48,6 +48,7 @@ __all__ = [
     "add_item",
     "check_list_body",
     "list_body",
+    "new_list_body",
     "next_edit_stamp",
     "parse_items",
     "parse_quantity",
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 _FAIL = ConcurrencyControl.FAIL_ON_CONFLICT
+#: The pictures' MIME type (the sample's, and what the app stores).
+JPEG = "image/jpeg"
 _DAMAGED = "the stored list is damaged"
 
 
@@ -252,12 +255,23 @@ def save_new_list(db: Database, items: Sequence[StarterItem]) -> bool:
     if db.get(LIST_DOC_ID) is not None:
         return False
     checked = _checked_starters(items)
-    stored = [Item(key, value, db.save_blob(jpeg, "image/jpeg")) for key, value, jpeg in checked]
+    stored = [Item(key, value, db.save_blob(jpeg, JPEG)) for key, value, jpeg in checked]
     try:
         db.save(LIST_DOC_ID, list_body(stored), base_rev=None, concurrency=_FAIL)
     except ConflictError:
         return False
     return True
+
+
+def new_list_body(items: Sequence[StarterItem]) -> dict[str, Any]:
+    """The body :func:`save_new_list` gives ``items``, computed without storing anything.
+
+    Raises:
+        InventoryError: as :func:`save_new_list`.
+    """
+    return list_body(
+        [Item(key, value, Blob(digest_of(jpeg), len(jpeg), JPEG)) for key, value, jpeg in _checked_starters(items)]
+    )
 
 
 def replace_list(db: Database, items: Sequence[StarterItem]) -> Document:
@@ -272,7 +286,7 @@ def replace_list(db: Database, items: Sequence[StarterItem]) -> Document:
             same in NFC; nothing is saved.
     """
     checked = _checked_starters(items)
-    pictures = [db.save_blob(jpeg, "image/jpeg") for _, _, jpeg in checked]
+    pictures = [db.save_blob(jpeg, JPEG) for _, _, jpeg in checked]
     for _ in range(100):
         doc = db.get(LIST_DOC_ID)
         current = None if doc is None or doc.deleted else doc

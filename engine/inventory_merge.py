@@ -9,7 +9,11 @@ higher revision ID. Edit stamps make an item's newer state win even when its
 value went back to an earlier one on the way. The result does not depend on
 which side is local (the rule is symmetric), so whichever peer resolves a
 conflict, the merged list is the same. Without a common ancestor the items of
-both sides are kept.
+both sides are kept, except that a line that started from a list every copy
+starts with (the app's starter list: the same first revision everywhere) is
+merged against that list: a new user's untouched starter items do not join a
+shop's list on the first sync, and the shop's removals hold; what the user
+changed in it still counts.
 
 Every version is first checked with the list schema
 (:func:`~engine.inventory.check_list_body`), so that a malformed version
@@ -22,6 +26,7 @@ rule (:func:`~engine.conflicts.default_resolver`) picks one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from engine.conflicts import Conflict, Resolution, default_resolver
@@ -128,7 +133,28 @@ def _merge_valid(base: dict[str, Any] | None, high: dict[str, Any], low: dict[st
 
 
 class ItemMergeResolver:
-    """Merges conflicting versions of the inventory list; other documents use Couchbase Lite's rule."""
+    """Merges conflicting versions of the inventory list; other documents use Couchbase Lite's rule.
+
+    ``roots`` maps the first revision of lists that copies start with to its
+    body; by default the app's starter list (:func:`~engine.seeding.starter_list_revision`,
+    loaded at the first merge that needs it). When two lines do not meet and
+    exactly one of them started from such a revision, it is their base.
+    """
+
+    def __init__(self, roots: Mapping[str, dict[str, Any]] | None = None) -> None:
+        self._roots = roots
+
+    def _root_base(self, conflict: Conflict) -> dict[str, Any] | None:
+        if not conflict.local_line or not conflict.remote_line:
+            return None
+        if self._roots is None:
+            from engine.seeding import starter_list_revision  # noqa: PLC0415  # resources, read once and only if needed
+
+            rev_id, body = starter_list_revision()
+            self._roots = {rev_id: body}
+        local_line, remote_line = set(conflict.local_line), set(conflict.remote_line)
+        found = [body for rev_id, body in self._roots.items() if (rev_id in local_line) != (rev_id in remote_line)]
+        return found[0] if len(found) == 1 else None
 
     def __call__(self, conflict: Conflict) -> Resolution:
         if conflict.doc_id != LIST_DOC_ID:
@@ -150,6 +176,7 @@ class ItemMergeResolver:
             return local
         if local_problem is not None:
             return remote
-        base = conflict.base if conflict.base is not None and is_valid_list(conflict.base) else None
+        base = conflict.base if conflict.base is not None else self._root_base(conflict)
+        base = base if base is not None and is_valid_list(base) else None
         high, low = (local, remote) if compare_key(local.rev_id) > compare_key(remote.rev_id) else (remote, local)
         return _merge_valid(base, high.body, low.body)

@@ -11,20 +11,24 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.documents import canonical_json
 from engine.errors import InventoryError
-from engine.inventory import StarterItem, parse_quantity
+from engine.inventory import StarterItem, new_list_body, parse_quantity
 from engine.json_codec import loads, read_json_lines
 from engine.pictures import to_jpeg
+from engine.revid import make_rev_id
 
 __all__ = [
     "FALLBACK_PICTURE",
     "load_sample_list",
     "load_starter_inventory",
+    "starter_list_revision",
 ]
 
 #: The sample's fallback picture name (without extension) in its image folder.
@@ -99,6 +103,18 @@ def load_starter_inventory() -> list[StarterItem]:
     """Return the app's own starter items with their JPEG pictures."""
     manifest = loads(_starter_file("inventory.json"))
     return [StarterItem(i["key"], parse_quantity(i["value"]), _starter_file(i["image"])) for i in manifest["items"]]
+
+
+@functools.cache
+def starter_list_revision() -> tuple[str, dict[str, Any]]:
+    """The revision ID and body of the list a new user's database starts with.
+
+    Revision IDs are digests of the body (:func:`~engine.revid.make_rev_id`),
+    so every database seeded with this starter holds the very same first
+    revision, on every computer.
+    """
+    body = new_list_body(load_starter_inventory())
+    return make_rev_id(None, False, canonical_json(body)), body
 
 
 def _read(path: Path) -> Iterator[tuple[int, Any]]:

@@ -8,9 +8,10 @@ from PIL import Image
 
 from engine.database import Database
 from engine.errors import InventoryError
-from engine.inventory import read_items, save_new_list
+from engine.inventory import LIST_DOC_ID, read_items, save_new_list
 from engine.pictures import to_jpeg
-from engine.seeding import load_sample_list, load_starter_inventory
+from engine.seeding import load_sample_list, load_starter_inventory, starter_list_revision
+from engine.userdata import open_user_database
 from tests.conftest import SEED_DATA, needs_shared
 
 SAMPLE = SEED_DATA / "samplelist.json"
@@ -95,3 +96,14 @@ def test_own_starter_inventory() -> None:
 def test_own_starter_pictures_are_not_the_samples() -> None:
     sample_bytes = {p.read_bytes() for p in IMAGES.iterdir()}
     assert not sample_bytes & {i.jpeg for i in load_starter_inventory()}
+
+
+def test_every_new_users_database_starts_with_the_same_starter_revision(tmp_path: Path) -> None:
+    rev_id, body = starter_list_revision()
+    for name in ("a", "b"):
+        db = open_user_database("clerk", tmp_path / name)
+        try:
+            doc = db.get(LIST_DOC_ID)
+            assert doc is not None and (doc.rev_id, doc.body) == (rev_id, body)
+        finally:
+            db.close()

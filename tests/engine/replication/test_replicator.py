@@ -13,7 +13,16 @@ from engine.database import Database, RevisionInsert
 from engine.database_sync import RevisionRequest
 from engine.documents import Document
 from engine.errors import ValidationError
-from engine.inventory import LIST_DOC_ID, add_item, read_items, remove_item, set_quantity, validate_list_revision
+from engine.inventory import (
+    LIST_DOC_ID,
+    StarterItem,
+    add_item,
+    read_items,
+    remove_item,
+    save_new_list,
+    set_quantity,
+    validate_list_revision,
+)
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import tuning
 from engine.replication.attachments import AttachmentFetcher, AttachmentServer
@@ -27,6 +36,7 @@ from engine.replication.passive import PassiveSession
 from engine.replication.puller import Puller
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
 from engine.revid import make_rev_id
+from engine.seeding import load_starter_inventory
 from tests.conftest import TIME_UNIT, save_in_other_process_async, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 
@@ -338,6 +348,27 @@ async def test_conflict_item_merge_resolver(peers: Peers) -> None:
         assert [(i.key, i.value) for i in read_items(db)] == [("x", 10), ("y", 20)]
     assert a.get(LIST_DOC_ID).rev_id == b.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
     assert [d for e in events for d in e.documents if d.error is not None] == []
+
+
+@pytest.mark.parametrize("active", ["clerk", "shop"])
+async def test_a_new_users_first_sync_takes_the_shops_list_with_the_users_own_changes(
+    peers: Peers, active: str
+) -> None:
+    # the shop's list is its own (seeded from a file); the clerk's is the starter every new
+    # database gets, one item edited and one added. The lines do not meet: the starter is
+    # their base, so its untouched items stay out of the shop and the shop's removal holds
+    shop, clerk = peers.database("shop"), peers.database("clerk")
+    assert save_new_list(shop, [StarterItem("Flour", 77, b"shop-flour"), StarterItem("Rice", 40, b"shop-rice")])
+    assert save_new_list(clerk, load_starter_inventory())
+    set_quantity(clerk, "Sugar", 1)
+    add_item(clerk, "Saffron", 2)
+    remove_item(clerk, "Eggs")
+    passive, db = (shop, clerk) if active == "clerk" else (clerk, shop)
+    await peers.replicate(db, await peers.listener(passive), conflict_resolver=ItemMergeResolver())
+    expected = [("Flour", 77), ("Rice", 40), ("Sugar", 1), ("Saffron", 2)]
+    for side in (shop, clerk):
+        assert sorted((i.key, i.value) for i in read_items(side)) == sorted(expected)
+    assert shop.get(LIST_DOC_ID).rev_id == clerk.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
 
 
 def starter_list(db: Database) -> None:
