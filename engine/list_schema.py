@@ -95,7 +95,11 @@ def next_edit_stamp(stamps: Iterable[int]) -> int:
     machines without seeing each other, the later wins when their clocks
     agree (otherwise the one whose clock is ahead: no worse than a coin).
     """
-    return min(max(max(stamps, default=0) + 1, time.time_ns() // 1_000_000), MAX_EDIT)
+    return min(max(max(stamps, default=0) + 1, _now_ms()), MAX_EDIT)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

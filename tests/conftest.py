@@ -61,6 +61,15 @@ def needs_shared(path: Path) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not path.exists(), reason=f"{path} not present: ../shared is only on the team's machines")
 
 
+@pytest.fixture(autouse=True)
+def stopped_edit_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edit stamps from a clock stopped at 0 (``engine.list_schema.next_edit_stamp``): each edit
+    counts one above the list, so a list's revision IDs, which digest its stamps, are the same at
+    every run and tests that meet a conflict meet the same one. Tests of the clock set their own;
+    programs a test starts run on the real clock."""
+    monkeypatch.setattr("engine.list_schema._now_ms", lambda: 0)
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     """A fresh database in a temporary directory."""

@@ -341,14 +341,14 @@ def test_of_two_edits_of_one_item_made_apart_the_later_wins(
         if not a_first:
             times = {"a": times["b"], "b": times["a"]}
         for name, peer, value in (("a", peers[0], 3), ("b", peers[1], 4)):
-            monkeypatch.setattr("engine.list_schema.time.time_ns", lambda t=times[name]: t * 1_000_000)
+            monkeypatch.setattr("engine.list_schema._now_ms", lambda t=times[name]: t)
             set_quantity(peer, "Eggs", value)
         later = 4 if a_first else 3
         bodies = [peer.get(LIST_DOC_ID).body for peer in peers]  # type: ignore[union-attr]
         for high, low in (bodies, bodies[::-1]):
             merged = {item["key"]: item["value"] for item in merge_lists(base.body, high, low)["items"]}
             assert merged == {"Flour": 3, "Eggs": later}
-        monkeypatch.setattr("engine.list_schema.time.time_ns", lambda: 0)  # a clock far behind
+        monkeypatch.setattr("engine.list_schema._now_ms", lambda: 0)  # a clock far behind
         set_quantity(peers[0], "Eggs", 5)  # still above every stamp in its list: the newer state
         assert read_items(peers[0])[1].edit == times["a"] + 1
     finally:
