@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFormLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 __all__ = ["LoginWidget"]
 
@@ -49,9 +58,15 @@ class LoginWidget(QWidget):
         inner.addWidget(self.sign_in_button)
         inner.addWidget(self.progress)
         inner.addWidget(self.status)
+        # centred by stretches, not by an alignment flag: an aligned widget gets the height of its
+        # size hint, too short for the wrapped hint at the width it is given (its last line was cut)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(box, 4)
+        row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addStretch(1)
-        layout.addWidget(box, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addLayout(row)
         layout.addStretch(2)
         self.user.textChanged.connect(self._update)
         self.password.textChanged.connect(self._update)

@@ -90,7 +90,10 @@ class SettingsDialog(QDialog):
         self.port.setRange(0, 65535)
         self.port.setSpecialValueText("any free port")
         self.allow_list = _FileField("Allow list", "Allow lists (*.json *.jsonl);;All files (*)")
-        self.allow_list.edit.setPlaceholderText("none: only you, with the same user name and password")
+        self.allow_list.edit.setPlaceholderText("none: only your own user name and password")
+        self.allow_list.edit.setToolTip(
+            "Without an allow list, peers sign in with the user name and password you signed in with."
+        )
         self.read_only = QCheckBox("Read-only (peers may pull, not push)")
         self.delta_sync = QCheckBox("Delta sync (send only what changed in a document)")
         self.advertise = QCheckBox("Advertise on the local network")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
 from inventory_qt.ui.login import LoginWidget
@@ -33,3 +34,15 @@ def test_sign_in_needs_both_fields_and_return_moves_on(qtbot: QtBot) -> None:
     assert login.sign_in_button.isEnabled() and not login.progress.isVisible() and login.status.text() == "Wrong."
     login.reset("alice")
     assert login.password.text() == "" and login.user.text() == "alice"
+
+
+def test_the_explanation_is_shown_whole_at_any_window_size(qtbot: QtBot) -> None:
+    login = LoginWidget()
+    qtbot.addWidget(login)
+    login.show()
+    hint = next(label for label in login.findChildren(QLabel) if "Sign in to open" in label.text())
+    for width, height in ((860, 620), (500, 400), (1400, 900)):
+        login.resize(width, height)
+        qtbot.waitUntil(lambda w=width, h=height: login.size() == QSize(w, h))
+        QApplication.processEvents()
+        assert hint.height() >= hint.heightForWidth(hint.width())  # every wrapped line fits
