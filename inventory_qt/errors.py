@@ -35,6 +35,7 @@ from engine.errors import (
     os_error_words,
 )
 from engine.replication.errors import (
+    HTTP_STATUS_WORDS,
     BlipError,
     CertificateChangedError,
     CertificateNotTrustedError,
@@ -58,14 +59,7 @@ log = logging.getLogger(__name__)
 Describer = Callable[[BaseException], str | None]
 _describers: list[Describer] = []
 
-_HTTP_WORDS = {
-    401: "wrong user name or password",
-    403: "the peer refused access to its database",
-    404: "the peer has no inventory at that address (check the database name in the URL)",
-    408: "the peer took too long to answer",
-    429: "the peer is busy with too many connections; it will be tried again",
-    503: "the peer is not accepting connections right now",
-}
+_HTTP_WORDS = {**HTTP_STATUS_WORDS, 429: f"{HTTP_STATUS_WORDS[429]}; it will be tried again"}
 _CLOSE_WORDS = {
     1001: "the peer stopped sharing its inventory",
     1002: "the peer broke the sync protocol",

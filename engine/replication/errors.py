@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from engine.errors import EngineError
 
 __all__ = [
+    "HTTP_STATUS_WORDS",
     "BlipError",
     "CertificateChangedError",
     "CertificateNotTrustedError",
@@ -107,6 +108,18 @@ class HandshakeError(ReplicationError):
 
 class IncompatibleProtocolError(HandshakeError):
     """The peer speaks none of our BLIP subprotocols."""
+
+
+#: What a status refusing the WebSocket upgrade means, in words for people: the text of an
+#: :class:`HTTPStatusError` (the command line prints it), and the app's words for it.
+HTTP_STATUS_WORDS: Mapping[int, str] = {
+    401: "wrong user name or password",
+    403: "the peer refused access to its database",
+    404: "the peer has no inventory at that address (check the database name in the URL)",
+    408: "the peer took too long to answer",
+    429: "the peer refuses this computer for a while after too many attempts",
+    503: "the peer is not accepting connections right now",
+}
 
 
 class HTTPStatusError(HandshakeError):

@@ -48,6 +48,7 @@ from engine.replication.blip.acceptor import Acceptor, ConnectionCounts, listeni
 from engine.replication.blip.connection import IncomingBudget
 from engine.replication.blip.socket import BlipSocket, DirectFrames
 from engine.replication.errors import (
+    HTTP_STATUS_WORDS,
     HandshakeError,
     HTTPStatusError,
     IncompatibleProtocolError,
@@ -197,7 +198,9 @@ async def connect(
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
-        reason = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "refused"
+        reason = HTTP_STATUS_WORDS.get(status) or (
+            HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "refused"
+        )
         raise HTTPStatusError(status, f"{reason} (HTTP {status})", headers=exc.response.headers) from None
     except NegotiationError as exc:
         raise IncompatibleProtocolError(f"incompatible replication protocol: {exc}") from None
