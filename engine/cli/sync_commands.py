@@ -34,6 +34,7 @@ from engine.cli.security_commands import (
     validation_from_args,
 )
 from engine.cli.store_commands import Subparsers
+from engine.errors import EngineError, os_error_words
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication import event_loop
 from engine.replication.auth import (
@@ -139,7 +140,11 @@ async def _serve(listener: URLEndpointListener, out: Output, args: argparse.Name
     stop = asyncio.Event()
     _on_signals(lambda _sig: stop.set())
     report = ServeReport(listener, out)
-    await listener.start()
+    try:
+        await listener.start()
+    except OSError as exc:  # the port is taken, the address is not this computer's...
+        where = f"{args.host or 'every address'} port {args.port}"
+        raise EngineError(f"cannot listen on {where}: {os_error_words(exc)}") from exc
     identity = listener.config.tls
     out.record(
         {"event": "listening", "urls": listener.urls, "tls": args.tls,

@@ -145,7 +145,8 @@ class URLEndpointListener:
         )
         log.info("listening on %s", ", ".join(self.urls))
         if isinstance(self.config.authenticator, OpenAccess):
-            log.warning("no authentication: anyone who reaches %s may read and write it", self.config.database_name)
+            access = "read" if self.config.read_only else "read and write"
+            log.warning("no authentication: anyone who reaches %s may %s it", self.config.database_name, access)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         """The server context for the configured identity, asking for client certificates when the

@@ -384,3 +384,15 @@ def test_the_listener_answers_400_to_two_authorization_headers(server: Server) -
 def test_unreachable_listener(tmp_path: Path) -> None:
     failed = cli(tmp_path, "sync", "ws://127.0.0.1:9/userdb", "--username", "bob", "--password", "x")
     assert failed.returncode == 1 and "127.0.0.1" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_in_words(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli(tmp_path, "serve", "--no-auth", "--host", "127.0.0.1", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"inventory-sync: error: cannot listen on 127.0.0.1 port {port}: that port is already in use by another program"
+    )

@@ -217,6 +217,9 @@ async def test_no_authentication_lets_anyone_in_and_says_so(peers: Peers, caplog
     await peers.replicate(b, listener, authenticator=None)
     assert b.doc_ids() == ["doc"]
     assert repr(NO_AUTHENTICATION) == "NO_AUTHENTICATION"
+    caplog.clear()
+    await peers.listener(b, authenticator=NO_AUTHENTICATION, read_only=True)
+    assert "anyone who reaches userdb may read it" in caplog.text  # not write: it is read-only
 
 
 # -- client certificates --------------------------------------------------------------------------------

@@ -270,4 +270,7 @@ async def test_the_replicator_reports_the_429_and_when_it_may_retry(peers: Peers
     one_shot.start()
     final = await asyncio.wait_for(one_shot.wait_stopped(), 10)
     assert isinstance(final.error, HTTPStatusError) and final.error.status == 429
-    assert str(final.error) == "the peer refuses this computer for a while after too many attempts (HTTP 429); the peer asks to wait 60 s before trying again"
+    assert (
+        str(final.error)
+        == "the peer refuses this computer for a while after too many attempts (HTTP 429); the peer asks to wait 60 s before trying again"
+    )
