@@ -12,12 +12,13 @@ import asyncio
 import shlex
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from tqdm import tqdm
 
 from engine.cli.output import Output
-from engine.replication.errors import CertificateChangedError
+from engine.replication.errors import BlipError, CertificateChangedError
 from engine.replication.listener import ConnectionEvent, URLEndpointListener
 from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import (
@@ -25,6 +26,7 @@ from engine.replication.replicator_types import (
     DocumentReplication,
     ReplicatedDocument,
     ReplicatorStatus,
+    ReplicatorType,
 )
 from engine.replication.trust_store import key_to_text, peer_key
 
@@ -208,6 +210,10 @@ class SyncReport:
                 {"event": "incomplete", **self._totals(), "failed": failed},
                 f"incomplete: {self._totals_text()}; {failed} not synced",
             )
+            if self.replicator.config.type is ReplicatorType.PUSH and any(
+                isinstance(doc.error, BlipError) and doc.error.code == HTTPStatus.CONFLICT for _, doc in self.failed()
+            ):
+                self.out.note("the peer changed them too: a sync that also pulls (without --push) merges the changes")
             return 1
         seconds = time.monotonic() - self.started
         self.out.record({"event": "done", **self._totals()}, f"done: {self._totals_text()} in {seconds:.1f} s")

@@ -174,6 +174,9 @@ def test_a_sync_that_leaves_a_document_behind_says_which_and_exits_1(tmp_path: P
     again = cli(tmp_path, "sync", server.url, *CREDENTIALS, "--push")  # the next run does not pretend either
     assert again.returncode == 1 and "done" not in again.stdout
     assert f"not synced (push): {LIST_DOC_ID}: " in again.stdout
+    assert again.stdout.splitlines()[-1] == (
+        "the peer changed them too: a sync that also pulls (without --push) merges the changes"
+    )
     healed = cli(tmp_path, "sync", server.url, *CREDENTIALS)  # pulling too: merged, then pushed
     assert healed.returncode == 0 and healed.stdout.splitlines()[-1].startswith("done:"), healed.stdout + healed.stderr
 
