@@ -226,7 +226,7 @@ class ServeReport:
     def __init__(self, listener: URLEndpointListener, out: Output) -> None:
         self.listener = listener
         self.out = out
-        self._last: tuple[int, int, int] | None = None
+        self._last = (0, 0)  # revisions sent and received at the last line
         listener.add_connection_listener(self._connection)
 
     def _connection(self, event: ConnectionEvent) -> None:
@@ -244,12 +244,11 @@ class ServeReport:
     def summarize(self) -> None:
         """One line on connections and traffic, if a client replicated since the last one."""
         status, stats = self.listener.status, self.listener.stats
-        current = (status.active_connection_count, stats.revs_sent, stats.revs_received)
-        if self._last is not None and current[1:] == self._last[1:] and not status.active_connection_count:
+        traffic = (stats.revs_sent, stats.revs_received)
+        # a continuous client is mostly idle between edits: what went across since the last line counts
+        if traffic == self._last and not status.active_connection_count:
             return
-        if self._last is None and not status.active_connection_count:
-            return
-        self._last = current
+        self._last = traffic
         self.out.record(
             {
                 "event": "summary",

@@ -44,6 +44,23 @@ def test_serve_summarizes_only_while_clients_replicate(capsys: pytest.CaptureFix
     assert len(lines) == 3
 
 
+def test_serve_summarizes_what_an_idle_continuous_client_got_since_the_last_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    listener = FakeListener()
+    report = ServeReport(listener, Output(json_lines=False))  # type: ignore[arg-type]
+    listener.status = ListenerStatus(1, 0)  # connected, idle at every tick: its edits cross in between
+    listener.stats = ListenerStats(revs_sent=6)
+    report.summarize()
+    report.summarize()  # nothing since
+    listener.stats = ListenerStats(revs_sent=7)
+    report.summarize()
+    assert capsys.readouterr().out.splitlines() == [
+        "summary: 1 client connected, 0 replicating; 6 revisions sent, 0 received since start",
+        "summary: 1 client connected, 0 replicating; 7 revisions sent, 0 received since start",
+    ]
+
+
 class FakeReplicator:
     def __init__(self, url: str) -> None:
         self.config = SimpleNamespace(url=url)
