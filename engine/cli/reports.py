@@ -185,6 +185,12 @@ class SyncReport:
                 peer = key_to_text(status.error.trust_key or peer_key(status.error.host, status.error.port))
                 accept = self.command("trust", "accept", peer, status.error.new_fingerprint)
                 message += f" (to trust it after checking: {accept})"
+            elif (
+                isinstance(status.error, BlipError)
+                and status.error.code == HTTPStatus.FORBIDDEN
+                and self.replicator.config.type is not ReplicatorType.PULL
+            ):  # a read-only peer refuses what we offer it
+                message += f" ({self._totals_text()}; --pull takes its changes without offering ours)"
             self.out.error(message)
             return 1
         for push, doc in self.failed():

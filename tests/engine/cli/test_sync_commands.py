@@ -399,3 +399,17 @@ def test_serve_on_a_port_in_use_says_so_in_words(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         f"inventory-sync: error: cannot listen on 127.0.0.1 port {port}: that port is already in use by another program"
     )
+
+
+def test_a_read_only_peer_refusing_our_changes_says_how_to_take_its_own(tmp_path: Path) -> None:
+    server = Server(tmp_path, "--no-auth", "--read-only")
+    try:
+        assert cli(tmp_path, "sync", server.url, "--pull").returncode == 0
+        assert cli(tmp_path, "set", "Flour", "6").returncode == 0
+        refused = cli(tmp_path, "sync", server.url)
+        assert refused.returncode == 1
+        last = refused.stderr.strip().splitlines()[-1]
+        assert "this peer is read-only" in last and "--pull takes its changes without offering ours" in last
+        assert cli(tmp_path, "sync", server.url, "--pull").returncode == 0
+    finally:
+        server.stop()
