@@ -194,7 +194,12 @@ def check_url(url: str, *, tls: bool) -> None:
         port = parts.port
         host = parts.hostname
     except ValueError as exc:  # a malformed IPv6 address, or a port out of range or not a number
-        raise ConfigurationError(f"invalid URL {url!r}: {exc}") from None
+        text = str(exc)
+        if text.startswith("Port out of range"):
+            text = "the port is out of range (1 to 65535)"
+        elif text.startswith("Port could not be cast"):
+            text = "the port is not a number"
+        raise ConfigurationError(f"invalid URL {url!r}: {text}") from None
     if parts.scheme not in ("ws", "wss"):
         raise ConfigurationError(f"invalid URL {url!r}: use ws:// or wss://")
     if not host:
