@@ -50,6 +50,8 @@ _JOINERS = frozenset("\u200c\u200d")
 #: and paragraph separators.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _NOT_NFC = "is not in Unicode normalization form NFC"
+#: Space separators (category Zs), dropped around a name a user typed; other white space is refused.
+_SPACES = " \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
 
 
 class InvalidListError(InventoryError, ValidationError):
@@ -146,14 +148,14 @@ def _key_problem(key: str) -> str | None:
 
 
 def check_item_name(key: object) -> str:
-    """Return the item name ``key`` in NFC.
+    """Return the item name ``key`` as typed by a user, without surrounding spaces, in NFC.
 
     Raises:
         InventoryError: not a string, or not fit to name an item (see :func:`check_list_body`).
     """
     if not isinstance(key, str):
         raise InventoryError(f"item name must be a string, not {_json_type(key)}")
-    key = unicodedata.normalize("NFC", key)
+    key = unicodedata.normalize("NFC", key.strip(_SPACES))
     problem = _key_problem(key)
     if problem is not None:
         raise InventoryError(f"item name {key[:40]!r} {problem}")

@@ -354,3 +354,11 @@ def test_of_two_edits_of_one_item_made_apart_the_later_wins(
     finally:
         for peer in peers:
             peer.close()
+
+
+def test_spaces_around_a_typed_name_are_dropped(seeded: Database) -> None:
+    with pytest.raises(InventoryError, match="already exists"):
+        add_item(seeded, "  Flour ", 3)  # not a second item that looks like Flour
+    set_quantity(seeded, "\u00a0Eggs\u3000", 7)
+    add_item(seeded, " Saffron ", 2)
+    assert [(i.key, i.value) for i in read_items(seeded)] == [("Flour", 3), ("Eggs", 7), ("Saffron", 2)]

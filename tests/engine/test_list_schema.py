@@ -8,6 +8,7 @@ import unicodedata
 
 import pytest
 
+from engine import list_schema
 from engine.blobs import Blob, digest_of
 from engine.errors import InvalidDocumentError, InventoryError
 from engine.list_schema import (
@@ -178,3 +179,8 @@ def test_printable_names_hold_no_refused_character() -> None:
     assert not [
         c for c in map(chr, range(sys.maxunicode + 1)) if c.isprintable() and unicodedata.category(c) in refused
     ]
+
+
+def test_the_spaces_dropped_around_typed_names_are_every_space_separator() -> None:
+    zs = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"}
+    assert set(list_schema._SPACES) == zs
