@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:  # as the command line: zeroconf's per-send warnings on an unroutable interface
+        logging.getLogger("zeroconf").setLevel(logging.ERROR)
     if args.self_test:  # offscreen, on a temporary data directory: no platform check, no window
         return self_test.run_self_test(verbose=args.verbose)
     password = ""

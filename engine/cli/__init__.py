@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.debug:  # zeroconf warns with a traceback at every send an interface cannot make (IPv6 with
+        logging.getLogger("zeroconf").setLevel(logging.ERROR)  # no route): noise; discovery reports real failures
     out = Output(json_lines=args.json, quiet=args.quiet)
     try:
         return int(args.handler(args, out))
