@@ -254,10 +254,9 @@ def save_new_list(db: Database, items: Sequence[StarterItem]) -> bool:
     """
     if db.get(LIST_DOC_ID) is not None:
         return False
-    checked = _checked_starters(items)
-    stored = [Item(key, value, db.save_blob(jpeg, JPEG)) for key, value, jpeg in checked]
+    body = _starter_body(_checked_starters(items), lambda jpeg: db.save_blob(jpeg, JPEG))
     try:
-        db.save(LIST_DOC_ID, list_body(stored), base_rev=None, concurrency=_FAIL)
+        db.save(LIST_DOC_ID, body, base_rev=None, concurrency=_FAIL)
     except ConflictError:
         return False
     return True
@@ -269,9 +268,11 @@ def new_list_body(items: Sequence[StarterItem]) -> dict[str, Any]:
     Raises:
         InventoryError: as :func:`save_new_list`.
     """
-    return list_body(
-        [Item(key, value, Blob(digest_of(jpeg), len(jpeg), JPEG)) for key, value, jpeg in _checked_starters(items)]
-    )
+    return _starter_body(_checked_starters(items), lambda jpeg: Blob(digest_of(jpeg), len(jpeg), JPEG))
+
+
+def _starter_body(checked: list[tuple[str, int, bytes]], picture: Callable[[bytes], Blob]) -> dict[str, Any]:
+    return list_body([Item(key, value, picture(jpeg)) for key, value, jpeg in checked])
 
 
 def replace_list(db: Database, items: Sequence[StarterItem]) -> Document:
