@@ -34,7 +34,7 @@ _PATTERNS = {
     "document body": re.compile(r'"(?:items|_attachments)"\s*:\s*[\[{]|"key"\s*:\s*"|"@type"\s*:\s*"blob"'),
 }
 #: Passwords too common in normal messages to be searched for by value.
-_ORDINARY_WORDS = frozenset({"password", "secret", "couchbase", "pw", "pass"})
+_ORDINARY_WORDS = frozenset({"password", "secret", "couchbase", "pw", "pass", "wrong"})
 _MIN_SECRET_LENGTH = 4
 
 _secrets: set[str] = set()
