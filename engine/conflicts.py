@@ -54,10 +54,6 @@ class Conflict:
 
     ``local`` or ``remote`` is None when that side is a deletion. ``base`` is
     the body of their nearest common ancestor when it is still stored.
-    When the two lines do not meet at all, ``local_line`` and ``remote_line``
-    hold the revision IDs of each, newest first, as far as the tree knows
-    them (a resolver may know where one of them started: see
-    :class:`~engine.inventory_merge.ItemMergeResolver`); else they are empty.
     """
 
     doc_id: str
@@ -66,8 +62,6 @@ class Conflict:
     local: Document | None
     remote: Document | None
     base: dict[str, Any] | None = None
-    local_line: tuple[str, ...] = ()
-    remote_line: tuple[str, ...] = ()
 
 
 #: What a resolver returns: the ``remote`` or ``local`` Document of the
@@ -140,7 +134,6 @@ def _conflict(db: ConflictView, tree: RevTree, doc_id: str, local_rev: str, remo
         held = db.peer_revision(doc_id)
         if held is not None and held != ancestor and held in tree.history(local_rev):
             base = db.get_revision(doc_id, held)
-    lines = ((), ()) if ancestor else (tuple(tree.history(local_rev)), tuple(tree.history(remote_rev)))
     return Conflict(
         doc_id,
         local_rev,
@@ -148,7 +141,6 @@ def _conflict(db: ConflictView, tree: RevTree, doc_id: str, local_rev: str, remo
         None if local is None or local.deleted else local,
         None if remote is None or remote.deleted else remote,
         None if base is None or base.deleted else base.body,
-        *lines,
     )
 
 

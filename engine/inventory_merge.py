@@ -9,11 +9,10 @@ higher revision ID. Edit stamps make an item's newer state win even when its
 value went back to an earlier one on the way. The result does not depend on
 which side is local (the rule is symmetric), so whichever peer resolves a
 conflict, the merged list is the same. Without a common ancestor the items of
-both sides are kept, except that a line that started from a list every copy
-starts with (the app's starter list: the same first revision everywhere) is
-merged against that list: a new user's untouched starter items do not join a
-shop's list on the first sync, and the shop's removals hold; what the user
-changed in it still counts.
+both sides are kept, except that the app's starter list untouched (its first
+revision, the same on every computer) gives way whole: a new user who syncs
+before changing anything takes the shop's list, and no starter item joins it.
+Both sides see the same two revision IDs, so both decide alike.
 
 Every version is first checked with the list schema
 (:func:`~engine.inventory.check_list_body`), so that a malformed version
@@ -26,7 +25,6 @@ rule (:func:`~engine.conflicts.default_resolver`) picks one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from engine.conflicts import Conflict, Resolution, default_resolver
@@ -135,26 +133,20 @@ def _merge_valid(base: dict[str, Any] | None, high: dict[str, Any], low: dict[st
 class ItemMergeResolver:
     """Merges conflicting versions of the inventory list; other documents use Couchbase Lite's rule.
 
-    ``roots`` maps the first revision of lists that copies start with to its
-    body; by default the app's starter list (:func:`~engine.seeding.starter_list_revision`,
-    loaded at the first merge that needs it). When two lines do not meet and
-    exactly one of them started from such a revision, it is their base.
+    ``untouched`` is the revision ID of a list that gives way whole to any
+    other (by default the app's starter list as a new database gets it,
+    :func:`~engine.seeding.starter_list_revision`, read at the first conflict).
     """
 
-    def __init__(self, roots: Mapping[str, dict[str, Any]] | None = None) -> None:
-        self._roots = roots
+    def __init__(self, untouched: str | None = None) -> None:
+        self._untouched = untouched
 
-    def _root_base(self, conflict: Conflict) -> dict[str, Any] | None:
-        if not conflict.local_line or not conflict.remote_line:
-            return None
-        if self._roots is None:
-            from engine.seeding import starter_list_revision  # noqa: PLC0415  # resources, read once and only if needed
+    def _gives_way(self, rev_id: str) -> bool:
+        if self._untouched is None:
+            from engine.seeding import starter_list_revision  # noqa: PLC0415  # resources, read only if needed
 
-            rev_id, body = starter_list_revision()
-            self._roots = {rev_id: body}
-        local_line, remote_line = set(conflict.local_line), set(conflict.remote_line)
-        found = [body for rev_id, body in self._roots.items() if (rev_id in local_line) != (rev_id in remote_line)]
-        return found[0] if len(found) == 1 else None
+            self._untouched = starter_list_revision()[0]
+        return rev_id == self._untouched
 
     def __call__(self, conflict: Conflict) -> Resolution:
         if conflict.doc_id != LIST_DOC_ID:
@@ -172,11 +164,12 @@ class ItemMergeResolver:
                 )
         if local_problem is not None and remote_problem is not None:
             return default_resolver(conflict)
-        if remote_problem is not None:  # a malformed side made no change that counts: the valid side wins whole
-            return local
-        if local_problem is not None:
-            return remote
-        base = conflict.base if conflict.base is not None else self._root_base(conflict)
-        base = base if base is not None and is_valid_list(base) else None
+        # a malformed side made no change that counts, nor did the untouched starter list: the other wins whole
+        local_yields, remote_yields = local_problem is not None, remote_problem is not None
+        if not (local_yields or remote_yields):
+            local_yields, remote_yields = self._gives_way(local.rev_id), self._gives_way(remote.rev_id)
+        if local_yields != remote_yields:
+            return remote if local_yields else local
+        base = conflict.base if conflict.base is not None and is_valid_list(conflict.base) else None
         high, low = (local, remote) if compare_key(local.rev_id) > compare_key(remote.rev_id) else (remote, local)
         return _merge_valid(base, high.body, low.body)

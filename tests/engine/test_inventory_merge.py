@@ -305,36 +305,24 @@ def test_merging_with_a_malformed_side_keeps_every_item_of_the_valid_side(
 
 @pytest.mark.parametrize("local_high", [True, False])
 @pytest.mark.parametrize("starter_side", ["local", "remote"])
-def test_lines_that_do_not_meet_merge_against_the_list_one_of_them_started_from(
-    starter_side: str, local_high: bool
-) -> None:
-    starter = body(("Flour", 12), ("Honey", 3), ("Eggs", 36))
-    user = body(("Flour", 12), ("Honey", 3), ("Saffron", 2))  # Eggs removed, Saffron added
-    shop = body(("Flour", 77), ("Rice", 40))  # its own list: no Honey, no Eggs
-    resolver = ItemMergeResolver(roots={"1-5747": starter})
-    lines = {"local": ("2-u", "1-5747"), "remote": ("5-s", "4-s")}
-    if starter_side == "remote":
-        lines = {"local": lines["remote"], "remote": lines["local"]}
-    local, remote = (user, shop) if starter_side == "local" else (shop, user)
-    case = dataclasses.replace(
-        conflict(local, remote, None, local_high=local_high), local_line=lines["local"], remote_line=lines["remote"]
-    )
-    merged = resolved_body(resolver(case))
-    assert merged is not None
-    assert sorted((i["key"], i["value"]) for i in merged["items"]) == [("Flour", 77), ("Rice", 40), ("Saffron", 2)]
-    # no list they started from: the items of both are kept, as before
-    assert len(resolved_body(ItemMergeResolver(roots={})(case))["items"]) == 4  # type: ignore[index]
-    # both lines from it (pruned apart), or the lines meet (base given or not stored): not used
-    both = dataclasses.replace(case, local_line=("2-u", "1-5747"), remote_line=("5-s", "1-5747"))
-    assert len(resolved_body(resolver(both))["items"]) == 4  # type: ignore[index]
-    meeting = dataclasses.replace(case, local_line=(), remote_line=())
-    assert len(resolved_body(resolver(meeting))["items"]) == 4  # type: ignore[index]
+def test_an_untouched_starter_list_gives_way_whole(starter_side: str, local_high: bool) -> None:
+    starter, shop = body(("Flour", 12), ("Honey", 3)), body(("Flour", 77), ("Rice", 40))
+    local, remote = (starter, shop) if starter_side == "local" else (shop, starter)
+    case = conflict(local, remote, None, local_high=local_high)
+    untouched = case.local_rev_id if starter_side == "local" else case.remote_rev_id
+    assert resolved_body(ItemMergeResolver(untouched=untouched)(case)) == shop  # whichever peer resolves
+    # a starter list changed since is a list like any other: without a base, the items of both
+    assert len(resolved_body(ItemMergeResolver(untouched="1-other")(case))["items"]) == 3  # type: ignore[index]
+    # a malformed side still yields first, even to the untouched starter list
+    bad = conflict(local if starter_side == "local" else {"items": "x"}, remote if starter_side == "remote" else {"items": "x"}, None, local_high=local_high)  # fmt: skip
+    assert resolved_body(ItemMergeResolver(untouched=untouched)(bad)) == starter
 
 
-def test_the_starter_list_is_the_default_root() -> None:
+def test_the_starter_list_as_a_new_database_gets_it_is_the_default() -> None:
     rev_id, starter = starter_list_revision()
-    shop = body(("Rice", 40))
     case = dataclasses.replace(
-        conflict(starter, shop, None, local_high=True), local_line=(rev_id,), remote_line=("2-s", "1-s")
+        conflict(starter, body(("Rice", 40)), None, local_high=False),
+        local_rev_id=rev_id,
+        local=Document(LIST_DOC_ID, rev_id, starter),
     )
-    assert resolved_body(ItemMergeResolver()(case)) == {"type": "list", "items": [{"key": "Rice", "value": 40}]}
+    assert resolved_body(ItemMergeResolver()(case)) == body(("Rice", 40))

@@ -351,24 +351,27 @@ async def test_conflict_item_merge_resolver(peers: Peers) -> None:
 
 
 @pytest.mark.parametrize("active", ["clerk", "shop"])
-async def test_a_new_users_first_sync_takes_the_shops_list_with_the_users_own_changes(
-    peers: Peers, active: str
+@pytest.mark.parametrize("changed_first", [False, True])
+async def test_a_new_user_who_syncs_before_changing_anything_takes_the_shops_list(
+    peers: Peers, active: str, changed_first: bool
 ) -> None:
-    # the shop's list is its own (seeded from a file); the clerk's is the starter every new
-    # database gets, one item edited and one added. The lines do not meet: the starter is
-    # their base, so its untouched items stay out of the shop and the shop's removal holds
+    # the shop's list is its own (seeded from a file); the clerk's is the starter every new database
+    # gets. Untouched, it gives way whole, whichever side resolves; changed first, it is a list like
+    # any other, and lists that share no ancestor keep the items of both
     shop, clerk = peers.database("shop"), peers.database("clerk")
     assert save_new_list(shop, [StarterItem("Flour", 77, b"shop-flour"), StarterItem("Rice", 40, b"shop-rice")])
     assert save_new_list(clerk, load_starter_inventory())
-    set_quantity(clerk, "Sugar", 1)
-    add_item(clerk, "Saffron", 2)
-    remove_item(clerk, "Eggs")
+    if changed_first:
+        add_item(clerk, "Saffron", 2)
     passive, db = (shop, clerk) if active == "clerk" else (clerk, shop)
     await peers.replicate(db, await peers.listener(passive), conflict_resolver=ItemMergeResolver())
-    expected = [("Flour", 77), ("Rice", 40), ("Sugar", 1), ("Saffron", 2)]
-    for side in (shop, clerk):
-        assert sorted((i.key, i.value) for i in read_items(side)) == sorted(expected)
+    names = {i.key for i in read_items(shop)}
+    assert names == {i.key for i in read_items(clerk)}
     assert shop.get(LIST_DOC_ID).rev_id == clerk.get(LIST_DOC_ID).rev_id  # type: ignore[union-attr]
+    if changed_first:
+        assert names == {i.key for i in load_starter_inventory()} | {"Rice", "Saffron"}
+    else:
+        assert sorted((i.key, i.value) for i in read_items(shop)) == [("Flour", 77), ("Rice", 40)]
 
 
 def starter_list(db: Database) -> None:
