@@ -10,6 +10,7 @@ pass the schema.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -174,12 +175,24 @@ def _edit(db: Database, change: Callable[[list[Item], int], list[Item]]) -> Docu
     raise InventoryError("the list keeps changing; try again")
 
 
-def _find(items: list[Item], key: str) -> int:
-    """The index of the item named ``key`` (in NFC, as stored names are)."""
-    for index, item in enumerate(items):
-        if item.key == key:
-            return index
-    raise InventoryError(f"no item named {key[:40]!r}")
+def _named(typed: str) -> Callable[[list[Item]], int]:
+    """Finds the item a user named: ``typed`` as it is (in NFC, as stored names are), else without
+    the spaces around it (a list from elsewhere may hold a name with spaces around it).
+
+    Raises:
+        InventoryError: ``typed`` cannot name an item; the finder raises it when no item has the name.
+    """
+    key = check_item_name(typed)
+    exact = unicodedata.normalize("NFC", typed)
+
+    def find(items: list[Item]) -> int:
+        for name in (exact, key):
+            for index, item in enumerate(items):
+                if item.key == name:
+                    return index
+        raise InventoryError(f"no item named {key[:40]!r}")
+
+    return find
 
 
 def set_quantity(db: Database, key: str, quantity: object) -> Document:
@@ -188,11 +201,11 @@ def set_quantity(db: Database, key: str, quantity: object) -> Document:
     Raises:
         InventoryError: unknown item, invalid quantity or damaged list; nothing is saved.
     """
-    key = check_item_name(key)
+    find = _named(key)
     value = parse_quantity(quantity)
 
     def change(items: list[Item], stamp: int) -> list[Item]:
-        index = _find(items, key)
+        index = find(items)
         items[index] = Item(items[index].key, value, items[index].image, stamp)
         return items
 
@@ -219,10 +232,10 @@ def add_item(db: Database, key: str, quantity: object, image: Blob | None = None
 
 def remove_item(db: Database, key: str) -> Document:
     """Remove the item named ``key``."""
-    key = check_item_name(key)
+    find = _named(key)
 
     def change(items: list[Item], _stamp: int) -> list[Item]:
-        del items[_find(items, key)]
+        del items[find(items)]
         return items
 
     return _edit(db, change)
@@ -230,10 +243,10 @@ def remove_item(db: Database, key: str) -> Document:
 
 def set_picture(db: Database, key: str, image: Blob | None) -> Document:
     """Replace the picture of the item named ``key`` (None removes it)."""
-    key = check_item_name(key)
+    find = _named(key)
 
     def change(items: list[Item], stamp: int) -> list[Item]:
-        index = _find(items, key)
+        index = find(items)
         items[index] = Item(items[index].key, items[index].value, image, stamp)
         return items
 

@@ -362,3 +362,15 @@ def test_spaces_around_a_typed_name_are_dropped(seeded: Database) -> None:
     set_quantity(seeded, "\u00a0Eggs\u3000", 7)
     add_item(seeded, " Saffron ", 2)
     assert [(i.key, i.value) for i in read_items(seeded)] == [("Flour", 3), ("Eggs", 7), ("Saffron", 2)]
+
+
+def test_a_stored_name_with_spaces_around_it_is_found_as_typed(db: Database) -> None:
+    # a list from elsewhere may hold such names: the exact one is found first, never its neighbour
+    db.save(LIST_DOC_ID, {"type": "list", "items": [{"key": "Flour", "value": 3}, {"key": "Flour ", "value": 5}]})
+    remove_item(db, "Flour ")
+    assert [i.key for i in read_items(db)] == ["Flour"]
+    db.save(LIST_DOC_ID, {"type": "list", "items": [{"key": " Tea", "value": 1}]})
+    set_quantity(db, " Tea", 2)
+    with pytest.raises(InventoryError, match="no item named 'Tea'"):
+        set_quantity(db, "Tea", 4)  # another name
+    assert [(i.key, i.value) for i in read_items(db)] == [(" Tea", 2)]
