@@ -59,7 +59,11 @@ log = logging.getLogger(__name__)
 Describer = Callable[[BaseException], str | None]
 _describers: list[Describer] = []
 
-_HTTP_WORDS = {**HTTP_STATUS_WORDS, 429: f"{HTTP_STATUS_WORDS[429]}; it will be tried again"}
+_HTTP_WORDS = {
+    **HTTP_STATUS_WORDS,
+    401: "wrong user name or password",  # the app always sends both, and no client certificate
+    429: f"{HTTP_STATUS_WORDS[429]}; it will be tried again",
+}
 _CLOSE_WORDS = {
     1001: "the peer stopped sharing its inventory",
     1002: "the peer broke the sync protocol",

@@ -113,7 +113,7 @@ class IncompatibleProtocolError(HandshakeError):
 #: What a status refusing the WebSocket upgrade means, in words for people: the text of an
 #: :class:`HTTPStatusError` (the command line prints it), and the app's words for it.
 HTTP_STATUS_WORDS: Mapping[int, str] = {
-    401: "wrong user name or password",
+    401: "sign-in refused: wrong or missing user name, password or client certificate",
     403: "the peer refused access to its database",
     404: "the peer has no inventory at that address (check the database name in the URL)",
     408: "the peer took too long to answer",

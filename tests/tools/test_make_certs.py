@@ -40,7 +40,10 @@ def test_the_certificates_let_serve_and_sync_check_each_other_through_the_ca(tmp
     done = sync(out / "ca.pem", *client)
     assert done.returncode == 0, done.stderr
     without = sync(out / "ca.pem")
-    assert without.returncode == 1 and "wrong user name or password (HTTP 401)" in without.stderr
+    assert (
+        without.returncode == 1
+        and "sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)" in without.stderr
+    )
     (tmp_path / "other-ca.pem").write_bytes(CertificateAuthority.create("Another CA").pem)
     refused = sync(tmp_path / "other-ca.pem", *client)
     assert refused.returncode == 1 and "refused the server's certificate" in refused.stderr

@@ -206,7 +206,10 @@ def test_hash_password_prints_an_entry_that_serve_accepts(tmp_path: Path) -> Non
     server = Server(tmp_path, "--allow-list", str(users))
     assert cli(tmp_path, "sync", server.url, "--username", "dana", "--password", "Correct-horse-7").returncode == 0
     wrong = cli(tmp_path, "sync", server.url, "--username", "dana", "--password", "correct-horse-7")
-    assert wrong.returncode == 1 and "wrong user name or password (HTTP 401)" in wrong.stderr
+    assert (
+        wrong.returncode == 1
+        and "sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)" in wrong.stderr
+    )
     server.stop()
     empty = hash_password("dana", "\n")
     assert empty.returncode == 2 and "empty password" in empty.stderr
@@ -241,7 +244,10 @@ def test_client_certificates_sign_in_with_or_without_an_allow_list(tmp_path: Pat
     )  # fmt: skip
     assert by_p12.returncode == 0, by_p12.stderr
     without = cli(tmp_path, "sync", server.url)
-    assert without.returncode == 1 and "wrong user name or password (HTTP 401)" in without.stderr
+    assert (
+        without.returncode == 1
+        and "sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)" in without.stderr
+    )
     other = cli(tmp_path, "sync", server.url, "--client-cert", str(stranger), "--client-key", str(stranger_key))
     assert other.returncode == 1
     out = server.stop()

@@ -365,7 +365,9 @@ def test_serve_refuses_what_cannot_work(tmp_path: Path) -> None:
 def test_wrong_password_is_one_clear_line(tmp_path: Path, server: Server) -> None:
     failed = cli(tmp_path, "sync", server.url, "--username", "bob", "--password", "nope")
     assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines() == ["inventory-sync: error: wrong user name or password (HTTP 401)"]
+    assert failed.stderr.strip().splitlines() == [
+        "inventory-sync: error: sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)"
+    ]
 
 
 def test_the_listener_answers_400_to_two_authorization_headers(server: Server) -> None:

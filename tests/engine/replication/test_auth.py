@@ -171,7 +171,7 @@ async def test_the_replicator_stops_unauthorized_without_retrying(
     status = await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)
     assert status.activity is ActivityLevel.STOPPED
     assert isinstance(status.error, HTTPStatusError) and status.error.status == 401
-    assert str(status.error) == "wrong user name or password (HTTP 401)"
+    assert str(status.error) == "sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)"
     assert auth.calls == 1  # no retry loop
     assert a.doc_ids() == ["from-a"] and b.doc_ids() == ["from-b"]
     assert_no_credentials_logged(caplog, "Tr0ub4dor&3", "hunter2-wrong")

@@ -102,7 +102,7 @@ async def test_authentication_hook(echo_server: MakeServer) -> None:
     with pytest.raises(HTTPStatusError) as info:
         await connect(server.url)
     assert info.value.status == 401 and info.value.headers["WWW-Authenticate"] == 'Basic realm="test"'
-    assert str(info.value) == "wrong user name or password (HTTP 401)"
+    assert str(info.value) == "sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)"
     good = await connect(server.url, headers={"Authorization": "Basic " + base64.b64encode(b"bob:pw").decode()})
     good.start()
     await asyncio.wait_for(_first(server), 5 * TIME_UNIT)
@@ -325,7 +325,11 @@ async def test_http_1_0_401_is_an_http_status_error(
         with pytest.raises(HTTPStatusError) as info:
             await connect(url)
         assert server.reads[0] == HTTP_1_0_401[:cut]
-        assert info.value.status == 401 and str(info.value) == "wrong user name or password (HTTP 401)"
+        assert (
+            info.value.status == 401
+            and str(info.value)
+            == "sign-in refused: wrong or missing user name, password or client certificate (HTTP 401)"
+        )
         assert info.value.headers["WWW-Authenticate"] == 'Basic charset="UTF-8"'
 
 
