@@ -96,6 +96,9 @@ def next_edit_stamp(stamps: Iterable[int]) -> int:
     time in milliseconds, so that of two edits of one item made on two
     machines without seeing each other, the later wins when their clocks
     agree (otherwise the one whose clock is ahead: no worse than a coin).
+    A stamp from a clock that was ahead keeps counting from there until the
+    time catches up: meanwhile edits count up as a Lamport clock, and the
+    higher revision ID decides between two concurrent ones, as before.
     """
     return min(max(max(stamps, default=0) + 1, _now_ms()), MAX_EDIT)
 

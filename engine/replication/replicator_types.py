@@ -198,7 +198,7 @@ def check_url(url: str, *, tls: bool) -> None:
         if text.startswith("Port out of range"):
             text = "the port is out of range (1 to 65535)"
         elif text.startswith("Port could not be cast"):
-            text = "the port is not a number"
+            text = "the port is not a number from 1 to 65535"
         raise ConfigurationError(f"invalid URL {url!r}: {text}") from None
     if parts.scheme not in ("ws", "wss"):
         raise ConfigurationError(f"invalid URL {url!r}: use ws:// or wss://")
