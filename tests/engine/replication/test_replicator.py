@@ -645,7 +645,7 @@ async def test_what_the_peer_holds_is_remembered_in_the_database_not_in_memory(
 async def test_wrong_password_stops_with_401(peers: Peers) -> None:
     a, b = peers.database("a"), peers.database("b")
     listener = await peers.listener(a)
-    replicator = peers.replicator(b, listener, authenticator=BasicAuthenticator("bob", "wrong"), continuous=True)
+    replicator = peers.replicator(b, listener, authenticator=BasicAuthenticator("bob", "not-bobs-pw"), continuous=True)
     replicator.start()
     status = await asyncio.wait_for(replicator.wait_stopped(), 10 * TIME_UNIT)
     assert isinstance(status.error, HTTPStatusError) and status.error.status == 401
