@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from engine.conflicts import Conflict, Resolution, default_resolver
 from engine.database import Database, RevisionInsert
-from engine.inventory import LIST_DOC_ID, read_items, set_quantity
+from engine.inventory import LIST_DOC_ID, read_items, save_new_list, set_quantity
 from engine.inventory_merge import ItemMergeResolver
 from engine.replication.listener import URLEndpointListener
 from engine.replication.listener_tls import GeneratedIdentity, serving_addresses
@@ -25,6 +25,7 @@ from engine.replication.replicator import Replicator
 from engine.replication.replicator_types import ActivityLevel, DocumentReplication, ReplicatorType
 from engine.replication.server_validation import ServerValidation
 from engine.replication.tls import KeyType, TLSIdentity, server_context
+from engine.seeding import load_starter_inventory
 from tests.conftest import TIME_UNIT, wait_until
 from tests.engine.replication.conftest import Peers, wait_for_activity
 from tests.litecore_peer import ClientTLS, PeerStore, StrictListener, StrictReplicator, limit_like_mbedtls2
@@ -252,6 +253,23 @@ async def test_a_concurrent_list_edit_merges_from_what_litecore_held_past_its_sh
     assert [(i.key, i.value) for i in read_items(db)] == [("eggs", 39), ("flour", 7)]
     assert store.get(LIST_DOC_ID)[0] == db.get(LIST_DOC_ID).rev_id  # type: ignore[index,union-attr]
     assert not store.is_conflicted(LIST_DOC_ID)
+
+
+async def test_an_untouched_starter_list_takes_a_litecore_listeners_list_whole(
+    peers: Peers, strict_listener: StrictListener
+) -> None:
+    """A new user's database holds the starter list; the LiteCore peer's list is its own. The
+    starter gives way whole: our list becomes the peer's revision, and nothing goes back."""
+    db = peers.database("new user")
+    assert save_new_list(db, load_starter_inventory())
+    shop = {"type": "list", "items": [{"key": "Flour", "value": 77}, {"key": "Rice", "value": 40}]}
+    store = strict_listener.store
+    store.put(LIST_DOC_ID, shop)
+    done = await run_ours(peers, db, strict_listener.url, conflict_resolver=ItemMergeResolver())
+    assert done.status.error is None and strict_listener.violations == []
+    assert [(i.key, i.value) for i in read_items(db)] == [("Flour", 77), ("Rice", 40)]
+    assert store.get(LIST_DOC_ID)[0] == db.get(LIST_DOC_ID).rev_id  # type: ignore[index,union-attr]
+    assert store_body(store, LIST_DOC_ID) == shop and not store.is_conflicted(LIST_DOC_ID)
 
 
 async def test_a_database_keeping_deeper_trees_asks_litecore_for_that_much_history(
