@@ -114,6 +114,15 @@ class RemoteSequences:
             self._pending[key] = (seq, True)
             self._advance()
 
+    def complete_all(self, sequences: Iterable[Any]) -> None:
+        """:meth:`complete` for many (the rows of a ``changes`` message that need no work)."""
+        pending = self._pending
+        for seq in sequences:
+            key = seq if seq.__class__ is int else _key(seq)
+            if key in pending:
+                pending[key] = (seq, True)
+        self._advance()
+
     def _advance(self) -> None:
         pending = self._pending
         while pending:

@@ -116,6 +116,9 @@ class Puller:
             self._apply_caught_up()
             return None
         self._batches += 1
+        # each row keeps its place in the peer's order from now on (§6): a batch held back for room
+        # must stop the checkpoint even while a later one is answered and stored before it
+        self.sequences.add_all([(row.sequence, False) for row in rows])
         if self.ctx.runner.inline and len(self._requested) < tuning.MAX_PENDING_REVS:
             # the usual case: answered at once, no task and no event-loop turn (edit-to-peer latency)
             offered = self._offered(rows)
@@ -167,7 +170,7 @@ class Puller:
         for row, entry in zip(rows, entries, strict=True):
             if entry is not None:
                 requested[(row.doc_id, row.rev_id)] = row.sequence
-        self.sequences.add_all([(row.sequence, entry is None) for row, entry in zip(rows, entries, strict=True)])
+        self.sequences.complete_all([row.sequence for row, entry in zip(rows, entries, strict=True) if entry is None])
         self.ctx.total += len(entries) - entries.count(None)
         return entries, [row for row, b in zip(have, behind, strict=True) if b]
 
