@@ -43,13 +43,8 @@ def changes(number: int, body: bytes) -> Message:
     return Message(number, MessageType.REQUEST, {"Profile": "changes"}, body)
 
 
-@pytest.mark.parametrize("threaded", [False, True])
-async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp_path: Path, threaded: bool) -> None:
-    """§2.5: an empty changes can complete before a longer one the peer sent first; the pull is not
-    caught up (a one-shot run would end) until that one has arrived and been answered."""
-    db = Database(tmp_path / "db", durable=False)
-    socket = StubSocket()
-    runner = DbRunner(threaded=threaded)
+def puller_on(db: Database, socket: StubSocket, runner: DbRunner) -> Puller:
+    """A puller of ``db`` whose connection is ``socket``, reporting nowhere."""
     ctx = ActiveContext(
         socket,  # type: ignore[arg-type]
         db,
@@ -60,7 +55,17 @@ async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp
         fail=lambda _: None,
         remote=RemoteRevisions(db, runner, db.remote_id("ws://peer:1/db")),
     )
-    puller = Puller(ctx)
+    return Puller(ctx)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+async def test_caught_up_waits_for_an_earlier_changes_message_still_arriving(tmp_path: Path, threaded: bool) -> None:
+    """§2.5: an empty changes can complete before a longer one the peer sent first; the pull is not
+    caught up (a one-shot run would end) until that one has arrived and been answered."""
+    db = Database(tmp_path / "db", durable=False)
+    socket = StubSocket()
+    runner = DbRunner(threaded=threaded)
+    puller = puller_on(db, socket, runner)
     try:
         socket.arriving.add(5)  # request 5, a long changes message, has only begun to arrive
         assert puller.handle_changes(changes(6, b"[]")) is None
@@ -87,17 +92,7 @@ async def test_the_checkpoint_never_passes_a_batch_still_waiting_for_room(
     db = Database(tmp_path / "db", durable=False)
     socket = StubSocket()
     runner = DbRunner(threaded=False)
-    ctx = ActiveContext(
-        socket,  # type: ignore[arg-type]
-        db,
-        runner,
-        ReplicatorConfiguration(db, "ws://peer:1/db"),
-        report=lambda *_: None,
-        touch=lambda: None,
-        fail=lambda _: None,
-        remote=RemoteRevisions(db, runner, db.remote_id("ws://peer:1/db")),
-    )
-    puller = Puller(ctx)
+    puller = puller_on(db, socket, runner)
     rev = make_rev_id(None, False, b"{}")
 
     def batch(number: int, *rows: tuple[int, str]) -> object:
