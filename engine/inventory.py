@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # not imported at run time, so that the database can import t
     from engine.documents import Document
 
 __all__ = [
+    "JPEG",
     "LIST_DOC_ID",
     "MAX_EDIT",
     "MAX_KEY_LENGTH",
@@ -53,6 +54,7 @@ __all__ = [
     "next_edit_stamp",
     "parse_items",
     "parse_quantity",
+    "picture_blob",
     "read_items",
     "read_items_or_last_valid",
     "remove_item",
@@ -281,7 +283,12 @@ def new_list_body(items: Sequence[StarterItem]) -> dict[str, Any]:
     Raises:
         InventoryError: as :func:`save_new_list`.
     """
-    return _starter_body(_checked_starters(items), lambda jpeg: Blob(digest_of(jpeg), len(jpeg), JPEG))
+    return _starter_body(_checked_starters(items), picture_blob)
+
+
+def picture_blob(jpeg: bytes) -> Blob:
+    """The blob a JPEG picture is stored as, computed without storing it (as ``save_blob(jpeg, JPEG)``)."""
+    return Blob(digest_of(jpeg), len(jpeg), JPEG)
 
 
 def _starter_body(checked: list[tuple[str, int, bytes]], picture: Callable[[bytes], Blob]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 from engine.conflicts import Conflict, Resolution, default_resolver
 from engine.inventory import LIST_DOC_ID, InvalidListError, validate_list_revision
 from engine.revid import compare_key
+from engine.seeding import starter_list_revision
 
 __all__ = ["ItemMergeResolver", "is_valid_list", "merge_lists"]
 
@@ -135,18 +136,14 @@ class ItemMergeResolver:
 
     ``untouched`` is the revision ID of a list that gives way whole to any
     other (by default the app's starter list as a new database gets it,
-    :func:`~engine.seeding.starter_list_revision`, read at the first conflict).
+    :func:`~engine.seeding.starter_list_revision`, computed at the first conflict).
     """
 
     def __init__(self, untouched: str | None = None) -> None:
         self._untouched = untouched
 
     def _gives_way(self, rev_id: str) -> bool:
-        if self._untouched is None:
-            from engine.seeding import starter_list_revision  # noqa: PLC0415  # resources, read only if needed
-
-            self._untouched = starter_list_revision()[0]
-        return rev_id == self._untouched
+        return rev_id == (self._untouched or starter_list_revision())
 
     def __call__(self, conflict: Conflict) -> Resolution:
         if conflict.doc_id != LIST_DOC_ID:

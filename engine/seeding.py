@@ -106,15 +106,14 @@ def load_starter_inventory() -> list[StarterItem]:
 
 
 @functools.cache
-def starter_list_revision() -> tuple[str, dict[str, Any]]:
-    """The revision ID and body of the list a new user's database starts with.
+def starter_list_revision() -> str:
+    """The revision ID of the list a new user's database starts with.
 
     Revision IDs are digests of the body (:func:`~engine.revid.make_rev_id`),
     so every database seeded with this starter holds the very same first
     revision, on every computer.
     """
-    body = new_list_body(load_starter_inventory())
-    return make_rev_id(None, False, canonical_json(body)), body
+    return make_rev_id(None, False, canonical_json(new_list_body(load_starter_inventory())))
 
 
 def _read(path: Path) -> Iterator[tuple[int, Any]]:

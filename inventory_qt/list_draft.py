@@ -24,10 +24,18 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from engine.blobs import Blob, digest_of
+from engine.blobs import Blob
 from engine.conflicts import ConcurrencyControl
 from engine.errors import ConflictError, InventoryError
-from engine.inventory import LIST_DOC_ID, Item, list_body, next_edit_stamp, read_items_or_last_valid
+from engine.inventory import (
+    JPEG,
+    LIST_DOC_ID,
+    Item,
+    list_body,
+    next_edit_stamp,
+    picture_blob,
+    read_items_or_last_valid,
+)
 from engine.list_schema import InvalidListError, check_list_body
 
 if TYPE_CHECKING:
@@ -180,7 +188,7 @@ def save_draft(db: Database, request: SaveRequest) -> SaveResult:
         if changed or state.other_rev_id != request.close_rev:
             return SaveResult(None, state)
         for digest, jpeg in request.pictures.items():
-            stored = db.save_blob(jpeg, "image/jpeg")
+            stored = db.save_blob(jpeg, JPEG)
             assert stored.digest == digest
         items = _apply(list(state.items), request.edits)
         doc = db.get(LIST_DOC_ID)
@@ -353,7 +361,7 @@ class ListDraft:
 
     def set_picture(self, key: str, jpeg: bytes) -> Blob:
         """Give an item a new picture (JPEG bytes, stored at save); return its blob."""
-        blob = Blob(digest_of(jpeg), len(jpeg), "image/jpeg")
+        blob = picture_blob(jpeg)
         self._pictures[blob.digest] = jpeg
         self._edit(key, image=blob, image_changed=True)
         return blob

@@ -18,6 +18,7 @@ from engine.database import Database
 from engine.documents import decode_body
 from engine.errors import EngineError, InvalidDocumentError, InventoryError, NotFoundError
 from engine.inventory import (
+    JPEG,
     LIST_DOC_ID,
     add_item,
     parse_quantity,
@@ -142,7 +143,7 @@ def cmd_items_add(args: argparse.Namespace, out: Output) -> int:
     quantity = _quantity(args.name, args.quantity)
     jpeg = picture_from_file(args.picture) if args.picture is not None else None
     with creating_database(args, out, seed=True) as db:
-        image = db.save_blob(jpeg, "image/jpeg") if jpeg is not None else None
+        image = db.save_blob(jpeg, JPEG) if jpeg is not None else None
         doc = add_item(db, args.name, quantity, image)
     key = _stored_key(args.name)
     out.record({"event": "added", "key": key, "value": quantity, "rev": doc.rev_id}, f"added {key} = {quantity}")

@@ -319,7 +319,7 @@ def test_an_untouched_starter_list_gives_way_whole(starter_side: str, local_high
 
 
 def test_the_starter_list_as_a_new_database_gets_it_is_the_default() -> None:
-    rev_id, starter = starter_list_revision()
+    rev_id, starter = starter_list_revision(), body(("Flour", 12))  # the resolver goes by the revision ID
     case = dataclasses.replace(
         conflict(starter, body(("Rice", 40)), None, local_high=False),
         local_rev_id=rev_id,
