@@ -31,6 +31,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QApplication
 
+from engine.replication.discovery import quiet_zeroconf_warnings
 from inventory_qt import platform_check, self_test
 from inventory_qt.discovery_bridge import INTERFACES_ENV
 from inventory_qt.errors import describe_error
@@ -89,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    if not args.verbose:  # as the command line: zeroconf's per-send warnings on an unroutable interface
-        logging.getLogger("zeroconf").setLevel(logging.ERROR)
+    if not args.verbose:
+        quiet_zeroconf_warnings()
     if args.self_test:  # offscreen, on a temporary data directory: no platform check, no window
         return self_test.run_self_test(verbose=args.verbose)
     password = ""

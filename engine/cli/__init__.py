@@ -24,6 +24,7 @@ from engine.cli.security_commands import register as register_security_commands
 from engine.cli.store_commands import register as register_store_commands
 from engine.cli.sync_commands import register as register_sync_commands
 from engine.errors import EngineError
+from engine.replication.discovery import quiet_zeroconf_warnings
 from engine.replication.errors import ConfigurationError
 
 __all__ = ["build_parser", "main"]
@@ -81,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.debug:  # zeroconf warns with a traceback at every send an interface cannot make (IPv6 with
-        logging.getLogger("zeroconf").setLevel(logging.ERROR)  # no route): noise; discovery reports real failures
+    if not args.debug:
+        quiet_zeroconf_warnings()
     out = Output(json_lines=args.json, quiet=args.quiet)
     try:
         return int(args.handler(args, out))

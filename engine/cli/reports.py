@@ -43,6 +43,11 @@ DOCUMENTS_INTERVAL = 1.0
 SUMMARY_INTERVAL = 10.0
 
 
+def _is_http(error: BaseException | None, status: HTTPStatus) -> bool:
+    """Whether ``error`` is the peer's answer with this HTTP status (an ``HTTP`` domain BLIP error)."""
+    return isinstance(error, BlipError) and error.domain == "HTTP" and error.code == status
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
 
@@ -186,9 +191,7 @@ class SyncReport:
                 accept = self.command("trust", "accept", peer, status.error.new_fingerprint)
                 message += f" (to trust it after checking: {accept})"
             elif (
-                isinstance(status.error, BlipError)
-                and status.error.code == HTTPStatus.FORBIDDEN
-                and self.replicator.config.type is not ReplicatorType.PULL
+                _is_http(status.error, HTTPStatus.FORBIDDEN) and self.replicator.config.type is not ReplicatorType.PULL
             ):  # a read-only peer refuses what we offer it
                 message += f" ({self._totals_text()}; --pull takes its changes without offering ours)"
             self.out.error(message)
@@ -217,7 +220,7 @@ class SyncReport:
                 f"incomplete: {self._totals_text()}; {failed} not synced",
             )
             if self.replicator.config.type is ReplicatorType.PUSH and any(
-                isinstance(doc.error, BlipError) and doc.error.code == HTTPStatus.CONFLICT for _, doc in self.failed()
+                _is_http(doc.error, HTTPStatus.CONFLICT) for _, doc in self.failed()
             ):
                 self.out.note("the peer changed them too: a sync that also pulls (without --push) merges the changes")
             return 1

@@ -46,9 +46,20 @@ __all__ = [
     "PeerRemoved",
     "advertise_listener",
     "open_zeroconf",
+    "quiet_zeroconf_warnings",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def quiet_zeroconf_warnings() -> None:
+    """Show zeroconf's own log from errors up (programs call this unless asked for details).
+
+    It warns, with a traceback, at every send an interface cannot make (IPv6
+    without a route, say): noise to a user; discovery reports real failures.
+    """
+    logging.getLogger("zeroconf").setLevel(logging.ERROR)
+
 
 #: Questions ask for multicast answers (QM), never unicast ones (QU, python-zeroconf's default for
 #: a first query): on a machine where several mDNS sockets share port 5353 (avahi or Bonjour

@@ -191,15 +191,13 @@ def check_url(url: str, *, tls: bool) -> None:
     """
     try:
         parts = urlsplit(url)
-        port = parts.port
         host = parts.hostname
-    except ValueError as exc:  # a malformed IPv6 address, or a port out of range or not a number
-        text = str(exc)
-        if text.startswith("Port out of range"):
-            text = "the port is out of range (1 to 65535)"
-        elif text.startswith("Port could not be cast"):
-            text = "the port is not a number from 1 to 65535"
-        raise ConfigurationError(f"invalid URL {url!r}: {text}") from None
+    except ValueError as exc:  # a malformed IPv6 address
+        raise ConfigurationError(f"invalid URL {url!r}: {exc}") from None
+    try:
+        port = parts.port
+    except ValueError:  # out of range, or not a number
+        raise ConfigurationError(f"invalid URL {url!r}: the port is not a number from 1 to 65535") from None
     if parts.scheme not in ("ws", "wss"):
         raise ConfigurationError(f"invalid URL {url!r}: use ws:// or wss://")
     if not host:

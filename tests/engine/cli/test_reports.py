@@ -10,9 +10,9 @@ import pytest
 
 from engine.cli.output import Output
 from engine.cli.reports import ServeReport, SyncReport
-from engine.replication.errors import TransportError
+from engine.replication.errors import BlipError, TransportError
 from engine.replication.listener import ConnectionEvent, ListenerStats, ListenerStatus
-from engine.replication.replicator_types import ActivityLevel, Progress, ReplicatorStatus
+from engine.replication.replicator_types import ActivityLevel, Progress, ReplicatorStatus, ReplicatorType
 
 
 class FakeListener:
@@ -126,3 +126,16 @@ def test_json_progress_comes_at_once_and_every_half_second(
     report_progress(monkeypatch, json_lines=True, steps=[(0.1, 10, 100), (0.3, 20, 100), (0.7, 30, 100)])
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["completed"], e["total"]) for e in events if e["event"] == "progress"] == [(10, 100), (30, 100)]
+
+
+@pytest.mark.parametrize(("domain", "hinted"), [("HTTP", True), ("BLIP", False)])
+def test_only_the_peers_http_403_is_taken_for_a_read_only_peer(
+    capsys: pytest.CaptureFixture[str], domain: str, hinted: bool
+) -> None:
+    replicator = FakeReplicator("ws://127.0.0.1:4984/shop")
+    replicator.config.type = ReplicatorType.PUSH_AND_PULL
+    replicator.pushed, replicator.pulled = 0, 3  # type: ignore[attr-defined]
+    report = SyncReport(replicator, Output(json_lines=False), continuous=False)  # type: ignore[arg-type]
+    replicator.status = ReplicatorStatus(ActivityLevel.STOPPED, error=BlipError(domain, 403, "no"))  # type: ignore[assignment]
+    assert report.finish(interrupted=None) == 1
+    assert ("--pull takes its changes" in capsys.readouterr().err) is hinted

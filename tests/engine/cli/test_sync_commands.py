@@ -328,7 +328,7 @@ def test_progress_shows_as_lines_when_piped_and_as_a_bar_on_a_terminal(tmp_path:
 @pytest.mark.parametrize(
     ("url", "words"),
     [
-        ("ws://127.0.0.1:70000/userdb", "the port is out of range (1 to 65535)"),
+        ("ws://127.0.0.1:70000/userdb", "the port is not a number from 1 to 65535"),
         ("ws://127.0.0.1:port/userdb", "the port is not a number from 1 to 65535"),
         ("ws://[::1/userdb", "IPv6"),
         ("ws://bob:password@127.0.0.1:4984/userdb", "give credentials separately"),

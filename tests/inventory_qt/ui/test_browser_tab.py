@@ -40,7 +40,7 @@ async def test_peers_by_url_menus_and_trust(qtbot: QtBot, data_dir: Path) -> Non
             assert tab.add_url(bad) is None
         assert tab.model.rowCount() == 0
         boxes = [b for b in tab.findChildren(QMessageBox) if b.objectName() == "errorBox"]
-        assert any("the port is out of range" in b.text() for b in boxes) and len(boxes) == 4
+        assert any("the port is not a number from 1 to 65535" in b.text() for b in boxes) and len(boxes) == 4
         # a peer nobody listens to: connecting goes offline and retries; kept for the next sign-in
         peer_id = tab.add_url("ws://127.0.0.1:9/userdb")
         assert peer_id is not None and window.session.settings.peers == ("ws://127.0.0.1:9/userdb",)
